@@ -1,0 +1,342 @@
+//! wsguard's policy file: TOML → raw serde structs (`deny_unknown_fields`) → validated [`Config`].
+//! Nothing is clamped or guessed; [`ConfigErrors`] lists every problem as `file:LINE: KEY: fix`.
+//! Units: sizes are bytes or binary units ("64 KiB"); durations need a unit ("10s", "500ms").
+
+mod effective;
+mod error;
+mod raw;
+mod routes;
+#[cfg(test)]
+mod tests;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigErrors, ConfigProblem};
+pub use units::{format_duration, format_size};
+
+// === limits and defaults ===
+
+/// Default listen address: all interfaces, the usual alternate HTTPS port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// Default 10s from TCP accept to a complete upgrade request (TLS included): bounds slowloris
+/// while leaving room for a TLS handshake over a slow mobile link.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default 3s per backend connect attempt: a local backend answers in milliseconds; waiting
+/// longer only holds the client's handshake open.
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default 5s to wait for the peer's close frame (or TCP close) after sending one (RFC 6455 §7.1.1).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest timeout accepted (1ms): zero would refuse every connection.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// Longest timeout accepted (5m): longer only keeps dead or hostile connections alive.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default 16 KiB for the request line + headers: browsers send 1–4 KiB with cookies; 16 KiB
+/// matches common servers and bounds the per-connection header buffer.
+pub const DEFAULT_MAX_REQUEST_HEAD: u64 = 16 << 10;
+/// Smallest request head limit (1 KiB): below that, ordinary browser upgrades are refused.
+pub const MIN_MAX_REQUEST_HEAD: u64 = 1 << 10;
+/// Largest request head limit (1 MiB): more is never needed and is a memory lever for attackers.
+pub const MAX_MAX_REQUEST_HEAD: u64 = 1 << 20;
+/// Default 64 KiB per client frame: chat messages are small; bounds what one frame can pin.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 64 << 10;
+/// Default 1 MiB per client message (all fragments together): room for pasted text, not for floods.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+/// Largest size limit (2^63-1): RFC 6455 §5.2 caps the 64-bit payload length there.
+pub const MAX_SIZE_LIMIT: u64 = i64::MAX as u64;
+/// Default 128 fragments per client message: browsers never fragment; bounds per-frame overhead.
+pub const DEFAULT_MAX_FRAGMENTS: u64 = 128;
+/// Largest fragment limit (1,000,000): enough for the conformance suite's many-fragment cases.
+pub const MAX_MAX_FRAGMENTS: u64 = 1_000_000;
+/// Default demo backend address (`wsguard demo` only).
+pub const DEFAULT_DEMO_BACKEND_LISTEN: &str = "127.0.0.1:9000";
+/// Default demo page address (`wsguard demo` only).
+pub const DEFAULT_DEMO_PAGE_LISTEN: &str = "127.0.0.1:8080";
+
+// === validated configuration ===
+
+/// A validated configuration; every default is filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file name (or origin name) it was read from, for messages about its contents.
+    pub source_name: String,
+    pub server: ServerConfig,
+    pub origin: OriginConfig,
+    /// Client → backend limits; after validation every field is `Some`.
+    pub frames: FrameLimits,
+    /// Client → backend mask-key rule (`[frames] mask_key_policy`).
+    pub mask_key_policy: MaskKeyPolicy,
+    /// Backend → client limits; `None` = unlimited (the default).
+    pub backend_frames: FrameLimits,
+    /// At least one; paths are unique per match kind.
+    pub routes: Vec<Route>,
+    pub demo: DemoConfig,
+}
+
+/// `[server]`: listener, TLS files and connection timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain, resolved against the config file's directory. Validation
+    /// guarantees `tls_cert` and `tls_key` are both `Some` (wss://) or both `None` (plain ws://).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key; see `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    pub handshake_timeout: Duration,
+    pub max_request_head: u64,
+    pub backend_connect_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+/// `[origin]`: which browser origins may open a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// Entries as written; their syntax is checked by the origin module.
+    pub allow: Vec<String>,
+    /// 1-based line of each `allow` entry (same index); see [`Config::origin_allow_line`].
+    pub allow_lines: Vec<usize>,
+    pub allow_missing: bool,
+    pub mode: OriginMode,
+}
+
+/// `[origin] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginMode {
+    /// Refuse a disallowed Origin with 403.
+    Enforce,
+    /// Log and count a disallowed Origin, let it through.
+    Report,
+}
+
+/// Size limits for one direction; `None` = no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameLimits {
+    pub max_frame_size: Option<u64>,
+    pub max_message_size: Option<u64>,
+    pub max_fragments: Option<u64>,
+}
+
+/// `[frames] mask_key_policy`: how strictly client mask keys are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKeyPolicy {
+    /// Also refuse (1008) an all-zero mask key or the same key on consecutive frames.
+    Strict,
+    /// Only what RFC 6455 requires: every client frame masked.
+    Rfc,
+}
+
+/// One `[[route]]`: which request paths go to which backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Starts with "/", no query, no whitespace, no dot segments.
+    pub path: String,
+    pub path_match: PathMatch,
+    /// At least one.
+    pub backends: Vec<Backend>,
+    /// Allow-list offered to the backend; empty = forward the client's offer unchanged.
+    pub subprotocols: Vec<String>,
+}
+
+/// `[[route]] match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact,
+    /// Segment boundary: "/chat" matches "/chat" and "/chat/…", not "/chatroom".
+    Prefix,
+}
+
+/// A backend address; `host` is a name, IPv4 or IPv6 (without brackets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub host: String,
+    pub port: u16,
+}
+
+/// `[demo]`: addresses used only by `wsguard demo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoConfig {
+    pub backend_listen: SocketAddr,
+    pub page_listen: SocketAddr,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parse and validate `src`; `origin_name` names it in messages, and relative TLS paths
+    /// resolve against its directory (no directory = left as written).
+    pub fn from_str(src: &str, origin_name: &str) -> Result<Config, ConfigErrors> {
+        validate::load(src, origin_name)
+    }
+
+    /// Read and validate a file; relative TLS paths resolve against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::one(
+                &name,
+                ConfigProblem::new("", None, format!("cannot read the config file: {e}")),
+            )
+        })?;
+        Self::from_str(&src, &name)
+    }
+
+    /// The route for a request path: an exact match beats a prefix; the longest prefix wins.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        let matching = || self.routes.iter().filter(|r| r.matches(path));
+        matching()
+            .find(|r| r.path_match == PathMatch::Exact)
+            .or_else(|| matching().max_by_key(|r| r.path.len()))
+    }
+
+    /// The 1-based line of `[origin] allow` entry `index`.
+    pub fn origin_allow_line(&self, index: usize) -> Option<usize> {
+        self.origin.allow_lines.get(index).copied()
+    }
+
+    /// The effective settings, every default filled in, as TOML (for `wsguard check`).
+    pub fn to_effective_toml(&self) -> String {
+        effective::render(self)
+    }
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Does `path` (a request path; any `?query` or `#fragment` is ignored) fall under this route?
+    /// Paths with dot segments or encoded dots, slashes or backslashes never match, so a
+    /// prefix route cannot be escaped with "/chat/../admin".
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        if has_dot_segment(path) || has_encoded_separator(path) {
+            return false;
+        }
+        match self.path_match {
+            PathMatch::Exact => path == self.path,
+            PathMatch::Prefix => path.strip_prefix(self.path.as_str()).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || self.path.ends_with('/')
+            }),
+        }
+    }
+}
+
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|seg| seg == "." || seg == "..")
+}
+
+fn has_encoded_separator(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+}
+
+impl fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathMatch::Exact => "exact",
+            PathMatch::Prefix => "prefix",
+        })
+    }
+}
+
+impl fmt::Display for OriginMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OriginMode::Enforce => "enforce",
+            OriginMode::Report => "report",
+        })
+    }
+}
+
+impl fmt::Display for MaskKeyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaskKeyPolicy::Strict => "strict",
+            MaskKeyPolicy::Rfc => "rfc",
+        })
+    }
+}
+
+// === impl Backend ===
+
+impl Backend {
+    /// Parse "host:port", "1.2.3.4:port" or "[v6]:port"; the error says how to write it.
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        let example = "e.g. \"127.0.0.1:9000\", \"chat.internal:9000\" or \"[::1]:9000\"";
+        if s.contains("://") {
+            return Err(format!(
+                "\"{s}\" has a scheme; write only host:port, {example}"
+            ));
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("\"{s}\" has no closing \"]\"; write {example}"))?;
+            host.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("\"{host}\" in \"{s}\" is not an IPv6 address"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| format!("\"{s}\" has no port; write {example}"))?;
+            (host, port)
+        } else {
+            let (host, port) = s
+                .rsplit_once(':')
+                .ok_or_else(|| format!("\"{s}\" has no port; write host:port, {example}"))?;
+            if host.contains(':') {
+                return Err(format!(
+                    "IPv6 address in \"{s}\" needs brackets, e.g. \"[::1]:9000\""
+                ));
+            }
+            check_host(host).map_err(|why| format!("\"{s}\": {why}; write {example}"))?;
+            (host, port)
+        };
+        let port = match port.parse::<u16>() {
+            Ok(0) | Err(_) => {
+                return Err(format!(
+                    "\"{port}\" in \"{s}\" is not a port (1..=65535); write {example}"
+                ))
+            }
+            Ok(p) => p,
+        };
+        Ok(Backend {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("host is empty".into());
+    }
+    if host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("\"{host}\" is not an IPv4 address"));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err(format!("\"{host}\" is not a valid host name"));
+    }
+    Ok(())
+}
+
+impl fmt::Display for Backend {
+    /// host:port, with brackets around an IPv6 host (usable as an HTTP Host header).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+// === Raw serde structs (deny_unknown_fields) and the unknown-key pre-pass ===
+//
+// Every leaf is a `Spanned<Leaf>` that accepts any TOML value, so a wrong type is found by
+// validation (which reports every problem) rather than by serde (which stops at the first).
+
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::{suggest, ConfigProblem, Lines};
+
+/// Any TOML value, typed later by validation.
+#[derive(Debug, Clone)]
+pub(super) enum Leaf {
+    Int(i64),
+    Float,
+    Bool(bool),
+    Str(String),
+    List(Vec<Spanned<Leaf>>),
+    Table,
+}
+
+impl Leaf {
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Leaf::Int(_) => "an integer",
+            Leaf::Float => "a float",
+            Leaf::Bool(_) => "a boolean",
+            Leaf::Str(_) => "a string",
+            Leaf::List(_) => "an array",
+            Leaf::Table => "a table or date",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Leaf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LeafVisitor)
+    }
+}
+
+struct LeafVisitor;
+
+impl<'de> Visitor<'de> for LeafVisitor {
+    type Value = Leaf;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Leaf, E> {
+        Ok(Leaf::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Leaf, E> {
+        Ok(Leaf::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Leaf, E> {
+        i64::try_from(v)
+            .map(Leaf::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Leaf, E> {
+        Ok(Leaf::Float)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Leaf, E> {
+        Ok(Leaf::Str(v.to_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Leaf>>()? {
+            items.push(item);
+        }
+        Ok(Leaf::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Table)
+    }
+}
+
+pub(super) type Field = Option<Spanned<Leaf>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub origin: RawOrigin,
+    #[serde(default)]
+    pub frames: RawFrames,
+    #[serde(default)]
+    pub backend_frames: RawBackendFrames,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub demo: RawDemo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Field,
+    pub tls_cert: Field,
+    pub tls_key: Field,
+    pub handshake_timeout: Field,
+    pub max_request_head: Field,
+    pub backend_connect_timeout: Field,
+    pub close_timeout: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOrigin {
+    pub allow: Field,
+    pub allow_missing: Field,
+    pub mode: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFrames {
+    pub max_frame_size: Field,
+    pub max_message_size: Field,
+    pub max_fragments: Field,
+    pub mask_key_policy: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackendFrames {
+    pub max_frame_size: Field,
+    pub max_message_size: Field,
+    pub max_fragments: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub path: Field,
+    #[serde(rename = "match")]
+    pub path_match: Field,
+    pub backends: Field,
+    pub subprotocols: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDemo {
+    pub backend_listen: Field,
+    pub page_listen: Field,
+}
+
+// === schema pre-pass: all unknown keys at once, with suggestions ===
+
+/// Known keys per section; must match the raw structs above (the example.toml test checks it).
+const SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "server",
+        &[
+            "listen",
+            "tls_cert",
+            "tls_key",
+            "handshake_timeout",
+            "max_request_head",
+            "backend_connect_timeout",
+            "close_timeout",
+        ],
+    ),
+    ("origin", &["allow", "allow_missing", "mode"]),
+    (
+        "frames",
+        &[
+            "max_frame_size",
+            "max_message_size",
+            "max_fragments",
+            "mask_key_policy",
+        ],
+    ),
+    (
+        "backend_frames",
+        &["max_frame_size", "max_message_size", "max_fragments"],
+    ),
+    ("route", &["path", "match", "backends", "subprotocols"]),
+    ("demo", &["backend_listen", "page_listen"]),
+];
+
+/// Report every unknown key and every section of the wrong shape.
+pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let sections: Vec<&str> = SCHEMA.iter().map(|(s, _)| *s).collect();
+    for (key, value) in root {
+        let name: &str = key.get_ref();
+        let line = Some(lines.line_of_span(&key.span()));
+        let Some((_, known)) = SCHEMA.iter().find(|(s, _)| *s == name) else {
+            let hint = match suggest(name, &sections) {
+                Some("route") => "did you mean [[route]]?".to_owned(),
+                Some(s) => format!("did you mean [{s}]?"),
+                None => match section_of(name) {
+                    Some(s) => format!("\"{name}\" belongs in [{s}]"),
+                    None => format!("known sections: {}", sections.join(", ")),
+                },
+            };
+            problems.push(ConfigProblem::new(
+                name,
+                line,
+                format!("unknown section or key \"{name}\" at the top level; {hint}"),
+            ));
+            continue;
+        };
+        match (name, value.get_ref()) {
+            ("route", DeValue::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("route[{i}]");
+                    match item.get_ref() {
+                        DeValue::Table(t) => check_table(&path, "[[route]]", t, known, lines, &mut problems),
+                        other => problems.push(ConfigProblem::new(
+                            path,
+                            Some(lines.line_of_span(&item.span())),
+                            format!("each route must be a table, found {}; write [[route]] sections", other.type_str()),
+                        )),
+                    }
+                }
+            }
+            ("route", _) => problems.push(ConfigProblem::new(
+                name,
+                line,
+                "routes must be an array of tables: write [[route]] (double brackets) for each route",
+            )),
+            (_, DeValue::Table(t)) => {
+                check_table(name, &format!("[{name}]"), t, known, lines, &mut problems)
+            }
+            (_, other) => problems.push(ConfigProblem::new(
+                name,
+                line,
+                format!("\"{name}\" must be a [{name}] section (a table), found {}", other.type_str()),
+            )),
+        }
+    }
+    problems
+}
+
+fn check_table(
+    path: &str,
+    label: &str,
+    table: &DeTable<'_>,
+    known: &[&str],
+    lines: &Lines,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    for key in table.keys() {
+        let name: &str = key.get_ref();
+        if known.contains(&name) {
+            continue;
+        }
+        let hint = match (suggest(name, known), section_of(name)) {
+            (Some(s), _) => format!("did you mean \"{s}\"?"),
+            (None, Some(section)) => format!("\"{name}\" belongs in [{section}]"),
+            (None, None) => format!("known keys: {}", known.join(", ")),
+        };
+        problems.push(ConfigProblem::new(
+            format!("{path}.{name}"),
+            Some(lines.line_of_span(&key.span())),
+            format!("unknown key \"{name}\" in {label}; {hint}"),
+        ));
+    }
+}
+
+/// The section a key belongs to, for keys written in the wrong section.
+fn section_of(key: &str) -> Option<&'static str> {
+    SCHEMA
+        .iter()
+        .find(|(_, keys)| keys.contains(&key))
+        .map(|(s, _)| *s)
+}

@@ -1,0 +1,361 @@
+// === Tests: shipped configs load, invalid configs fail with their stated message ===
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+const MINIMAL: &str = "[[route]]\npath = \"/chat\"\nbackends = [\"127.0.0.1:9000\"]\n";
+
+fn load(name: &str) -> Config {
+    let path = Path::new(MANIFEST).join("config").join(name);
+    Config::from_file(&path).unwrap_or_else(|e| panic!("{name} must load:\n{e}"))
+}
+
+fn errors(src: &str) -> String {
+    Config::from_str(src, "t.toml")
+        .expect_err("must fail")
+        .to_string()
+}
+
+#[test]
+fn shipped_wsguard_toml_loads() {
+    let c = load("wsguard.toml");
+    assert_eq!(c.server.listen, "127.0.0.1:8443".parse().unwrap());
+
+    assert_eq!(
+        c.server.tls_cert.clone().unwrap(),
+        Path::new(MANIFEST).join("config/../certs/localhost.crt")
+    );
+    assert_eq!(
+        c.server.tls_key.clone().unwrap(),
+        Path::new(MANIFEST).join("config/../certs/localhost.key")
+    );
+    assert_eq!(
+        c.origin.allow,
+        ["http://localhost:8080", "http://127.0.0.1:8080"]
+    );
+    assert_eq!(c.origin.allow_lines, [10, 10]);
+    assert_eq!(
+        c.route_for("/chat").unwrap().backends[0].to_string(),
+        "127.0.0.1:9000"
+    );
+    assert_eq!(
+        c.demo.page_listen,
+        DEFAULT_DEMO_PAGE_LISTEN.parse().unwrap()
+    );
+}
+
+#[test]
+fn shipped_conformance_toml_loads() {
+    let c = load("conformance.toml");
+    assert!(c.server.tls_cert.is_none() && c.server.tls_key.is_none());
+    assert_eq!(c.mask_key_policy, MaskKeyPolicy::Strict);
+    assert!(c.origin.allow_missing);
+    assert_eq!(c.frames.max_message_size, Some(20 << 20));
+    assert_eq!(c.frames.max_fragments, Some(1_000_000));
+    assert!(c.route_for("/runCase?case=1&agent=x").is_some());
+}
+
+#[test]
+fn shipped_example_toml_loads_and_sets_every_key() {
+    let c = load("example.toml");
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.backend_frames.max_fragments, Some(100_000));
+    assert_eq!(
+        c.routes[1].backends[0],
+        Backend {
+            host: "::1".into(),
+            port: 9100
+        }
+    );
+    // Every key the schema knows appears in example.toml.
+    let text = std::fs::read_to_string(Path::new(MANIFEST).join("config/example.toml")).unwrap();
+    for key in [
+        "listen",
+        "tls_cert",
+        "tls_key",
+        "handshake_timeout",
+        "max_request_head",
+        "backend_connect_timeout",
+        "close_timeout",
+        "allow",
+        "allow_missing",
+        "mode",
+        "max_frame_size",
+        "max_message_size",
+        "max_fragments",
+        "mask_key_policy",
+        "path",
+        "match",
+        "backends",
+        "subprotocols",
+        "backend_listen",
+        "page_listen",
+    ] {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "example.toml lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn invalid_configs_fail_with_their_stated_message() {
+    let dir = Path::new(MANIFEST).join("tests/invalid-configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| {
+                panic!("{} lacks a first-line `# expect: ` comment", path.display())
+            });
+        let err = match Config::from_file(&path) {
+            Ok(_) => panic!("{} loaded but must fail with: {expect}", path.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(expect),
+            "{}:\n  expected: {expect}\n  got: {err}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 12, "only {count} invalid configs found");
+}
+
+#[test]
+fn defaults_fill_in() {
+    let c = Config::from_str(MINIMAL, "t.toml").unwrap();
+    assert_eq!(c.server.listen, DEFAULT_LISTEN.parse().unwrap());
+    assert_eq!((c.server.tls_cert, c.server.tls_key), (None, None));
+    assert_eq!(c.server.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(c.server.max_request_head, DEFAULT_MAX_REQUEST_HEAD);
+    assert_eq!(c.frames.max_frame_size, Some(DEFAULT_MAX_FRAME_SIZE));
+    assert_eq!(c.frames.max_message_size, Some(DEFAULT_MAX_MESSAGE_SIZE));
+    assert_eq!(c.frames.max_fragments, Some(DEFAULT_MAX_FRAGMENTS));
+    assert_eq!(c.mask_key_policy, MaskKeyPolicy::Strict);
+    assert_eq!(c.backend_frames, FrameLimits::default());
+    assert_eq!(c.origin.mode, OriginMode::Enforce);
+    assert!(!c.origin.allow_missing);
+    assert_eq!(c.routes[0].path_match, PathMatch::Exact);
+}
+
+#[test]
+fn error_names_the_line() {
+    let src = "[server]\nlisten = \"127.0.0.1:8443\"\n\n[frames]\nmax_fragments = 10\n\nmax_frame_size = \"12 parsecs\"\n\n".to_owned() + MINIMAL;
+    let err = errors(&src);
+    assert!(
+        err.starts_with("t.toml:7: frames.max_frame_size: unknown size unit \"parsecs\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = r#"
+[server]
+tls_key = "k.pem"
+handshake_timeout = "0ms"
+
+[frames]
+max_frame_size = "2 MiB"
+max_message_size = "1 MiB"
+
+[origin]
+mode = "loud"
+
+[[route]]
+path = "chat"
+backends = ["127.0.0.1:9000", "[::1]", "x:0"]
+"#;
+    let err = errors(src);
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        "t.toml:3: server.tls_key: is set but server.tls_cert is not",
+        "t.toml:4: server.handshake_timeout: 0ms is out of range",
+        "t.toml:8: frames.max_message_size: 1 MiB is smaller than frames.max_frame_size (2 MiB)",
+        "t.toml:11: origin.mode: \"loud\" is not allowed",
+        "t.toml:14: route[0].path: \"chat\" must start with \"/\"",
+        "t.toml:15: route[0].backends[1]: \"[::1]\" has no port",
+        "t.toml:15: route[0].backends[2]: \"0\" in \"x:0\" is not a port",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (got, want) in lines.iter().zip(expected) {
+        assert!(got.starts_with(want), "got: {got}\nwant: {want}");
+    }
+}
+
+#[test]
+fn all_unknown_keys_are_reported_with_suggestions() {
+    let src = "[server]\nlistn = \"x\"\n[frames]\nmax_frame_sise = 1\n[[route]]\npath = \"/\"\nbackend = []\n";
+    let err = errors(src);
+    assert!(
+        err.contains(
+            "t.toml:2: server.listn: unknown key \"listn\" in [server]; did you mean \"listen\"?"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("t.toml:4: frames.max_frame_sise: unknown key"),
+        "{err}"
+    );
+    assert!(err.contains("t.toml:7: route[0].backend: unknown key \"backend\" in [[route]]; did you mean \"backends\"?"), "{err}");
+}
+
+#[test]
+fn sizes_and_durations_accept_documented_forms() {
+    let src = "[server]\nmax_request_head = 4096\nclose_timeout = \"500ms\"\nhandshake_timeout = \"5m\"\n[frames]\nmax_frame_size = \"16MiB\"\nmax_message_size = \"1 GiB\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(c.server.max_request_head, 4096);
+    assert_eq!(c.server.close_timeout, Duration::from_millis(500));
+    assert_eq!(c.server.handshake_timeout, Duration::from_secs(300));
+    assert_eq!(c.frames.max_frame_size, Some(16 << 20));
+    assert_eq!(c.frames.max_message_size, Some(1 << 30));
+    let err = errors(&("[server]\nclose_timeout = 10\n".to_owned() + MINIMAL));
+    assert!(err.contains("10 has no unit; write e.g. \"10s\""), "{err}");
+    let err = errors(&("[server]\nmax_request_head = \"2 MiB\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("2 MiB is out of range; use 1 KiB to 1 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn backend_frames_are_checked_when_set() {
+    let src = "[backend_frames]\nmax_frame_size = \"2 MiB\"\nmax_message_size = \"1 MiB\"\n"
+        .to_owned()
+        + MINIMAL;
+    assert!(errors(&src).contains("t.toml:3: backend_frames.max_message_size: 1 MiB is smaller than backend_frames.max_frame_size"));
+    let src = "[frames]\nmax_frame_size = \"2 MiB\"\n".to_owned() + MINIMAL;
+    assert!(errors(&src).contains("t.toml:2: frames.max_frame_size: 2 MiB is larger than frames.max_message_size (1 MiB, the default)"));
+    let src = "[backend_frames]\nmax_frame_size = \"2 MiB\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(c.backend_frames.max_frame_size, Some(2 << 20));
+    assert_eq!(c.backend_frames.max_message_size, None);
+}
+
+#[test]
+fn routes_match_at_segment_boundaries() {
+    let src = r#"
+[[route]]
+path = "/chat"
+match = "prefix"
+backends = ["a:1"]
+[[route]]
+path = "/chat/admin"
+match = "prefix"
+backends = ["b:1"]
+[[route]]
+path = "/chat/admin"
+backends = ["c:1"]
+[[route]]
+path = "/files/"
+match = "prefix"
+backends = ["d:1"]
+"#;
+    let c = Config::from_str(src, "t.toml").unwrap();
+    let host = |p: &str| c.route_for(p).map(|r| r.backends[0].host.as_str());
+    assert_eq!(host("/chat"), Some("a"));
+    assert_eq!(host("/chat/room?x=1"), Some("a"));
+    assert_eq!(host("/chatroom"), None);
+    assert_eq!(host("/chat/admin"), Some("c"), "exact beats prefix");
+    assert_eq!(host("/chat/admin/x"), Some("b"), "longest prefix wins");
+    assert_eq!(host("/chat/adminx"), Some("a"));
+    assert_eq!(host("/files/a"), Some("d"));
+    assert_eq!(host("/files"), None);
+    assert_eq!(host("/chat/../admin"), None, "dot segments never match");
+    assert_eq!(host("/chat/%2e%2e/admin"), None);
+    assert_eq!(host("/other"), None);
+}
+
+#[test]
+fn same_path_with_different_match_is_not_a_duplicate() {
+    let src = "[[route]]\npath = \"/a\"\nbackends = [\"x:1\"]\n[[route]]\npath = \"/a\"\nmatch = \"prefix\"\nbackends = [\"x:1\"]\n";
+    assert!(Config::from_str(src, "t.toml").is_ok());
+}
+
+#[test]
+fn origin_allow_lines_map_entries_to_lines() {
+    let src = "[origin]\nallow = [\n  \"https://a.example\",\n\n  \"https://*.b.example\",\n]\n"
+        .to_owned()
+        + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(c.origin_allow_line(0), Some(3));
+    assert_eq!(c.origin_allow_line(1), Some(5));
+    assert_eq!(c.origin_allow_line(2), None);
+}
+
+#[test]
+fn effective_toml_round_trips() {
+    for name in ["wsguard.toml", "conformance.toml", "example.toml"] {
+        let src = std::fs::read_to_string(Path::new(MANIFEST).join("config").join(name)).unwrap();
+        let c = Config::from_str(&src, name).unwrap();
+        let text = c.to_effective_toml();
+        let mut again = Config::from_str(&text, name).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        again.origin.allow_lines.clone_from(&c.origin.allow_lines);
+        assert_eq!(c, again, "{text}");
+    }
+    let text = Config::from_str(MINIMAL, "t.toml")
+        .unwrap()
+        .to_effective_toml();
+    assert!(text.contains("max_frame_size = \"64 KiB\""), "{text}");
+    assert!(text.contains("handshake_timeout = \"10s\""), "{text}");
+    assert!(text.contains("# max_frame_size: unlimited"), "{text}");
+}
+
+#[test]
+fn backend_addresses() {
+    let ok = |s: &str, h: &str, p: u16| {
+        assert_eq!(
+            Backend::parse(s),
+            Ok(Backend {
+                host: h.into(),
+                port: p
+            }),
+            "{s}"
+        )
+    };
+    ok("127.0.0.1:9000", "127.0.0.1", 9000);
+    ok("chat.internal:80", "chat.internal", 80);
+    ok("[::1]:9000", "::1", 9000);
+    for bad in [
+        "127.0.0.1",
+        ":80",
+        "a:0",
+        "a:70000",
+        "ws://a:1",
+        "[::1:9000",
+        "[zz]:1",
+        "a b:1",
+        "999.1.1.1:1",
+        "-a:1",
+    ] {
+        assert!(Backend::parse(bad).is_err(), "{bad} must be refused");
+    }
+    assert_eq!(
+        Backend {
+            host: "::1".into(),
+            port: 9
+        }
+        .to_string(),
+        "[::1]:9"
+    );
+}
+
+#[test]
+fn missing_file_is_one_problem() {
+    let err = Config::from_file(Path::new("/nonexistent/wsguard.toml")).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/wsguard.toml: cannot read the config file"));
+}

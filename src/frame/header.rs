@@ -1,0 +1,206 @@
+//! The 2–14 byte frame header of RFC 6455 §5.2
+//! (<https://www.rfc-editor.org/rfc/rfc6455#section-5.2>): parse without consuming on
+//! short input, encode with the minimal length form.
+
+use crate::policy::Violation;
+
+/// Longest possible header: 2 fixed bytes, 8 length bytes, 4 mask-key bytes.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Frame opcode (RFC 6455 §5.2, §11.8). Values 3–7 and 11–15 are kept as `Reserved`
+/// so the policy can refuse them by name instead of the parser guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpCode {
+    Continue,
+    Text,
+    Binary,
+    Close,
+    Ping,
+    Pong,
+    Reserved(u8),
+}
+
+// === impl OpCode ===
+
+impl OpCode {
+    /// Decodes the low four bits of `v`.
+    pub fn from_u8(v: u8) -> Self {
+        match v & 0x0F {
+            0 => Self::Continue,
+            1 => Self::Text,
+            2 => Self::Binary,
+            8 => Self::Close,
+            9 => Self::Ping,
+            10 => Self::Pong,
+            other => Self::Reserved(other),
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Self::Continue => 0,
+            Self::Text => 1,
+            Self::Binary => 2,
+            Self::Close => 8,
+            Self::Ping => 9,
+            Self::Pong => 10,
+            Self::Reserved(v) => v & 0x0F,
+        }
+    }
+
+    /// Control opcodes have the high bit of the nibble set (§5.5).
+    pub fn is_control(self) -> bool {
+        self.as_u8() & 0x08 != 0
+    }
+}
+
+/// One parsed frame header. `payload_len` is as sent; caps are checked by the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub fin: bool,
+    pub rsv1: bool,
+    pub rsv2: bool,
+    pub rsv3: bool,
+    pub opcode: OpCode,
+    pub mask: Option<[u8; 4]>,
+    pub payload_len: u64,
+}
+
+// === impl FrameHeader ===
+
+impl FrameHeader {
+    /// Parses a header from the start of `input`.
+    ///
+    /// Returns `Ok(None)` while the header is incomplete (nothing is consumed), or the
+    /// header and its length in bytes. The only error is a 64-bit length with the most
+    /// significant bit set (§5.2), refused as soon as the 8 length bytes are present.
+    pub fn parse(input: &[u8]) -> Result<Option<(Self, usize)>, Violation> {
+        let [b0, b1, rest @ ..] = input else {
+            return Ok(None);
+        };
+        let (payload_len, ext) = match b1 & 0x7F {
+            126 => match rest.get(..2) {
+                Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 2),
+                _ => return Ok(None),
+            },
+            127 => match rest.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
+                Some(bytes) => {
+                    let len = u64::from_be_bytes(bytes);
+                    if len >> 63 != 0 {
+                        return Err(Violation::LengthMsbSet);
+                    }
+                    (len, 8)
+                }
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 0),
+        };
+        let mut used = 2 + ext;
+        let mask = if b1 & 0x80 != 0 {
+            match input
+                .get(used..used + 4)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            {
+                Some(key) => {
+                    used += 4;
+                    Some(key)
+                }
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let header = Self {
+            fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
+            rsv2: b0 & 0x20 != 0,
+            rsv3: b0 & 0x10 != 0,
+            opcode: OpCode::from_u8(*b0),
+            mask,
+            payload_len,
+        };
+        Ok(Some((header, used)))
+    }
+
+    /// Appends the header to `out`, using the shortest length form (§5.2 requires it).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let b0 = u8::from(self.fin) << 7
+            | u8::from(self.rsv1) << 6
+            | u8::from(self.rsv2) << 5
+            | u8::from(self.rsv3) << 4
+            | self.opcode.as_u8();
+        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        out.push(b0);
+        match self.payload_len {
+            // The match arms bound the value, so the narrowing casts are exact.
+            n @ 0..=125 => out.push(mask_bit | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        if let Some(key) = self.mask {
+            out.extend_from_slice(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> FrameHeader {
+        FrameHeader {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len,
+        }
+    }
+
+    #[test]
+    fn round_trip_all_length_forms() {
+        let lens = [0, 1, 125, 126, 127, 0xFFFF, 0x1_0000, u64::MAX >> 1];
+        let expected_sizes = [2, 2, 2, 4, 4, 4, 10, 10];
+        for (len, size) in lens.into_iter().zip(expected_sizes) {
+            for mask in [None, Some([1, 2, 3, 4])] {
+                for opcode in [OpCode::Text, OpCode::Ping, OpCode::Reserved(5)] {
+                    let mut h = header(opcode, mask, len);
+                    h.fin = len % 2 == 0;
+                    h.rsv2 = true;
+                    let mut out = Vec::new();
+                    h.encode(&mut out);
+                    let want = size + if mask.is_some() { 4 } else { 0 };
+                    assert_eq!(out.len(), want);
+                    assert_eq!(FrameHeader::parse(&out), Ok(Some((h, want))));
+                    // Every strict prefix is "not yet", never an error or a guess.
+                    for cut in 0..want {
+                        assert_eq!(FrameHeader::parse(&out[..cut]), Ok(None));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn msb_of_64_bit_length_is_refused() {
+        let mut bytes = vec![0x82, 0xFF];
+        bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        assert_eq!(FrameHeader::parse(&bytes), Err(Violation::LengthMsbSet));
+    }
+
+    #[test]
+    fn opcode_nibble_round_trips() {
+        for v in 0..16u8 {
+            assert_eq!(OpCode::from_u8(v).as_u8(), v);
+            assert_eq!(OpCode::from_u8(v).is_control(), v >= 8);
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! Decoder tests: one per rule (exact close code and label), split-invariance of a
+//! valid stream, and fail-fast UTF-8.
+
+use super::*;
+use crate::policy::{MaskKeyPolicy, MASK_KEY_REPEAT_LIMIT};
+
+fn unlimited() -> FramePolicy {
+    FramePolicy {
+        max_frame_size: None,
+        max_message_size: None,
+        max_fragments: None,
+        mask_key_policy: MaskKeyPolicy::Strict,
+    }
+}
+
+/// Length field form for a built frame: minimal, or forced wider (non-minimal).
+#[derive(Clone, Copy)]
+enum LenForm {
+    Minimal,
+    Bits16,
+    Bits64,
+}
+
+/// Builds wire bytes; masks with a fresh key per frame when `masked`.
+struct Wire {
+    masked: bool,
+    seed: u32,
+    form: LenForm,
+    bytes: Vec<u8>,
+}
+
+impl Wire {
+    fn client() -> Self {
+        Self {
+            masked: true,
+            seed: 0x1234_5678,
+            form: LenForm::Minimal,
+            bytes: Vec::new(),
+        }
+    }
+
+    fn server() -> Self {
+        Self {
+            masked: false,
+            ..Self::client()
+        }
+    }
+
+    fn next_key(&mut self) -> [u8; 4] {
+        self.seed = self
+            .seed
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        self.seed.to_be_bytes()
+    }
+
+    fn frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> &mut Self {
+        let mask = if self.masked {
+            Some(self.next_key())
+        } else {
+            None
+        };
+        self.frame_with(fin, opcode, mask, payload)
+    }
+
+    fn frame_with(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        payload: &[u8],
+    ) -> &mut Self {
+        let h = FrameHeader {
+            fin,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut hdr = Vec::new();
+        h.encode(&mut hdr);
+        let mask_bit = hdr[1] & 0x80;
+        let len = payload.len() as u64;
+        match self.form {
+            LenForm::Minimal => self.bytes.extend_from_slice(&hdr[..2 + ext_len(&hdr)]),
+            LenForm::Bits16 if len <= 0xFFFF => {
+                self.bytes.extend_from_slice(&[hdr[0], mask_bit | 126]);
+                self.bytes.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                self.bytes.extend_from_slice(&[hdr[0], mask_bit | 127]);
+                self.bytes.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        if let Some(key) = mask {
+            self.bytes.extend_from_slice(&key);
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.bytes[start..], key, 0);
+        }
+        self
+    }
+}
+
+fn ext_len(hdr: &[u8]) -> usize {
+    match hdr[1] & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    }
+}
+
+/// Feeds all of `bytes` and returns the violation it must produce.
+fn refuse(role: Role, policy: FramePolicy, bytes: &[u8]) -> Violation {
+    let mut dec = Decoder::new(role, policy);
+    let mut pos = 0;
+    loop {
+        match dec.feed(&bytes[pos..]) {
+            Err(v) => {
+                // The decoder stays dead.
+                assert_eq!(dec.feed(&[]), Err(v));
+                return v;
+            }
+            Ok((0, None)) => panic!("stream accepted, {} bytes left", bytes.len() - pos),
+            Ok((n, _)) => pos += n,
+        }
+    }
+}
+
+fn assert_refused(role: Role, policy: FramePolicy, bytes: &[u8], code: u16, label: &str) {
+    let v = refuse(role, policy, bytes);
+    assert_eq!((v.close_code(), v.label()), (code, label), "{v}");
+    assert!(v.reason().len() <= 40);
+}
+
+type Log = Vec<(usize, Event, Vec<u8>)>;
+
+/// Relays `bytes` arriving in the given chunk sizes, like the relay does: append,
+/// then feed until no progress. Logs (offset, event, control payload).
+fn run(role: Role, policy: FramePolicy, bytes: &[u8], sizes: &mut dyn FnMut() -> usize) -> Log {
+    let mut dec = Decoder::new(role, policy);
+    let mut buf = Vec::new();
+    let (mut pos, mut log) = (0, Vec::new());
+    while buf.len() < bytes.len() {
+        let end = (buf.len() + sizes().max(1)).min(bytes.len());
+        buf.extend_from_slice(&bytes[buf.len()..end]);
+        loop {
+            let (n, ev) = dec.feed(&buf[pos..]).expect("valid stream");
+            pos += n;
+            if let Some(ev) = ev {
+                let payload = match ev {
+                    Event::DataEnd { .. } => Vec::new(),
+                    _ => dec.control_payload().to_vec(),
+                };
+                log.push((pos, ev, payload));
+            }
+            if n == 0 && ev.is_none() {
+                break;
+            }
+        }
+    }
+    assert_eq!(pos, bytes.len());
+    assert!(dec.at_frame_boundary() && !dec.in_message());
+    log
+}
+
+/// Tiny deterministic PRNG (xorshift32) for random splits.
+fn xorshift(seed: u32) -> impl FnMut() -> usize {
+    let mut s = seed;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        // Mostly small reads, sometimes large ones.
+        if s % 8 == 0 {
+            (s % 5000) as usize
+        } else {
+            (s % 23) as usize
+        }
+    }
+}
+
+fn valid_stream(wire: &mut Wire) -> Vec<u8> {
+    let euro = "€".as_bytes();
+    let long_text: String = "aé€𝄞 ".repeat(7000);
+    let mut text1 = b"h\xc3\xa9llo ".to_vec();
+    text1.extend_from_slice(&euro[..2]);
+    let mut text2 = euro[2..].to_vec();
+    text2.extend_from_slice(" wörld".as_bytes());
+    let clef = "𝄞".as_bytes();
+    wire.frame(false, OpCode::Text, &text1)
+        .frame(true, OpCode::Ping, b"p1")
+        .frame(false, OpCode::Continue, &text2)
+        .frame(true, OpCode::Pong, b"")
+        .frame(false, OpCode::Continue, &clef[..1])
+        .frame(true, OpCode::Continue, &clef[1..])
+        .frame(true, OpCode::Binary, &[0xFF; 200])
+        .frame(true, OpCode::Text, long_text.as_bytes())
+        .frame(true, OpCode::Text, b"")
+        .frame(false, OpCode::Binary, b"")
+        .frame(true, OpCode::Ping, &[7; 125])
+        .frame(true, OpCode::Continue, &[0x80; 70_000])
+        .frame(true, OpCode::Close, b"\x03\xe8bye");
+    std::mem::take(&mut wire.bytes)
+}
+
+fn events(log: &Log) -> Vec<(Event, Vec<u8>)> {
+    log.iter().map(|(_, e, p)| (*e, p.clone())).collect()
+}
+
+#[test]
+fn stream_is_split_invariant() {
+    for (role, mut wire) in [
+        (Role::Client, Wire::client()),
+        (Role::Server, Wire::server()),
+    ] {
+        let bytes = valid_stream(&mut wire);
+        let whole = run(role, unlimited(), &bytes, &mut || usize::MAX);
+        assert_eq!(whole.len(), 13);
+        assert_eq!(whole[1].1, Event::Ping);
+        assert_eq!(whole[1].2, b"p1");
+        assert_eq!(
+            whole[5].1,
+            Event::DataEnd {
+                opcode: OpCode::Continue,
+                fin: true
+            }
+        );
+        assert_eq!(whole[12].1, Event::Close { code: Some(1000) });
+        assert_eq!(&whole[12].2[2..], b"bye");
+        assert_eq!(run(role, unlimited(), &bytes, &mut || 1), whole);
+        for seed in [1, 7, 0xDEAD_BEEF, 42] {
+            assert_eq!(run(role, unlimited(), &bytes, &mut xorshift(seed)), whole);
+        }
+        // Wider, non-minimal length fields: same events, frame ends shift.
+        for form in [LenForm::Bits16, LenForm::Bits64] {
+            let mut wide = Wire {
+                form,
+                ..Wire::client()
+            };
+            wide.masked = role == Role::Client;
+            let wide_bytes = valid_stream(&mut wide);
+            let once = run(role, unlimited(), &wide_bytes, &mut || usize::MAX);
+            assert_eq!(events(&once), events(&whole));
+            assert_eq!(run(role, unlimited(), &wide_bytes, &mut xorshift(3)), once);
+            assert_eq!(once.last().map(|l| l.0), Some(wide_bytes.len()));
+        }
+    }
+}
+
+#[test]
+fn decoder_is_small() {
+    assert!(
+        std::mem::size_of::<Decoder>() <= 400,
+        "{}",
+        std::mem::size_of::<Decoder>()
+    );
+}
+
+#[test]
+fn utf8_fails_fast_mid_frame() {
+    let mut payload = vec![b'a'; 100];
+    payload[2] = 0xFF;
+    let bytes = Wire::client()
+        .frame(true, OpCode::Text, &payload)
+        .bytes
+        .clone();
+    let mut dec = Decoder::new(Role::Client, unlimited());
+    // 2-byte header + 4-byte key + 3 payload bytes.
+    let v = dec.feed(&bytes[..9]).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1007, "invalid_utf8_text"));
+}
+
+#[test]
+fn utf8_fails_at_bad_continuation_split_across_frames() {
+    let bytes = Wire::client()
+        .frame(false, OpCode::Text, b"ok\xf4")
+        .frame(true, OpCode::Continue, b"\x90\x80\x80")
+        .bytes
+        .clone();
+    let mut dec = Decoder::new(Role::Client, unlimited());
+    assert!(matches!(
+        dec.feed(&bytes),
+        Ok((9, Some(Event::DataEnd { fin: false, .. })))
+    ));
+    // Header + key + the one byte 0x90.
+    assert_eq!(dec.feed(&bytes[9..16]), Err(Violation::InvalidUtf8Text));
+}
+
+#[test]
+fn utf8_incomplete_at_message_end() {
+    let bytes = Wire::client()
+        .frame(false, OpCode::Text, b"ok")
+        .frame(true, OpCode::Continue, b"\xe2\x82")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &bytes,
+        1007,
+        "truncated_utf8_text",
+    );
+}
+
+#[test]
+fn binary_is_not_utf8_checked() {
+    let bytes = Wire::client()
+        .frame(true, OpCode::Binary, b"\xff\xfe")
+        .bytes
+        .clone();
+    let log = run(Role::Client, unlimited(), &bytes, &mut || usize::MAX);
+    assert_eq!(
+        log[0].1,
+        Event::DataEnd {
+            opcode: OpCode::Binary,
+            fin: true
+        }
+    );
+}
+
+#[test]
+fn masking_direction() {
+    let unmasked = Wire::server()
+        .frame(true, OpCode::Text, b"hi")
+        .bytes
+        .clone();
+    assert_refused(Role::Client, unlimited(), &unmasked, 1002, "unmasked_frame");
+    let masked = Wire::client()
+        .frame(true, OpCode::Text, b"hi")
+        .bytes
+        .clone();
+    assert_refused(Role::Server, unlimited(), &masked, 1002, "masked_frame");
+}
+
+#[test]
+fn strict_mask_key_policy() {
+    let zero = Wire::client()
+        .frame_with(true, OpCode::Binary, Some([0; 4]), b"x")
+        .bytes
+        .clone();
+    assert_refused(Role::Client, unlimited(), &zero, 1008, "zero_mask_key");
+    let key = Some([1, 2, 3, 4]);
+    let mut w = Wire::client();
+    w.frame_with(true, OpCode::Binary, key, b"a")
+        .frame_with(true, OpCode::Ping, key, b"");
+    let two = w.bytes.clone();
+    assert_eq!(
+        run(Role::Client, unlimited(), &two, &mut || usize::MAX).len(),
+        2
+    );
+    let three = w.frame_with(true, OpCode::Text, key, b"c").bytes.clone();
+    let v = refuse(Role::Client, unlimited(), &three);
+    assert_eq!(
+        v,
+        Violation::RepeatedMaskKey {
+            frames: MASK_KEY_REPEAT_LIMIT
+        }
+    );
+    assert_eq!((v.close_code(), v.label()), (1008, "repeated_mask_key"));
+    // A different key in between resets the run.
+    let mut w = Wire::client();
+    w.frame_with(true, OpCode::Binary, key, b"a")
+        .frame_with(true, OpCode::Binary, key, b"b")
+        .frame(true, OpCode::Binary, b"c")
+        .frame_with(true, OpCode::Binary, key, b"d");
+    assert_eq!(
+        run(Role::Client, unlimited(), &w.bytes, &mut || usize::MAX).len(),
+        4
+    );
+    // The RFC policy only checks the mask bit.
+    let rfc = FramePolicy {
+        mask_key_policy: MaskKeyPolicy::Rfc,
+        ..unlimited()
+    };
+    let mut all = zero;
+    all.extend_from_slice(&three);
+    assert_eq!(run(Role::Client, rfc, &all, &mut || usize::MAX).len(), 4);
+}
+
+#[test]
+fn reserved_bits_and_opcodes() {
+    for bit in [0x40, 0x20, 0x10] {
+        let mut bytes = Wire::client().frame(true, OpCode::Text, b"x").bytes.clone();
+        bytes[0] |= bit;
+        assert_refused(Role::Client, unlimited(), &bytes, 1002, "reserved_bits");
+    }
+    for op in (3..=7).chain(11..=15) {
+        let bytes = Wire::client()
+            .frame(true, OpCode::Reserved(op), b"")
+            .bytes
+            .clone();
+        assert_refused(Role::Client, unlimited(), &bytes, 1002, "reserved_opcode");
+    }
+}
+
+#[test]
+fn control_frame_shape() {
+    let long = Wire::client()
+        .frame(true, OpCode::Ping, &[0; 126])
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &long,
+        1002,
+        "control_frame_too_long",
+    );
+    let frag = Wire::client().frame(false, OpCode::Pong, b"").bytes.clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &frag,
+        1002,
+        "fragmented_control_frame",
+    );
+    let frag_close = Wire::server()
+        .frame(false, OpCode::Close, b"")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Server,
+        unlimited(),
+        &frag_close,
+        1002,
+        "fragmented_control_frame",
+    );
+}
+
+#[test]
+fn fragment_sequence() {
+    let cont = Wire::client()
+        .frame(true, OpCode::Continue, b"x")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &cont,
+        1002,
+        "unexpected_continuation",
+    );
+    let nested = Wire::client()
+        .frame(false, OpCode::Text, b"a")
+        .frame(true, OpCode::Ping, b"")
+        .frame(true, OpCode::Binary, b"b")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &nested,
+        1002,
+        "expected_continuation",
+    );
+    let after_end = Wire::client()
+        .frame(false, OpCode::Binary, b"a")
+        .frame(true, OpCode::Continue, b"b")
+        .frame(true, OpCode::Continue, b"c")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        unlimited(),
+        &after_end,
+        1002,
+        "unexpected_continuation",
+    );
+}
+
+#[test]
+fn length_msb_is_checked_before_caps() {
+    let mut bytes = vec![0x82, 0xFF];
+    bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+    bytes.extend_from_slice(&[1, 2, 3, 4]);
+    let capped = FramePolicy {
+        max_frame_size: Some(10),
+        ..unlimited()
+    };
+    assert_refused(Role::Client, capped, &bytes, 1002, "length_msb_set");
+}
+
+#[test]
+fn frame_size_cap_fires_on_header_alone() {
+    let bytes = Wire::client()
+        .frame(true, OpCode::Binary, &[0; 70_000])
+        .bytes
+        .clone();
+    let policy = FramePolicy {
+        max_frame_size: Some(65_536),
+        ..unlimited()
+    };
+    let mut dec = Decoder::new(Role::Client, policy.clone());
+    let v = dec.feed(&bytes[..14]).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1009, "frame_too_large"));
+    assert_eq!(
+        v.to_string(),
+        "frame of 70000 bytes over max_frame_size 65536"
+    );
+    let exact = Wire::client()
+        .frame(true, OpCode::Binary, &[0; 65_536])
+        .bytes
+        .clone();
+    assert_eq!(run(Role::Client, policy, &exact, &mut || 4096).len(), 1);
+}
+
+#[test]
+fn message_size_cap() {
+    let policy = FramePolicy {
+        max_message_size: Some(100),
+        ..unlimited()
+    };
+    let bytes = Wire::client()
+        .frame(false, OpCode::Binary, &[0; 60])
+        .frame(true, OpCode::Continue, &[0; 41])
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Client,
+        policy.clone(),
+        &bytes,
+        1009,
+        "message_too_large",
+    );
+    // Exactly at the cap passes, and the total restarts with each message.
+    let ok = Wire::client()
+        .frame(false, OpCode::Binary, &[0; 60])
+        .frame(true, OpCode::Continue, &[0; 40])
+        .frame(true, OpCode::Text, &[b'a'; 100])
+        .bytes
+        .clone();
+    assert_eq!(run(Role::Client, policy, &ok, &mut || usize::MAX).len(), 3);
+    // The largest legal length after a first fragment: no overflow, reported exactly.
+    let mut huge = Wire::client()
+        .frame(false, OpCode::Binary, &[0; 60])
+        .bytes
+        .clone();
+    huge.extend_from_slice(&[0x80, 0xFF]);
+    huge.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+    huge.extend_from_slice(&[5, 6, 7, 8]);
+    let policy = FramePolicy {
+        max_message_size: Some(1 << 40),
+        ..unlimited()
+    };
+    let v = refuse(Role::Client, policy, &huge);
+    let size = 60 + (u64::MAX >> 1);
+    assert_eq!(v, Violation::MessageTooLarge { size, max: 1 << 40 });
+}
+
+#[test]
+fn fragment_count_cap() {
+    let policy = FramePolicy {
+        max_fragments: Some(3),
+        ..unlimited()
+    };
+    let mut w = Wire::client();
+    w.frame(false, OpCode::Text, b"a")
+        .frame(false, OpCode::Continue, b"b");
+    let three = w.frame(true, OpCode::Continue, b"c").bytes.clone();
+    assert_eq!(
+        run(Role::Client, policy.clone(), &three, &mut || usize::MAX).len(),
+        3
+    );
+    let mut w = Wire::client();
+    w.frame(false, OpCode::Binary, b"")
+        .frame(false, OpCode::Continue, b"")
+        .frame(false, OpCode::Continue, b"");
+    let four = w.frame(true, OpCode::Continue, b"").bytes.clone();
+    assert_refused(Role::Client, policy, &four, 1009, "too_many_fragments");
+}
+
+#[test]
+fn close_payload_rules() {
+    let one = Wire::client()
+        .frame(true, OpCode::Close, b"\x03")
+        .bytes
+        .clone();
+    assert_refused(Role::Client, unlimited(), &one, 1002, "close_length_one");
+    for code in [999u16, 1005, 1006, 1015, 2000, 5000] {
+        let bytes = Wire::client()
+            .frame(true, OpCode::Close, &code.to_be_bytes())
+            .bytes
+            .clone();
+        assert_refused(
+            Role::Client,
+            unlimited(),
+            &bytes,
+            1002,
+            "invalid_close_code",
+        );
+    }
+    let bad = Wire::server()
+        .frame(true, OpCode::Close, b"\x03\xe8\xc3\x28")
+        .bytes
+        .clone();
+    assert_refused(
+        Role::Server,
+        unlimited(),
+        &bad,
+        1007,
+        "invalid_utf8_close_reason",
+    );
+    let empty = Wire::client().frame(true, OpCode::Close, b"").bytes.clone();
+    let log = run(Role::Client, unlimited(), &empty, &mut || 1);
+    assert_eq!(log[0].1, Event::Close { code: None });
+}
+
+#[test]
+fn zero_length_frame_ends_with_its_header() {
+    let bytes = Wire::client()
+        .frame(true, OpCode::Binary, b"")
+        .bytes
+        .clone();
+    let mut dec = Decoder::new(Role::Client, unlimited());
+    assert_eq!(dec.feed(&bytes[..5]), Ok((0, None)));
+    assert_eq!(
+        dec.feed(&bytes),
+        Ok((
+            6,
+            Some(Event::DataEnd {
+                opcode: OpCode::Binary,
+                fin: true
+            })
+        ))
+    );
+}
+
+#[test]
+fn violation_texts_are_short_and_numbered() {
+    let all = [
+        Violation::RepeatedMaskKey { frames: 3 },
+        Violation::ControlFrameTooLong { len: 126 },
+        Violation::MessageTooLarge {
+            size: 101,
+            max: 100,
+        },
+        Violation::TooManyFragments { max: 3 },
+        Violation::InvalidCloseCode { code: 1005 },
+        Violation::ExpectedContinuation,
+    ];
+    for v in all {
+        assert!(v.reason().len() <= 40);
+        assert!(v
+            .label()
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()));
+    }
+    assert_eq!(
+        Violation::MessageTooLarge {
+            size: 101,
+            max: 100
+        }
+        .to_string(),
+        "message of 101 bytes over max_message_size 100"
+    );
+}
+
+#[test]
+fn random_input_never_panics() {
+    let mut next = xorshift(99);
+    for role in [Role::Client, Role::Server] {
+        for _ in 0..3000 {
+            let len = next() % 64;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let policy = FramePolicy {
+                max_message_size: Some(50),
+                max_fragments: Some(2),
+                ..unlimited()
+            };
+            let mut dec = Decoder::new(role, policy);
+            let mut pos = 0;
+            loop {
+                let end = (pos + next()).min(bytes.len());
+                match dec.feed(&bytes[pos..end]) {
+                    Ok((0, None)) if end == bytes.len() => break,
+                    Ok((n, _)) => pos += n,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+use super::*;
+use crate::config::Config;
+
+fn config(extra_origin: &str) -> (Config, AllowList) {
+    let src = format!(
+        "[origin]\nallow = [\"https://chat.example.com\"]\n{extra_origin}\n[[route]]\npath = \"/chat\"\nbackends = [\"127.0.0.1:9000\"]\nsubprotocols = [\"chat.v2\", \"chat.v3\"]\n\n[[route]]\npath = \"/open\"\nbackends = [\"127.0.0.1:9000\"]\n"
+    );
+    let config = Config::from_str(&src, "test.toml").unwrap();
+    let allow = AllowList::new(&config.origin.allow, config.origin.allow_missing).unwrap();
+    (config, allow)
+}
+
+fn request(lines: &[(&str, &str)]) -> Parts {
+    let mut b = http::Request::builder().method("GET").uri("/chat");
+    for (k, v) in lines {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn good() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("host", "chat.example.com"),
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("origin", "https://chat.example.com"),
+    ]
+}
+
+fn without(name: &str) -> Vec<(&'static str, &'static str)> {
+    good().into_iter().filter(|(k, _)| *k != name).collect()
+}
+
+fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut v = without(name);
+    v.push((name, value));
+    v
+}
+
+#[test]
+fn rfc_sample_key_gives_the_rfc_accept() {
+    // RFC 6455 §1.3.
+    assert_eq!(
+        accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+}
+
+#[test]
+fn a_good_request_passes() {
+    let (c, a) = config("");
+    let up = check(&request(&good()), &c, &a).unwrap();
+    assert_eq!(up.route, 0);
+    assert_eq!(up.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert!(up.protocols.is_empty());
+    assert_eq!(up.origin_report, None);
+}
+
+#[test]
+fn tokens_are_case_insensitive_and_comma_separated() {
+    let (c, a) = config("");
+    let mut r = with("upgrade", "WebSocket");
+    r.retain(|(k, _)| *k != "connection");
+    r.push(("connection", "KEEP-ALIVE ,  UPGRADE"));
+    assert!(check(&request(&r), &c, &a).is_ok());
+}
+
+#[test]
+fn refusals_in_order() {
+    let (c, a) = config("");
+    let cases: Vec<(Vec<(&str, &str)>, Refusal)> = vec![
+        (without("upgrade"), Refusal::NotWebSocket),
+        (with("upgrade", "h2c"), Refusal::NotWebSocket),
+        (without("connection"), Refusal::NoConnectionUpgrade),
+        (
+            with("sec-websocket-version", "8"),
+            Refusal::UnsupportedVersion,
+        ),
+        (
+            without("sec-websocket-version"),
+            Refusal::UnsupportedVersion,
+        ),
+        (without("sec-websocket-key"), Refusal::BadKey),
+        (with("sec-websocket-key", "short"), Refusal::BadKey),
+        (
+            with("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAAA"),
+            Refusal::BadKey,
+        ),
+        (without("host"), Refusal::BadHost),
+        (with("transfer-encoding", "chunked"), Refusal::BodyOnUpgrade),
+        (without("origin"), Refusal::Origin(OriginRefusal::Missing)),
+        (
+            with("origin", "https://evil.com"),
+            Refusal::Origin(OriginRefusal::NotAllowed),
+        ),
+        (with("origin", "null"), Refusal::Origin(OriginRefusal::Null)),
+        // Version beats key: the order is fixed.
+        (
+            {
+                let mut r = with("sec-websocket-version", "12");
+                r.retain(|(k, _)| *k != "sec-websocket-key");
+                r
+            },
+            Refusal::UnsupportedVersion,
+        ),
+    ];
+    for (req, expected) in cases {
+        assert_eq!(check(&request(&req), &c, &a), Err(expected), "{req:?}");
+    }
+}
+
+#[test]
+fn method_version_and_path() {
+    let (c, a) = config("");
+    let mut post = request(&good());
+    post.method = Method::POST;
+    assert_eq!(check(&post, &c, &a), Err(Refusal::BadMethod));
+    let mut old = request(&good());
+    old.version = Version::HTTP_10;
+    assert_eq!(check(&old, &c, &a), Err(Refusal::BadHttpVersion));
+    let mut elsewhere = request(&good());
+    elsewhere.uri = "/elsewhere".parse().unwrap();
+    assert_eq!(check(&elsewhere, &c, &a), Err(Refusal::NoRoute));
+    let mut plain = request(&without("upgrade"));
+    plain.uri = "/elsewhere".parse().unwrap();
+    assert_eq!(check(&plain, &c, &a), Err(Refusal::NoRoute));
+}
+
+#[test]
+fn report_mode_passes_and_says_why() {
+    let (c, a) = config("mode = \"report\"");
+    let up = check(&request(&with("origin", "https://evil.com")), &c, &a).unwrap();
+    assert_eq!(up.origin_report, Some(OriginRefusal::NotAllowed));
+}
+
+#[test]
+fn subprotocols_are_filtered_by_the_route() {
+    let (c, a) = config("");
+    let r = with(
+        "sec-websocket-protocol",
+        "chat.v1, chat.v3 ,bad token,chat.v2",
+    );
+    let up = check(&request(&r), &c, &a).unwrap();
+    assert_eq!(up.protocols, vec!["chat.v3", "chat.v2"]);
+
+    // A route without a list forwards every valid token, in order.
+    let mut open = request(&r);
+    open.uri = "/open".parse().unwrap();
+    let up = check(&open, &c, &a).unwrap();
+    assert_eq!(up.protocols, vec!["chat.v1", "chat.v3", "chat.v2"]);
+}

@@ -1,0 +1,24 @@
+//! wsguard: a TLS-terminating WebSocket security proxy.
+//!
+//! ```text
+//! client ──TCP──▶ server (accept, TLS, HTTP/1.1) ──▶ handshake check (method, version,
+//!   key, Host, route, Origin, subprotocols) ──▶ upstream (connect, forward, verify 101 +
+//!   Sec-WebSocket-Accept) ──▶ 101 to the client ──▶ relay: two directions, every frame
+//!   through the sans-I/O frame decoder and policy; original bytes forwarded.
+//! ```
+//!
+//! Refusals are closed enums mapped to the wire in one place each:
+//! [`refusal::Refusal`] (HTTP status) and [`frame::Violation`] (close code).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+pub mod frame;
+pub mod handshake;
+pub mod origin;
+pub mod policy;
+pub mod refusal;
+pub mod relay;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,312 @@
+//! Per-direction frame rules of RFC 6455 §5 (<https://www.rfc-editor.org/rfc/rfc6455#section-5>)
+//! plus wsguard's own caps and mask-key policy: each broken rule is one [`Violation`]
+//! that already carries its close code, reason and metric label.
+
+use std::fmt;
+
+use crate::frame::{FrameHeader, OpCode};
+
+/// Which peer sent the frames a decoder checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Frames sent by the client: must be masked (§5.3).
+    Client,
+    /// Frames sent by the backend: must not be masked (§5.1).
+    Server,
+}
+
+/// How much the proxy trusts a client's mask keys (§10.3 wants them unpredictable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskKeyPolicy {
+    /// Refuse an all-zero key, or the same key on [`MASK_KEY_REPEAT_LIMIT`] frames in a row (1008).
+    Strict,
+    /// Only the mask bit is checked.
+    Rfc,
+}
+
+/// Frames in a row with an identical key that break [`MaskKeyPolicy::Strict`]. Two equal
+/// keys happen by chance (1 in 2^32); three in a row mean a fixed or broken generator.
+pub const MASK_KEY_REPEAT_LIMIT: u8 = 3;
+
+/// Largest control-frame payload (§5.5).
+pub const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// Caps for one direction. `None` means unlimited.
+#[derive(Clone, Debug)]
+pub struct FramePolicy {
+    /// Largest payload of a single frame; refused from the header, before any payload.
+    pub max_frame_size: Option<u64>,
+    /// Largest sum of payloads of one (possibly fragmented) data message.
+    pub max_message_size: Option<u64>,
+    /// Most frames in one data message.
+    pub max_fragments: Option<u32>,
+    /// Ignored for [`Role::Server`].
+    pub mask_key_policy: MaskKeyPolicy,
+}
+
+/// A broken frame rule. Cheap to copy; maps to the wire in [`Violation::close_code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    UnmaskedClientFrame,
+    MaskedServerFrame,
+    ZeroMaskKey,
+    RepeatedMaskKey { frames: u8 },
+    ReservedBits { rsv: u8 },
+    ReservedOpcode { opcode: u8 },
+    FragmentedControlFrame,
+    ControlFrameTooLong { len: u64 },
+    CloseLengthOne,
+    UnexpectedContinuation,
+    ExpectedContinuation,
+    LengthMsbSet,
+    FrameTooLarge { len: u64, max: u64 },
+    MessageTooLarge { size: u64, max: u64 },
+    TooManyFragments { max: u32 },
+    InvalidUtf8Text,
+    TruncatedUtf8Text,
+    InvalidCloseCode { code: u16 },
+    InvalidUtf8CloseReason,
+}
+
+// === impl Violation ===
+
+impl Violation {
+    /// The close code sent to the peer that broke the rule (§7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::ZeroMaskKey | Self::RepeatedMaskKey { .. } => 1008,
+            Self::FrameTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::TooManyFragments { .. } => 1009,
+            Self::InvalidUtf8Text | Self::TruncatedUtf8Text | Self::InvalidUtf8CloseReason => 1007,
+            _ => 1002,
+        }
+    }
+
+    /// Short reason for the close frame (at most 40 bytes).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnmaskedClientFrame => "unmasked client frame",
+            Self::MaskedServerFrame => "masked server frame",
+            Self::ZeroMaskKey => "all-zero mask key",
+            Self::RepeatedMaskKey { .. } => "repeated mask key",
+            Self::ReservedBits { .. } => "reserved bits set",
+            Self::ReservedOpcode { .. } => "reserved opcode",
+            Self::FragmentedControlFrame => "fragmented control frame",
+            Self::ControlFrameTooLong { .. } => "control frame over 125 bytes",
+            Self::CloseLengthOne => "close payload of 1 byte",
+            Self::UnexpectedContinuation => "continuation without a message",
+            Self::ExpectedContinuation => "new message inside a fragmented one",
+            Self::LengthMsbSet => "64-bit length with top bit set",
+            Self::FrameTooLarge { .. } => "frame too large",
+            Self::MessageTooLarge { .. } => "message too large",
+            Self::TooManyFragments { .. } => "too many fragments",
+            Self::InvalidUtf8Text => "invalid UTF-8 in text message",
+            Self::TruncatedUtf8Text => "text message ends mid code point",
+            Self::InvalidCloseCode { .. } => "invalid close code",
+            Self::InvalidUtf8CloseReason => "invalid UTF-8 in close reason",
+        }
+    }
+
+    /// Bounded metric/log label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::UnmaskedClientFrame => "unmasked_frame",
+            Self::MaskedServerFrame => "masked_frame",
+            Self::ZeroMaskKey => "zero_mask_key",
+            Self::RepeatedMaskKey { .. } => "repeated_mask_key",
+            Self::ReservedBits { .. } => "reserved_bits",
+            Self::ReservedOpcode { .. } => "reserved_opcode",
+            Self::FragmentedControlFrame => "fragmented_control_frame",
+            Self::ControlFrameTooLong { .. } => "control_frame_too_long",
+            Self::CloseLengthOne => "close_length_one",
+            Self::UnexpectedContinuation => "unexpected_continuation",
+            Self::ExpectedContinuation => "expected_continuation",
+            Self::LengthMsbSet => "length_msb_set",
+            Self::FrameTooLarge { .. } => "frame_too_large",
+            Self::MessageTooLarge { .. } => "message_too_large",
+            Self::TooManyFragments { .. } => "too_many_fragments",
+            Self::InvalidUtf8Text => "invalid_utf8_text",
+            Self::TruncatedUtf8Text => "truncated_utf8_text",
+            Self::InvalidCloseCode { .. } => "invalid_close_code",
+            Self::InvalidUtf8CloseReason => "invalid_utf8_close_reason",
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RepeatedMaskKey { frames } => {
+                write!(f, "same mask key on {frames} frames in a row")
+            }
+            Self::ReservedBits { rsv } => write!(f, "reserved bits {rsv:#05b} set, no extension"),
+            Self::ReservedOpcode { opcode } => write!(f, "reserved opcode {opcode}"),
+            Self::ControlFrameTooLong { len } => {
+                write!(f, "control frame of {len} bytes over {MAX_CONTROL_PAYLOAD}")
+            }
+            Self::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes over max_frame_size {max}")
+            }
+            Self::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes over max_message_size {max}")
+            }
+            Self::TooManyFragments { max } => {
+                write!(f, "message of more than max_fragments {max} frames")
+            }
+            Self::InvalidCloseCode { code } => write!(f, "invalid close code {code}"),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// What the header rules remember between frames of one direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RuleState {
+    /// Opcode of the data message in progress: set by its first frame's header,
+    /// cleared at the end of its FIN frame.
+    message: Option<OpCode>,
+    message_size: u64,
+    fragments: u32,
+    last_key: Option<[u8; 4]>,
+    key_run: u8,
+}
+
+// === impl RuleState ===
+
+impl RuleState {
+    /// The opcode (Text or Binary) of the data message in progress, if any.
+    pub fn message(&self) -> Option<OpCode> {
+        self.message
+    }
+
+    /// Records that a data frame's payload ended; a FIN frame ends its message.
+    pub fn end_data_frame(&mut self, fin: bool) {
+        if fin {
+            self.message = None;
+        }
+    }
+}
+
+/// Checks one header against every header-time rule, in this order:
+///
+/// 1. reserved bits, reserved opcode, mask bit for the role (the frame cannot be read);
+/// 2. control-frame shape: FIN, length ≤ 125, a close payload of 1 byte;
+/// 3. fragment sequence;
+/// 4. mask-key policy (1008);
+/// 5. caps (1009): frame size, message size, fragment count.
+///
+/// Protocol errors (1002) come before policy (1008) and caps (1009) so a malformed
+/// frame is reported as malformed. A 64-bit length with the top bit set is refused
+/// earlier still, by [`FrameHeader::parse`]. On error `state` may be partly updated;
+/// the connection is closed anyway.
+pub fn check_header(
+    role: Role,
+    policy: &FramePolicy,
+    state: &mut RuleState,
+    h: &FrameHeader,
+) -> Result<(), Violation> {
+    let rsv = u8::from(h.rsv1) << 2 | u8::from(h.rsv2) << 1 | u8::from(h.rsv3);
+    if rsv != 0 {
+        return Err(Violation::ReservedBits { rsv });
+    }
+    if let OpCode::Reserved(opcode) = h.opcode {
+        return Err(Violation::ReservedOpcode { opcode });
+    }
+    match (role, h.mask) {
+        (Role::Client, None) => return Err(Violation::UnmaskedClientFrame),
+        (Role::Server, Some(_)) => return Err(Violation::MaskedServerFrame),
+        _ => {}
+    }
+    if h.opcode.is_control() {
+        check_control(h)?;
+    } else {
+        check_sequence(state, h)?;
+    }
+    if let (Role::Client, MaskKeyPolicy::Strict, Some(key)) = (role, policy.mask_key_policy, h.mask)
+    {
+        check_mask_key(state, key)?;
+    }
+    if let Some(max) = policy.max_frame_size {
+        if h.payload_len > max {
+            return Err(Violation::FrameTooLarge {
+                len: h.payload_len,
+                max,
+            });
+        }
+    }
+    if !h.opcode.is_control() {
+        check_message_caps(policy, state, h)?;
+    }
+    Ok(())
+}
+
+fn check_control(h: &FrameHeader) -> Result<(), Violation> {
+    if !h.fin {
+        return Err(Violation::FragmentedControlFrame);
+    }
+    if h.payload_len > MAX_CONTROL_PAYLOAD {
+        return Err(Violation::ControlFrameTooLong { len: h.payload_len });
+    }
+    if h.opcode == OpCode::Close && h.payload_len == 1 {
+        return Err(Violation::CloseLengthOne);
+    }
+    Ok(())
+}
+
+/// §5.4: a continuation needs an open message; a new message needs none open.
+fn check_sequence(state: &mut RuleState, h: &FrameHeader) -> Result<(), Violation> {
+    match (h.opcode, state.message) {
+        (OpCode::Continue, None) => Err(Violation::UnexpectedContinuation),
+        (OpCode::Continue, Some(_)) => Ok(()),
+        (_, Some(_)) => Err(Violation::ExpectedContinuation),
+        (opcode, None) => {
+            state.message = Some(opcode);
+            state.message_size = 0;
+            state.fragments = 0;
+            Ok(())
+        }
+    }
+}
+
+fn check_mask_key(state: &mut RuleState, key: [u8; 4]) -> Result<(), Violation> {
+    if key == [0; 4] {
+        return Err(Violation::ZeroMaskKey);
+    }
+    if state.last_key == Some(key) {
+        state.key_run = state.key_run.saturating_add(1);
+    } else {
+        state.last_key = Some(key);
+        state.key_run = 1;
+    }
+    if state.key_run >= MASK_KEY_REPEAT_LIMIT {
+        return Err(Violation::RepeatedMaskKey {
+            frames: state.key_run,
+        });
+    }
+    Ok(())
+}
+
+/// Running totals are checked as `len > max - so_far` so no sum can overflow.
+fn check_message_caps(
+    policy: &FramePolicy,
+    state: &mut RuleState,
+    h: &FrameHeader,
+) -> Result<(), Violation> {
+    if let Some(max) = policy.max_message_size {
+        if h.payload_len > max.saturating_sub(state.message_size) {
+            let size = state.message_size.saturating_add(h.payload_len);
+            return Err(Violation::MessageTooLarge { size, max });
+        }
+    }
+    state.message_size = state.message_size.saturating_add(h.payload_len);
+    state.fragments = state.fragments.saturating_add(1);
+    if let Some(max) = policy.max_fragments {
+        if state.fragments > max {
+            return Err(Violation::TooManyFragments { max });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Every way a handshake can be refused, and the one place that maps each to
+//! the wire: HTTP status, extra headers, response body, log text and a bounded
+//! metric label. Frame-level refusals carry their close code in
+//! [`crate::frame::Violation`].
+
+use http::StatusCode;
+
+use crate::origin::OriginRefusal;
+
+/// Who caused a refusal: decides 4xx vs 5xx and the log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+/// A refused upgrade request. Closed set: each variant is one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A plain HTTP request (no `Upgrade: websocket`) to a WebSocket route.
+    NotWebSocket,
+    /// No `[[route]]` matches the request path.
+    NoRoute,
+    /// An upgrade attempt with a method other than GET (RFC 6455 §4.1).
+    BadMethod,
+    /// An upgrade attempt over anything but HTTP/1.1.
+    BadHttpVersion,
+    /// `Upgrade: websocket` without the `upgrade` token in `Connection`.
+    NoConnectionUpgrade,
+    /// `Content-Length` or `Transfer-Encoding` on an upgrade: a body here is
+    /// a request-smuggling shape, never a WebSocket client.
+    BodyOnUpgrade,
+    /// `Sec-WebSocket-Version` missing, repeated or not 13.
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Key` missing, repeated, not base64 or not 16 bytes.
+    BadKey,
+    /// `Host` missing or repeated.
+    BadHost,
+    /// The request head is over `server.max_request_head`.
+    HeadTooLarge,
+    /// The `Origin` check failed (cross-site WebSocket hijacking defence).
+    Origin(OriginRefusal),
+    /// No backend of the route accepted a TCP connection in time.
+    BackendUnavailable,
+    /// The backend answered the handshake with a 4xx status, passed on.
+    BackendRefused(u16),
+    /// The backend's answer was not a valid WebSocket handshake.
+    BackendBadHandshake(&'static str),
+}
+
+// === impl Refusal ===
+
+impl Refusal {
+    pub fn side(&self) -> Side {
+        match self {
+            Refusal::BackendUnavailable
+            | Refusal::BackendRefused(_)
+            | Refusal::BackendBadHandshake(_) => Side::Backend,
+            _ => Side::Client,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NotWebSocket | Refusal::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::BadMethod
+            | Refusal::BadHttpVersion
+            | Refusal::NoConnectionUpgrade
+            | Refusal::BodyOnUpgrade
+            | Refusal::BadKey
+            | Refusal::BadHost => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Origin(_) => StatusCode::FORBIDDEN,
+            Refusal::BackendUnavailable | Refusal::BackendBadHandshake(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Refusal::BackendRefused(code) => {
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+
+    /// Headers the answer must carry (RFC 6455 §4.2.2 for 426).
+    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Refusal::NotWebSocket => &[("upgrade", "websocket"), ("sec-websocket-version", "13")],
+            Refusal::UnsupportedVersion => &[("sec-websocket-version", "13")],
+            _ => &[],
+        }
+    }
+
+    /// Metric and log label; a fixed string so label sets stay bounded.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::NotWebSocket => "not_websocket",
+            Refusal::NoRoute => "no_route",
+            Refusal::BadMethod => "bad_method",
+            Refusal::BadHttpVersion => "bad_http_version",
+            Refusal::NoConnectionUpgrade => "no_connection_upgrade",
+            Refusal::BodyOnUpgrade => "body_on_upgrade",
+            Refusal::UnsupportedVersion => "unsupported_version",
+            Refusal::BadKey => "bad_key",
+            Refusal::BadHost => "bad_host",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::Origin(o) => o.label(),
+            Refusal::BackendUnavailable => "backend_unavailable",
+            Refusal::BackendRefused(_) => "backend_refused",
+            Refusal::BackendBadHandshake(_) => "backend_bad_handshake",
+        }
+    }
+
+    /// The response body and log text: says which rule, never echoes input.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Refusal::NotWebSocket => "this path only accepts WebSocket upgrades",
+            Refusal::NoRoute => "no route for this path",
+            Refusal::BadMethod => "a WebSocket upgrade must use GET",
+            Refusal::BadHttpVersion => "a WebSocket upgrade must use HTTP/1.1",
+            Refusal::NoConnectionUpgrade => "Connection header lacks the upgrade token",
+            Refusal::BodyOnUpgrade => "an upgrade request must not carry a body",
+            Refusal::UnsupportedVersion => "Sec-WebSocket-Version must be 13",
+            Refusal::BadKey => "Sec-WebSocket-Key must be one base64 value of 16 bytes",
+            Refusal::BadHost => "exactly one Host header is required",
+            Refusal::HeadTooLarge => "request head too large",
+            Refusal::Origin(o) => o.reason(),
+            Refusal::BackendUnavailable => "no backend is available",
+            Refusal::BackendRefused(_) => "the backend refused the upgrade",
+            Refusal::BackendBadHandshake(why) => why,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_rules() {
+        assert_eq!(Refusal::NotWebSocket.status(), 426);
+        assert_eq!(Refusal::UnsupportedVersion.status(), 426);
+        assert_eq!(Refusal::BadKey.status(), 400);
+        assert_eq!(Refusal::NoRoute.status(), 404);
+        assert_eq!(Refusal::Origin(OriginRefusal::NotAllowed).status(), 403);
+        assert_eq!(Refusal::BackendUnavailable.status(), 502);
+        assert_eq!(Refusal::BackendRefused(401).status(), 401);
+        assert_eq!(Refusal::BackendRefused(401).side(), Side::Backend);
+        assert_eq!(Refusal::BadHost.side(), Side::Client);
+    }
+}

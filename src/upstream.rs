@@ -1,0 +1,314 @@
+//! The backend side of a handshake: pick a backend round-robin, connect with a
+//! timeout (trying the next on failure), forward the upgrade request and
+//! verify the answer: 101, `Upgrade`/`Connection`, the exact
+//! `Sec-WebSocket-Accept` (RFC 6455 §4.1, client steps 1–6) and a subprotocol
+//! the client offered.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::request::Parts;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+use crate::config::Route;
+use crate::handshake::Upgrade;
+use crate::refusal::Refusal;
+
+/// The backend's answer head may be at most this long: a WebSocket 101 is a
+/// few hundred bytes; anything bigger is a broken or hostile backend.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// Request headers that describe this hop, not the request (RFC 9110 §7.6.1),
+/// plus those wsguard sets itself so a client cannot spoof them.
+const NOT_FORWARDED: &[HeaderName] = &[
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::PROXY_AUTHORIZATION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::FORWARDED,
+];
+const NOT_FORWARDED_NAMES: &[&str] = &[
+    "keep-alive",
+    "proxy-connection",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// A backend connection whose handshake succeeded.
+pub struct Upstream {
+    pub stream: TcpStream,
+    /// Bytes the backend sent after its 101 head: its first frames.
+    pub early: Vec<u8>,
+    /// The subprotocol the backend chose, already checked against the offer.
+    pub protocol: Option<String>,
+    pub backend: String,
+}
+
+/// What the handshake forwarder needs to know about the client connection.
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Round-robin cursor per route.
+#[derive(Default)]
+pub struct RoundRobin(AtomicUsize);
+
+impl RoundRobin {
+    fn start(&self, n: usize) -> usize {
+        self.0.fetch_add(1, Ordering::Relaxed) % n.max(1)
+    }
+}
+
+/// Connects to a backend of `route` and performs the upgrade handshake.
+pub async fn connect(
+    route: &Route,
+    rr: &RoundRobin,
+    req: &Parts,
+    upgrade: &Upgrade,
+    client: &ClientInfo,
+    connect_timeout: Duration,
+) -> Result<Upstream, Refusal> {
+    let n = route.backends.len();
+    let first = rr.start(n);
+    for i in 0..n {
+        let backend = &route.backends[(first + i) % n];
+        let name = backend.to_string();
+        let started = Instant::now();
+        let stream = match timeout(
+            connect_timeout,
+            TcpStream::connect((backend.host.as_str(), backend.port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %name, error = %e, "backend connect failed");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(backend = %name, timeout = ?connect_timeout, "backend connect timed out");
+                continue;
+            }
+        };
+        tracing::debug!(backend = %name, elapsed = ?started.elapsed(), "backend connected");
+        // Frames are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let remaining = connect_timeout.saturating_sub(started.elapsed());
+        return match timeout(remaining.max(Duration::from_millis(1)), async {
+            handshake(stream, req, upgrade, client).await
+        })
+        .await
+        {
+            Ok(Ok((stream, early, protocol))) => Ok(Upstream {
+                stream,
+                early,
+                protocol,
+                backend: name,
+            }),
+            Ok(Err(refusal)) => {
+                tracing::warn!(backend = %name, reason = refusal.message(), "backend handshake failed");
+                Err(refusal)
+            }
+            Err(_) => {
+                tracing::warn!(backend = %name, "backend handshake timed out");
+                Err(Refusal::BackendBadHandshake("backend handshake timed out"))
+            }
+        };
+    }
+    Err(Refusal::BackendUnavailable)
+}
+
+async fn handshake(
+    mut stream: TcpStream,
+    req: &Parts,
+    upgrade: &Upgrade,
+    client: &ClientInfo,
+) -> Result<(TcpStream, Vec<u8>, Option<String>), Refusal> {
+    let head = request_head(req, upgrade, client);
+    stream
+        .write_all(&head)
+        .await
+        .map_err(|_| Refusal::BackendBadHandshake("backend closed during the handshake"))?;
+
+    let mut buf = vec![0u8; MAX_RESPONSE_HEAD];
+    let mut filled = 0;
+    loop {
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|_| Refusal::BackendBadHandshake("backend closed during the handshake"))?;
+        if n == 0 {
+            return Err(Refusal::BackendBadHandshake(
+                "backend closed during the handshake",
+            ));
+        }
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let protocol = verify(&resp, upgrade)?;
+                buf.truncate(filled);
+                buf.drain(..len);
+                return Ok((stream, buf, protocol));
+            }
+            Ok(httparse::Status::Partial) if filled < buf.len() => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Refusal::BackendBadHandshake(
+                    "backend answer head too large",
+                ))
+            }
+            Err(_) => return Err(Refusal::BackendBadHandshake("backend answer is not HTTP")),
+        }
+    }
+}
+
+/// Checks a complete backend answer; returns the chosen subprotocol.
+fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Option<String>, Refusal> {
+    let status = resp.code.unwrap_or(0);
+    if status != 101 {
+        return Err(if (400..500).contains(&status) {
+            Refusal::BackendRefused(status)
+        } else {
+            Refusal::BackendBadHandshake("backend did not answer 101")
+        });
+    }
+    let mut map = HeaderMap::new();
+    for h in resp.headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    if !crate::handshake::has_token(&map, header::UPGRADE, "websocket")
+        || !crate::handshake::has_token(&map, header::CONNECTION, "upgrade")
+    {
+        return Err(Refusal::BackendBadHandshake(
+            "backend 101 lacks Upgrade/Connection",
+        ));
+    }
+    let mut accepts = map.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+    match (accepts.next(), accepts.next()) {
+        (Some(v), None) if v.as_bytes() == upgrade.accept.as_bytes() => {}
+        _ => {
+            return Err(Refusal::BackendBadHandshake(
+                "backend sent a wrong Sec-WebSocket-Accept",
+            ))
+        }
+    }
+    // No extension was offered, so none may be accepted (RFC 6455 §4.1 step 5).
+    if map.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+        return Err(Refusal::BackendBadHandshake(
+            "backend chose an extension that was not offered",
+        ));
+    }
+    let mut protocols = map.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
+    match (protocols.next(), protocols.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) => {
+            let p = p.to_str().unwrap_or("").trim();
+            if upgrade.protocols.iter().any(|o| o == p) {
+                Ok(Some(p.to_owned()))
+            } else {
+                Err(Refusal::BackendBadHandshake(
+                    "backend chose a subprotocol the client did not offer",
+                ))
+            }
+        }
+        _ => Err(Refusal::BackendBadHandshake(
+            "backend chose several subprotocols",
+        )),
+    }
+}
+
+/// The request sent to the backend: the client's request line and end-to-end
+/// headers, a fresh hop (`Upgrade`, `Connection`), the filtered subprotocol
+/// offer, and forwarding headers that wsguard sets from what it saw.
+fn request_head(req: &Parts, upgrade: &Upgrade, client: &ClientInfo) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    let named_in_connection: Vec<String> = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in &req.headers {
+        let n = name.as_str();
+        if NOT_FORWARDED.contains(name)
+            || NOT_FORWARDED_NAMES.contains(&n)
+            || named_in_connection.iter().any(|c| c == n)
+            || value
+                .as_bytes()
+                .iter()
+                .any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        {
+            continue;
+        }
+        push_header(&mut out, n, value.as_bytes());
+    }
+    push_header(&mut out, "upgrade", b"websocket");
+    push_header(&mut out, "connection", b"Upgrade");
+    if !upgrade.protocols.is_empty() {
+        push_header(
+            &mut out,
+            "sec-websocket-protocol",
+            upgrade.protocols.join(", ").as_bytes(),
+        );
+    }
+    let ip = client.peer.ip();
+    let proto = if client.tls { "https" } else { "http" };
+    push_header(&mut out, "x-forwarded-for", ip.to_string().as_bytes());
+    push_header(&mut out, "x-forwarded-proto", proto.as_bytes());
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        });
+    let forwarded_for = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let forwarded = match host {
+        Some(h) => format!("for={forwarded_for};proto={proto};host=\"{h}\""),
+        None => format!("for={forwarded_for};proto={proto}"),
+    };
+    push_header(&mut out, "forwarded", forwarded.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+use super::*;
+
+fn parts(lines: &[(&str, &str)]) -> Parts {
+    let mut b = http::Request::builder().method("GET").uri("/chat?room=7");
+    for (k, v) in lines {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn upgrade(protocols: &[&str]) -> Upgrade {
+    Upgrade {
+        route: 0,
+        accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+        protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        origin_report: None,
+    }
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        peer: "[2001:db8::7]:5555".parse().unwrap(),
+        tls: true,
+    }
+}
+
+#[test]
+fn forwarded_head_drops_hop_headers_and_sets_forwarding() {
+    let req = parts(&[
+        ("host", "chat.example.com"),
+        ("connection", "Upgrade, X-Secret"),
+        ("x-secret", "hop only"),
+        ("keep-alive", "timeout=5"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("sec-websocket-extensions", "permessage-deflate"),
+        ("sec-websocket-protocol", "evil"),
+        ("cookie", "session=1"),
+    ]);
+    let head = String::from_utf8(request_head(&req, &upgrade(&["chat.v2"]), &client())).unwrap();
+    assert!(head.starts_with("GET /chat?room=7 HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("host: chat.example.com\r\n"));
+    assert!(head.contains("cookie: session=1\r\n"));
+    assert!(head.contains("sec-websocket-protocol: chat.v2\r\n"));
+    assert!(head.contains("x-forwarded-for: 2001:db8::7\r\n"));
+    assert!(head.contains("x-forwarded-proto: https\r\n"));
+    assert!(
+        head.contains("forwarded: for=\"[2001:db8::7]\";proto=https;host=\"chat.example.com\"\r\n")
+    );
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "6.6.6.6",
+        "permessage-deflate",
+        "evil",
+    ] {
+        assert!(!head.contains(gone), "{gone} leaked: {head}");
+    }
+    assert!(head.ends_with("\r\n\r\n"));
+}
+
+fn verify_raw(raw: &str, offered: &[&str]) -> Result<Option<String>, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(raw.as_bytes()).unwrap();
+    verify(&resp, &upgrade(offered))
+}
+
+const OK: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+
+#[test]
+fn backend_answers_are_verified() {
+    assert_eq!(verify_raw(&format!("{OK}\r\n"), &[]), Ok(None));
+    assert_eq!(
+        verify_raw(
+            &format!("{OK}Sec-WebSocket-Protocol: chat.v2\r\n\r\n"),
+            &["chat.v2"]
+        ),
+        Ok(Some("chat.v2".into()))
+    );
+    let bad = |raw: String, offered: &[&str]| verify_raw(&raw, offered).unwrap_err();
+    assert!(matches!(
+        bad(
+            format!("{OK}Sec-WebSocket-Protocol: admin\r\n\r\n"),
+            &["chat.v2"]
+        ),
+        Refusal::BackendBadHandshake(_)
+    ));
+    assert!(matches!(
+        bad(
+            format!("{OK}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+            &[]
+        ),
+        Refusal::BackendBadHandshake(_)
+    ));
+    assert!(matches!(
+        bad(OK.replace("s3pP", "XXXX") + "\r\n", &[]),
+        Refusal::BackendBadHandshake(_)
+    ));
+    assert!(matches!(
+        bad(OK.replace("Upgrade: websocket\r\n", "") + "\r\n", &[]),
+        Refusal::BackendBadHandshake(_)
+    ));
+    assert_eq!(
+        bad("HTTP/1.1 401 Unauthorized\r\n\r\n".into(), &[]),
+        Refusal::BackendRefused(401)
+    );
+    assert!(matches!(
+        bad("HTTP/1.1 500 Oops\r\n\r\n".into(), &[]),
+        Refusal::BackendBadHandshake(_)
+    ));
+}

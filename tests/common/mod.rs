@@ -1,0 +1,476 @@
+//! Test harness: wsguard in-process on an ephemeral port, real backends on
+//! ephemeral ports, real clients (tokio-tungstenite over rustls trusting the
+//! dev CA, and a raw socket client for hostile bytes). Every wait is bounded.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use wsguard::config::Config;
+use wsguard::frame::FrameHeader;
+use wsguard::server::{Proxy, Server};
+
+/// Upper bound for any single step of a test.
+pub const STEP: Duration = Duration::from_secs(10);
+
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    timeout(STEP, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+pub fn certs() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+/// A running wsguard.
+pub struct Guard {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts wsguard with `extra` TOML appended to a base config that listens
+/// on an ephemeral port (TLS with the dev certificate when `tls`).
+pub async fn start_guard(tls: bool, body: &str) -> Guard {
+    let certs = certs();
+    let tls_keys = if tls {
+        format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            certs.join("localhost.crt"),
+            certs.join("localhost.key")
+        )
+    } else {
+        String::new()
+    };
+    let src = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{body}"
+    );
+    let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let proxy = Proxy::new(config).expect("proxy starts");
+    let server = Server::bind(proxy).await.expect("binds");
+    let addr = server.local_addr();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    Guard { addr, task }
+}
+
+/// A config body with one route `/chat` to `backend` and the usual origins.
+pub fn chat_route(backend: SocketAddr) -> String {
+    format!(
+        "[origin]\nallow = [\"https://chat.example.com\", \"https://*.example.org\"]\n\n[[route]]\npath = \"/chat\"\nbackends = [\"{backend}\"]\n"
+    )
+}
+
+// === backends ===
+
+/// What a backend saw: connections and every frame (header, unmasked payload).
+#[derive(Default)]
+pub struct Seen {
+    pub connections: AtomicUsize,
+    pub requests: Mutex<Vec<String>>,
+    pub frames: Mutex<Vec<(FrameHeader, Vec<u8>)>>,
+}
+
+impl Seen {
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+    pub fn frames(&self) -> Vec<(FrameHeader, Vec<u8>)> {
+        self.frames.lock().unwrap().clone()
+    }
+    pub fn payloads(&self) -> Vec<Vec<u8>> {
+        self.frames().into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a test backend answers the upgrade.
+#[derive(Clone)]
+pub enum Answer {
+    /// A correct 101, optionally choosing a subprotocol, then a recording echo.
+    Echo { protocol: Option<&'static str> },
+    /// Raw bytes instead of a correct answer (wrong accept key, 200, …).
+    Raw(&'static str),
+    /// A correct 101 followed by these raw frame bytes.
+    Then(Vec<u8>),
+}
+
+/// A raw-socket backend that records what it receives and echoes frames
+/// (unmasked) back: lenient, so the proxy is what enforces the rules.
+pub async fn start_backend(answer: Answer) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            seen2.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(backend_conn(stream, answer.clone(), seen2.clone()));
+        }
+    });
+    Backend { addr, seen, task }
+}
+
+async fn backend_conn(mut stream: TcpStream, answer: Answer, seen: Arc<Seen>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    seen.requests.lock().unwrap().push(head.clone());
+    let key = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("sec-websocket-key:")
+                .then(|| l[18..].trim().to_owned())
+        })
+        .unwrap_or_default();
+    let accept = wsguard::handshake::accept_key(key.as_bytes());
+    let ok = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    match &answer {
+        Answer::Raw(raw) => {
+            let _ = stream.write_all(raw.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        Answer::Echo { protocol } => {
+            let mut resp = ok;
+            if let Some(p) = protocol {
+                resp.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+            }
+            resp.push_str("\r\n");
+            if stream.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        Answer::Then(frames) => {
+            let mut resp = ok.into_bytes();
+            resp.extend_from_slice(b"\r\n");
+            resp.extend_from_slice(frames);
+            if stream.write_all(&resp).await.is_err() {
+                return;
+            }
+        }
+    }
+    buf.drain(..head_end);
+    echo_frames(stream, buf, seen).await;
+}
+
+/// Parses frames, records them, echoes each one back unmasked.
+async fn echo_frames(mut stream: TcpStream, mut buf: Vec<u8>, seen: Arc<Seen>) {
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        while let Ok(Some((header, len))) = FrameHeader::parse(&buf) {
+            let total = len + header.payload_len as usize;
+            if buf.len() < total {
+                break;
+            }
+            let mut payload = buf[len..total].to_vec();
+            if let Some(key) = header.mask {
+                wsguard::frame::mask::apply_mask(&mut payload, key, 0);
+            }
+            buf.drain(..total);
+            let mut out_header = header;
+            out_header.mask = None;
+            let mut out = Vec::new();
+            out_header.encode(&mut out);
+            out.extend_from_slice(&payload);
+            let is_close = header.opcode == wsguard::frame::OpCode::Close;
+            seen.frames.lock().unwrap().push((header, payload));
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            if is_close {
+                let _ = stream.shutdown().await;
+                // Drain until the proxy closes.
+                while let Ok(n) = stream.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+// === clients ===
+
+pub fn tls_connector() -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs().join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A TCP (or TLS, trusting the dev CA) connection to wsguard.
+pub async fn connect(addr: SocketAddr, tls: bool) -> Box<dyn Io> {
+    let tcp = within("tcp connect", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    if tls {
+        let name = ServerName::try_from("localhost").unwrap();
+        Box::new(
+            within("tls connect", tls_connector().connect(name, tcp))
+                .await
+                .unwrap(),
+        )
+    } else {
+        Box::new(tcp)
+    }
+}
+
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// A tokio-tungstenite client through wsguard with the given Origin.
+pub async fn ws_client(
+    addr: SocketAddr,
+    tls: bool,
+    path: &str,
+    origin: Option<&str>,
+    protocols: Option<&str>,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+    let scheme = if tls { "wss" } else { "ws" };
+    let mut req = Request::builder()
+        .uri(format!("{scheme}://localhost:{}{path}", addr.port()))
+        .header("Host", format!("localhost:{}", addr.port()))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        );
+    if let Some(o) = origin {
+        req = req.header("Origin", o);
+    }
+    if let Some(p) = protocols {
+        req = req.header("Sec-WebSocket-Protocol", p);
+    }
+    let io = connect(addr, tls).await;
+    let config = WebSocketConfig::default();
+    within(
+        "websocket handshake",
+        tokio_tungstenite::client_async_with_config(req.body(()).unwrap(), io, Some(config)),
+    )
+    .await
+}
+
+/// Sends a text message and waits for its echo.
+pub async fn round_trip(ws: &mut Ws, text: &str) {
+    within("send", ws.send(Message::text(text))).await.unwrap();
+    let got = within("echo", ws.next()).await.unwrap().unwrap();
+    assert_eq!(got, Message::text(text));
+}
+
+/// Sends raw request bytes, returns the whole answer as text (until close).
+pub async fn raw_request(addr: SocketAddr, tls: bool, request: &[u8]) -> String {
+    let mut io = connect(addr, tls).await;
+    within("write request", io.write_all(request))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = within("read answer", io.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The status code in an HTTP answer.
+pub fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// A valid upgrade request for `path` with extra header lines.
+pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+// === raw frames ===
+
+/// One client frame: FIN flag, opcode, payload, masked with `key`.
+pub fn frame(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mut body = payload.to_vec();
+    if let Some(k) = key {
+        out.extend_from_slice(&k);
+        wsguard::frame::mask::apply_mask(&mut body, k, 0);
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A fresh, non-zero, non-repeating mask key per call.
+pub fn key() -> Option<[u8; 4]> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0x1234_5678);
+    let n = NEXT.fetch_add(0x0101_0101, Ordering::Relaxed) as u32;
+    Some(n.to_be_bytes())
+}
+
+/// An upgraded raw connection to wsguard (101 read and checked).
+pub async fn raw_ws(addr: SocketAddr, tls: bool, origin: &str) -> Box<dyn Io> {
+    upgrade_raw(
+        addr,
+        tls,
+        &upgrade_request("/chat", &format!("Origin: {origin}\r\n")),
+    )
+    .await
+}
+
+/// Sends `req`, reads the answer head byte by byte and asserts 101.
+pub async fn upgrade_raw(addr: SocketAddr, tls: bool, req: &[u8]) -> Box<dyn Io> {
+    let mut io = connect(addr, tls).await;
+    within("write upgrade", io.write_all(req)).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        within("read 101", io.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert_eq!(status_of(&head), 101, "{head}");
+    io
+}
+
+/// Reads server frames until a close frame; returns its code (and reason).
+pub async fn read_close(io: &mut Box<dyn Io>) -> (Option<u16>, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Ok(Some((header, len))) = FrameHeader::parse(&buf) {
+            let total = len + header.payload_len as usize;
+            if buf.len() < total {
+                break;
+            }
+            assert!(header.mask.is_none(), "server frames are never masked");
+            let payload = buf[len..total].to_vec();
+            buf.drain(..total);
+            if header.opcode == wsguard::frame::OpCode::Close {
+                let code =
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).to_string();
+                return (code, reason);
+            }
+        }
+        let n = within("read close", io.read(&mut chunk)).await.unwrap_or(0);
+        if n == 0 {
+            return (None, "connection closed without a close frame".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Asserts the connection ends (EOF or reset) within the step bound.
+pub async fn expect_eof(io: &mut Box<dyn Io>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match within("wait for close", io.read(&mut chunk)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Echo server built on tungstenite, for round trips through TLS.
+pub async fn tungstenite_echo() -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            seen2.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Backend { addr, seen, task }
+}
