@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use wsguard::config::Config;
-use wsguard::server::{Proxy, Server};
+use wsguard::server::{Proxy, Server, StartError};
 
 /// sysexits.h EX_USAGE: the configuration (our usage) is wrong; nothing was
 /// bound or started.
@@ -64,8 +64,25 @@ fn main() -> ExitCode {
         }
     };
     let effective = config.to_effective_toml();
+    let lines = config.origin.allow_lines.clone();
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
+        Err(StartError::Origin(errors)) => {
+            // Same shape as the config loader's messages: file:line: key: fix.
+            for e in errors {
+                let line = lines
+                    .get(e.index)
+                    .map_or(String::new(), |l| format!("{l}:"));
+                eprintln!(
+                    "{}:{line} origin.allow[{}]: {:?}: {}",
+                    cli.config.display(),
+                    e.index,
+                    e.entry,
+                    e.message
+                );
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(e) => {
             eprintln!("{}: {e}", cli.config.display());
             return ExitCode::from(EXIT_CONFIG);

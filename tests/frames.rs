@@ -297,9 +297,12 @@ async fn unsolicited_pongs_stop_at_the_proxy_and_answers_pass() {
     let guard = start_guard(false, &chat_route(backend.addr)).await;
     let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
     let mut got = [0u8; 4];
-    within("ping", tokio::io::AsyncReadExt::read_exact(&mut io, &mut got))
-        .await
-        .unwrap();
+    within(
+        "ping",
+        tokio::io::AsyncReadExt::read_exact(&mut io, &mut got),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, [0x89, 0x02, b'h', b'b']);
     let burst = [
         frame(true, 10, b"hb", key()),
