@@ -182,6 +182,18 @@ fn refusals() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
             "",
         ),
         (
+            "NUL inside a header value",
+            upgrade_request("/chat", &format!("{ok}X-Nul: a\0b\r\n")),
+            400,
+            "",
+        ),
+        (
+            "150 headers",
+            upgrade_request("/chat", &format!("{ok}{}", "X-Many: 1\r\n".repeat(150))),
+            431,
+            "",
+        ),
+        (
             "header continuation line",
             upgrade_request("/chat", &format!("{ok}X-Folded: a\r\n b\r\n")),
             400,
