@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use super::units::{format_duration, format_size};
-use super::{Config, FrameLimits};
+use std::num::NonZeroU32;
+
+use super::{Config, FrameLimits, RateConfig};
 
 fn q(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -28,6 +30,37 @@ fn limits(out: &mut String, l: &FrameLimits) {
         }
         .ok();
     }
+}
+
+/// A limit that may be "off".
+fn on_off(n: Option<NonZeroU32>, size: bool) -> String {
+    match n {
+        None => q("off"),
+        Some(n) if size => q(&format_size(u64::from(n.get()))),
+        Some(n) => n.to_string(),
+    }
+}
+
+/// A burst: printed only when its rate is on (validation keeps them both on or both off).
+fn burst(out: &mut String, key: &str, rate_key: &str, n: Option<NonZeroU32>, size: bool) {
+    match n {
+        Some(_) => writeln!(out, "{key} = {}", on_off(n, size)),
+        None => writeln!(out, "# {key}: off ({rate_key} is off)"),
+    }
+    .ok();
+}
+
+fn rate(out: &mut String, r: &RateConfig) {
+    let mps = "messages_per_second";
+    let _ = writeln!(out, "{mps} = {}", on_off(r.messages_per_second, false));
+    burst(out, "burst", mps, r.burst, false);
+    let bps = "bytes_per_second";
+    let _ = writeln!(out, "{bps} = {}", on_off(r.bytes_per_second, true));
+    burst(out, "burst_bytes", bps, r.burst_bytes, true);
+    let cps = "control_per_second";
+    let _ = writeln!(out, "{cps} = {}", on_off(r.control_per_second, false));
+    burst(out, "control_burst", cps, r.control_burst, false);
+    let _ = writeln!(out, "on_limit = {}", q(&r.on_limit.to_string()));
 }
 
 pub(super) fn render(c: &Config) -> String {
@@ -62,6 +95,24 @@ pub(super) fn render(c: &Config) -> String {
         "close_timeout = {}",
         q(&format_duration(s.close_timeout))
     );
+    let _ = writeln!(
+        o,
+        "shutdown_timeout = {}",
+        q(&format_duration(s.shutdown_timeout))
+    );
+    let _ = writeln!(o, "idle_timeout = {}", q(&format_duration(s.idle_timeout)));
+    let ping = s
+        .ping_interval
+        .map_or_else(|| "off".to_owned(), format_duration);
+    let _ = writeln!(o, "ping_interval = {}", q(&ping));
+    let _ = writeln!(o, "pong_timeout = {}", q(&format_duration(s.pong_timeout)));
+
+    o.push_str("\n[admin]\n");
+    match c.admin.listen {
+        Some(a) => writeln!(o, "listen = {}", q(&a.to_string())),
+        None => writeln!(o, "# listen: not set (no admin listener)"),
+    }
+    .ok();
 
     let org = &c.origin;
     let _ = writeln!(o, "\n[origin]\nallow = {}", list(org.allow.iter().cloned()));
@@ -73,6 +124,29 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(o, "mask_key_policy = {}", q(&c.mask_key_policy.to_string()));
     o.push_str("\n[backend_frames]\n");
     limits(&mut o, &c.backend_frames);
+
+    o.push_str("\n[rate]\n");
+    rate(&mut o, &c.rate);
+    o.push_str("\n[backend_rate]\n");
+    rate(&mut o, &c.backend_rate);
+
+    let l = &c.limits;
+    let _ = writeln!(o, "\n[limits]\nmax_connections = {}", l.max_connections);
+    let _ = writeln!(
+        o,
+        "connections_per_ip = {}",
+        on_off(l.connections_per_ip, false)
+    );
+    let hpi = "handshakes_per_ip";
+    let _ = writeln!(o, "{hpi} = {}", on_off(l.handshakes_per_ip, false));
+    burst(&mut o, "handshake_burst", hpi, l.handshake_burst, false);
+    let _ = writeln!(o, "max_tracked_ips = {}", l.max_tracked_ips);
+    let _ = writeln!(
+        o,
+        "trusted_proxies = {}",
+        list(l.trusted_proxies.iter().cloned())
+    );
+    let _ = writeln!(o, "proxy_protocol = {}", l.proxy_protocol);
 
     for r in &c.routes {
         let _ = writeln!(o, "\n[[route]]\npath = {}", q(&r.path));

@@ -1,6 +1,7 @@
 //! wsguard's policy file: TOML → raw serde structs (`deny_unknown_fields`) → validated [`Config`].
 //! Nothing is clamped or guessed; [`ConfigErrors`] lists every problem as `file:LINE: KEY: fix`.
-//! Units: sizes are bytes or binary units ("64 KiB"); durations need a unit ("10s", "500ms").
+//! Units: sizes are bytes or binary units ("64 KiB"); durations need a unit ("10s", "500ms");
+//! limits that can be disabled also take "off".
 
 mod effective;
 mod error;
@@ -13,6 +14,7 @@ mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +54,51 @@ pub const MAX_SIZE_LIMIT: u64 = i64::MAX as u64;
 pub const DEFAULT_MAX_FRAGMENTS: u64 = 128;
 /// Largest fragment limit (1,000,000): enough for the conformance suite's many-fragment cases.
 pub const MAX_MAX_FRAGMENTS: u64 = 1_000_000;
+/// Default 30s after SIGTERM for open connections to finish their close handshakes.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest shutdown wait (10m): beyond that, orchestrators kill the process anyway.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default 5m without a frame in either direction before both sides are closed with 1001.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Shortest idle timeout (1s): less closes connections between ordinary keystrokes.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest idle timeout (24h): a bound on how long silent connections may hold resources.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Shortest proxy ping interval (1s): more often is only load.
+pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest proxy ping interval (1h).
+pub const MAX_PING_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default 10s for a client to answer a proxy ping before it is closed with 1001.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `[rate] messages_per_second` (100): far above a person typing, far below a flood.
+pub const DEFAULT_RATE_MESSAGES: u32 = 100;
+/// Default `[rate] bytes_per_second` (1 MiB).
+pub const DEFAULT_RATE_BYTES: u32 = 1 << 20;
+/// Default `[rate] control_per_second` (20): browsers send control frames rarely.
+pub const DEFAULT_RATE_CONTROL: u32 = 20;
+/// Default `burst` and `control_burst`: this many times their per-second rate.
+pub const DEFAULT_BURST_FACTOR: u32 = 2;
+/// Default `burst_bytes`: this many times `bytes_per_second` (at most 4 GiB-1).
+pub const DEFAULT_BURST_BYTES_FACTOR: u32 = 4;
+/// Largest rate, burst or byte rate accepted (4,294,967,295; for bytes 4 GiB-1).
+pub const MAX_RATE: u32 = u32::MAX;
+/// Default most concurrent connections (10,000); more get 503.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Largest `max_connections`, `connections_per_ip`, `handshakes_per_ip` and
+/// `handshake_burst` (1,000,000).
+pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+/// Default concurrent connections per client IP (256); more get 429.
+pub const DEFAULT_CONNECTIONS_PER_IP: u32 = 256;
+/// Default handshakes per client IP per minute (600); more get 429 with Retry-After.
+pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 600;
+/// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (60).
+pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
+/// Default bound on client IPs with per-IP state (100,000).
+pub const DEFAULT_MAX_TRACKED_IPS: u32 = 100_000;
+/// Smallest `max_tracked_ips` (1,000): fewer lets a handful of addresses evict everyone's state.
+pub const MIN_MAX_TRACKED_IPS: u32 = 1_000;
+/// Largest `max_tracked_ips` (10,000,000): a bound on per-IP memory.
+pub const MAX_MAX_TRACKED_IPS: u32 = 10_000_000;
 /// Default demo backend address (`wsguard demo` only).
 pub const DEFAULT_DEMO_BACKEND_LISTEN: &str = "127.0.0.1:9000";
 /// Default demo page address (`wsguard demo` only).
@@ -72,8 +119,15 @@ pub struct Config {
     pub mask_key_policy: MaskKeyPolicy,
     /// Backend → client limits; `None` = unlimited (the default).
     pub backend_frames: FrameLimits,
+    /// Client → backend rates, per connection (`[rate]`).
+    pub rate: RateConfig,
+    /// Backend → client rates, per connection (`[backend_rate]`); every rate off by default.
+    pub backend_rate: RateConfig,
+    /// Connection counts, per-IP limits and trusted proxies (`[limits]`).
+    pub limits: LimitsConfig,
     /// At least one; paths are unique per match kind.
     pub routes: Vec<Route>,
+    pub admin: AdminConfig,
     pub demo: DemoConfig,
 }
 
@@ -90,6 +144,73 @@ pub struct ServerConfig {
     pub max_request_head: u64,
     pub backend_connect_timeout: Duration,
     pub close_timeout: Duration,
+    /// On SIGTERM, how long to wait for close handshakes before exiting.
+    pub shutdown_timeout: Duration,
+    /// No frame in either direction for this long → close 1001 both ways.
+    pub idle_timeout: Duration,
+    /// The proxy pings clients idle this long; `None` = off (the default).
+    /// Validation guarantees it is shorter than `idle_timeout`.
+    pub ping_interval: Option<Duration>,
+    /// A client that does not answer a proxy ping within this is closed with 1001.
+    pub pong_timeout: Duration,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `None` = no admin listener (the default). Never equal to `server.listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[rate] on_limit` / `[backend_rate] on_limit`: what happens to a connection over its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Close the connection.
+    Close,
+    /// Stop reading until the rate allows more (backpressure).
+    Delay,
+}
+
+/// Token-bucket rates for one direction of one connection; `None` = no limit.
+/// After validation each burst is `Some` exactly when its rate is, and is >= it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateConfig {
+    /// Data frames per second.
+    pub messages_per_second: Option<NonZeroU32>,
+    /// Data frames at once; default 2 × `messages_per_second`.
+    pub burst: Option<NonZeroU32>,
+    /// Payload bytes per second.
+    pub bytes_per_second: Option<NonZeroU32>,
+    /// Payload bytes at once; default 4 × `bytes_per_second` (at most 4 GiB-1).
+    pub burst_bytes: Option<NonZeroU32>,
+    /// Ping/pong/close frames per second.
+    pub control_per_second: Option<NonZeroU32>,
+    /// Control frames at once; default 2 × `control_per_second`.
+    pub control_burst: Option<NonZeroU32>,
+    pub on_limit: OnLimit,
+}
+
+/// `[limits]`: connection counts, per-IP limits and trusted proxies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Concurrent connections in total; over → 503.
+    pub max_connections: u32,
+    /// Concurrent connections per client IP; over → 429. `None` = off.
+    pub connections_per_ip: Option<NonZeroU32>,
+    /// Handshakes per client IP per minute; over → 429 with Retry-After. `None` = off.
+    pub handshakes_per_ip: Option<NonZeroU32>,
+    /// Handshakes at once per client IP; `Some` exactly when `handshakes_per_ip` is.
+    pub handshake_burst: Option<NonZeroU32>,
+    /// Bound on client IPs with per-IP state.
+    pub max_tracked_ips: u32,
+    /// CIDRs or addresses as written whose X-Forwarded-For / PROXY header is believed;
+    /// their syntax is checked at start-up by the module that uses them.
+    pub trusted_proxies: Vec<String>,
+    /// 1-based line of each `trusted_proxies` entry (same index).
+    pub trusted_proxies_lines: Vec<usize>,
+    /// Expect a PROXY protocol v1/v2 header from trusted peers; validation guarantees
+    /// `trusted_proxies` is not empty when this is true.
+    pub proxy_protocol: bool,
 }
 
 /// `[origin]`: which browser origins may open a socket.
@@ -246,6 +367,15 @@ impl fmt::Display for OriginMode {
         f.write_str(match self {
             OriginMode::Enforce => "enforce",
             OriginMode::Report => "report",
+        })
+    }
+}
+
+impl fmt::Display for OnLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnLimit::Close => "close",
+            OnLimit::Delay => "delay",
         })
     }
 }

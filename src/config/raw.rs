@@ -94,7 +94,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub backend_frames: RawBackendFrames,
     #[serde(default)]
+    pub rate: RawRate,
+    #[serde(default)]
+    pub backend_rate: RawRate,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub admin: RawAdmin,
     #[serde(default)]
     pub demo: RawDemo,
 }
@@ -109,6 +117,10 @@ pub(super) struct RawServer {
     pub max_request_head: Field,
     pub backend_connect_timeout: Field,
     pub close_timeout: Field,
+    pub shutdown_timeout: Field,
+    pub idle_timeout: Field,
+    pub ping_interval: Field,
+    pub pong_timeout: Field,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +148,37 @@ pub(super) struct RawBackendFrames {
     pub max_fragments: Field,
 }
 
+/// `[rate]` and `[backend_rate]` (same keys, different defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    pub messages_per_second: Field,
+    pub burst: Field,
+    pub bytes_per_second: Field,
+    pub burst_bytes: Field,
+    pub control_per_second: Field,
+    pub control_burst: Field,
+    pub on_limit: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_connections: Field,
+    pub connections_per_ip: Field,
+    pub handshakes_per_ip: Field,
+    pub handshake_burst: Field,
+    pub max_tracked_ips: Field,
+    pub trusted_proxies: Field,
+    pub proxy_protocol: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Field,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
@@ -155,6 +198,16 @@ pub(super) struct RawDemo {
 
 // === schema pre-pass: all unknown keys at once, with suggestions ===
 
+const RATE_KEYS: &[&str] = &[
+    "messages_per_second",
+    "burst",
+    "bytes_per_second",
+    "burst_bytes",
+    "control_per_second",
+    "control_burst",
+    "on_limit",
+];
+
 /// Known keys per section; must match the raw structs above (the example.toml test checks it).
 const SCHEMA: &[(&str, &[&str])] = &[
     (
@@ -167,6 +220,10 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "max_request_head",
             "backend_connect_timeout",
             "close_timeout",
+            "shutdown_timeout",
+            "idle_timeout",
+            "ping_interval",
+            "pong_timeout",
         ],
     ),
     ("origin", &["allow", "allow_missing", "mode"]),
@@ -183,7 +240,22 @@ const SCHEMA: &[(&str, &[&str])] = &[
         "backend_frames",
         &["max_frame_size", "max_message_size", "max_fragments"],
     ),
+    ("rate", RATE_KEYS),
+    ("backend_rate", RATE_KEYS),
+    (
+        "limits",
+        &[
+            "max_connections",
+            "connections_per_ip",
+            "handshakes_per_ip",
+            "handshake_burst",
+            "max_tracked_ips",
+            "trusted_proxies",
+            "proxy_protocol",
+        ],
+    ),
     ("route", &["path", "match", "backends", "subprotocols"]),
+    ("admin", &["listen"]),
     ("demo", &["backend_listen", "page_listen"]),
 ];
 

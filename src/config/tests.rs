@@ -1,5 +1,6 @@
 // === Tests: shipped configs load, invalid configs fail with their stated message ===
 
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,6 +46,12 @@ fn shipped_wsguard_toml_loads() {
         c.demo.page_listen,
         DEFAULT_DEMO_PAGE_LISTEN.parse().unwrap()
     );
+    assert_eq!(c.admin.listen, Some("127.0.0.1:9091".parse().unwrap()));
+    assert_eq!(c.rate.messages_per_second, nz(DEFAULT_RATE_MESSAGES));
+}
+
+fn nz(n: u32) -> Option<NonZeroU32> {
+    NonZeroU32::new(n)
 }
 
 #[test]
@@ -56,6 +63,18 @@ fn shipped_conformance_toml_loads() {
     assert_eq!(c.frames.max_message_size, Some(20 << 20));
     assert_eq!(c.frames.max_fragments, Some(1_000_000));
     assert!(c.route_for("/runCase?case=1&agent=x").is_some());
+    let r = c.rate;
+    for (name, v) in [
+        ("messages_per_second", r.messages_per_second),
+        ("burst", r.burst),
+        ("bytes_per_second", r.bytes_per_second),
+        ("burst_bytes", r.burst_bytes),
+        ("control_per_second", r.control_per_second),
+        ("control_burst", r.control_burst),
+    ] {
+        assert_eq!(v, None, "conformance.toml [rate] {name} must be off");
+    }
+    assert_eq!(c.limits.handshakes_per_ip, None);
 }
 
 #[test]
@@ -72,6 +91,23 @@ fn shipped_example_toml_loads_and_sets_every_key() {
     );
     // Every key the schema knows appears in example.toml.
     let text = std::fs::read_to_string(Path::new(MANIFEST).join("config/example.toml")).unwrap();
+    for section in [
+        "[server]",
+        "[admin]",
+        "[origin]",
+        "[frames]",
+        "[backend_frames]",
+        "[rate]",
+        "[backend_rate]",
+        "[limits]",
+        "[[route]]",
+        "[demo]",
+    ] {
+        assert!(
+            text.contains(&format!("\n{section}\n")),
+            "example.toml lacks {section}"
+        );
+    }
     for key in [
         "listen",
         "tls_cert",
@@ -93,6 +129,24 @@ fn shipped_example_toml_loads_and_sets_every_key() {
         "subprotocols",
         "backend_listen",
         "page_listen",
+        "shutdown_timeout",
+        "idle_timeout",
+        "ping_interval",
+        "pong_timeout",
+        "messages_per_second",
+        "burst",
+        "bytes_per_second",
+        "burst_bytes",
+        "control_per_second",
+        "control_burst",
+        "on_limit",
+        "max_connections",
+        "connections_per_ip",
+        "handshakes_per_ip",
+        "handshake_burst",
+        "max_tracked_ips",
+        "trusted_proxies",
+        "proxy_protocol",
     ] {
         assert!(
             text.contains(&format!("\n{key} = ")),
@@ -136,7 +190,7 @@ fn invalid_configs_fail_with_their_stated_message() {
 fn defaults_fill_in() {
     let c = Config::from_str(MINIMAL, "t.toml").unwrap();
     assert_eq!(c.server.listen, DEFAULT_LISTEN.parse().unwrap());
-    assert_eq!((c.server.tls_cert, c.server.tls_key), (None, None));
+    assert_eq!((&c.server.tls_cert, &c.server.tls_key), (&None, &None));
     assert_eq!(c.server.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     assert_eq!(c.server.max_request_head, DEFAULT_MAX_REQUEST_HEAD);
     assert_eq!(c.frames.max_frame_size, Some(DEFAULT_MAX_FRAME_SIZE));
@@ -147,6 +201,192 @@ fn defaults_fill_in() {
     assert_eq!(c.origin.mode, OriginMode::Enforce);
     assert!(!c.origin.allow_missing);
     assert_eq!(c.routes[0].path_match, PathMatch::Exact);
+    let s = &c.server;
+    assert_eq!(s.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(s.ping_interval, None);
+    assert_eq!(s.pong_timeout, DEFAULT_PONG_TIMEOUT);
+    assert_eq!(c.admin.listen, None);
+    assert_eq!(
+        c.rate,
+        RateConfig {
+            messages_per_second: nz(100),
+            burst: nz(200),
+            bytes_per_second: nz(1 << 20),
+            burst_bytes: nz(4 << 20),
+            control_per_second: nz(20),
+            control_burst: nz(40),
+            on_limit: OnLimit::Close,
+        }
+    );
+    assert_eq!(
+        c.backend_rate,
+        RateConfig {
+            messages_per_second: None,
+            burst: None,
+            bytes_per_second: None,
+            burst_bytes: None,
+            control_per_second: None,
+            control_burst: None,
+            on_limit: OnLimit::Delay,
+        }
+    );
+    let l = &c.limits;
+    assert_eq!(l.max_connections, 10_000);
+    assert_eq!(l.connections_per_ip, nz(256));
+    assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(600), nz(60)));
+    assert_eq!(l.max_tracked_ips, 100_000);
+    assert!(l.trusted_proxies.is_empty() && l.trusted_proxies_lines.is_empty());
+    assert!(!l.proxy_protocol);
+}
+
+#[test]
+fn rates_bursts_and_off() {
+    // A burst defaults to its factor times an explicit rate; "off" turns a rate off.
+    let src = "[rate]\nmessages_per_second = 500\nbytes_per_second = \"off\"\ncontrol_per_second = 5\ncontrol_burst = 5\n[backend_rate]\nbytes_per_second = 2048\non_limit = \"close\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(
+        (c.rate.messages_per_second, c.rate.burst),
+        (nz(500), nz(1000))
+    );
+    assert_eq!((c.rate.bytes_per_second, c.rate.burst_bytes), (None, None));
+    assert_eq!(c.rate.control_burst, nz(5));
+    assert_eq!(c.backend_rate.burst_bytes, nz(8192));
+    assert_eq!(c.backend_rate.on_limit, OnLimit::Close);
+    // The default burst saturates at the largest value rather than overflowing.
+    let src = "[rate]\nbytes_per_second = \"2 GiB\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(c.rate.burst_bytes, nz(u32::MAX));
+
+    let err = errors(&("[rate]\nburst = 50\n".to_owned() + MINIMAL));
+    assert!(err.contains("t.toml:2: rate.burst: 50 is smaller than rate.messages_per_second (100, the default); raise rate.burst to at least 100"), "{err}");
+    let err = errors(&("[rate]\nmessages_per_second = \"off\"\nburst = 50\n".to_owned() + MINIMAL));
+    assert!(err.contains("t.toml:3: rate.burst: is set but rate.messages_per_second is \"off\"; set rate.messages_per_second too, or remove rate.burst"), "{err}");
+    let err = errors(&("[rate]\nburst_bytes = \"off\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("t.toml:2: rate.burst_bytes: \"off\" is only allowed when rate.bytes_per_second is \"off\" (here 1 MiB, the default); remove rate.burst_bytes for the default (4 × bytes_per_second)"), "{err}");
+    let err = errors(&("[rate]\nbytes_per_second = \"4 GiB\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("rate.bytes_per_second: 4 GiB is out of range; use 1 B to 4294967295 B (4 GiB - 1 B), or \"off\""), "{err}");
+    let err = errors(&("[rate]\nbytes_per_second = \"1 MB\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("ambiguous"), "{err}");
+    let err = errors(&("[rate]\ncontrol_per_second = \"20\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("rate.control_per_second: \"20\" is not allowed; write a whole number (e.g. 100) or \"off\""), "{err}");
+    let err = errors(&("[backend_rate]\nmessages_per_second = -1\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("backend_rate.messages_per_second: -1 is out of range"),
+        "{err}"
+    );
+    let err = errors(&("[rate]\nmessages_per_second = true\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("expected an integer or \"off\", found a boolean"),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_timeouts_ping_and_admin() {
+    let src = "[server]\nshutdown_timeout = \"10m\"\nidle_timeout = \"24h\"\nping_interval = \"1h\"\npong_timeout = \"500ms\"\n[admin]\nlisten = \"[::1]:9091\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(600));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(86_400));
+    assert_eq!(c.server.ping_interval, Some(Duration::from_secs(3600)));
+    assert_eq!(c.server.pong_timeout, Duration::from_millis(500));
+    assert_eq!(c.admin.listen, Some("[::1]:9091".parse().unwrap()));
+    let src = "[server]\nping_interval = \"off\"\n".to_owned() + MINIMAL;
+    assert_eq!(
+        Config::from_str(&src, "t.toml")
+            .unwrap()
+            .server
+            .ping_interval,
+        None
+    );
+
+    let err = errors(&("[server]\nidle_timeout = \"500ms\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("server.idle_timeout: 500ms is out of range; use 1s to 24h"),
+        "{err}"
+    );
+    let err = errors(&("[server]\nping_interval = \"2h\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("server.ping_interval: 2h is out of range; use 1s to 1h, or \"off\""),
+        "{err}"
+    );
+    let err = errors(&("[server]\nping_interval = \"5m\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("t.toml:2: server.ping_interval: 5m is not shorter than server.idle_timeout (5m, the default)"), "{err}");
+    let err = errors(&("[server]\npong_timeout = \"10m\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("server.pong_timeout: 10m is out of range; use 1ms to 5m"),
+        "{err}"
+    );
+    let err = errors(&("[admin]\nlisten = \"127.0.0.1:8443\"\n".to_owned() + MINIMAL));
+    assert!(err.contains("t.toml:2: admin.listen: \"127.0.0.1:8443\" overlaps server.listen (\"0.0.0.0:8443\", the default)"), "{err}");
+    let err = errors(&("[admin]\nlisten = \"localhost:9091\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("admin.listen: \"localhost:9091\" is not an IP address with a port"),
+        "{err}"
+    );
+    let err = errors(&("[admin]\nlistn = \"127.0.0.1:9091\"\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains("admin.listn: unknown key \"listn\" in [admin]; did you mean \"listen\"?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_are_checked() {
+    let src = "[limits]\nmax_connections = 1\nconnections_per_ip = \"off\"\nhandshakes_per_ip = 10\nhandshake_burst = 100\nmax_tracked_ips = 1000\ntrusted_proxies = [\n  \"10.0.0.0/8\",\n  \"::1/128\",\n]\nproxy_protocol = true\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    let l = &c.limits;
+    assert_eq!(l.max_connections, 1);
+    assert_eq!(l.connections_per_ip, None);
+    assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(10), nz(100)));
+    assert_eq!(l.max_tracked_ips, 1000);
+    assert_eq!(l.trusted_proxies, ["10.0.0.0/8", "::1/128"]);
+    assert_eq!(l.trusted_proxies_lines, [8, 9]);
+    assert!(l.proxy_protocol);
+    let src = "[limits]\nhandshakes_per_ip = \"off\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    assert_eq!(
+        (c.limits.handshakes_per_ip, c.limits.handshake_burst),
+        (None, None)
+    );
+
+    let err = errors(&("[limits]\nmax_connections = 0\nmax_tracked_ips = 999\nconnections_per_ip = 0\ntrusted_proxies = [\"10.0.0.0/8\", 7]\nproxy_protocol = \"yes\"\n".to_owned() + MINIMAL));
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        "t.toml:2: limits.max_connections: 0 is out of range; use 1 to 1000000",
+        "t.toml:3: limits.max_tracked_ips: 999 is out of range; use 1000 to 10000000",
+        "t.toml:4: limits.connections_per_ip: 0 is out of range; use 1 to 1000000, or \"off\"",
+        "t.toml:5: limits.trusted_proxies[1]: expected a CIDR or address string",
+        "t.toml:6: limits.proxy_protocol: expected true or false, found a string",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (got, want) in lines.iter().zip(expected) {
+        assert!(got.starts_with(want), "got: {got}\nwant: {want}");
+    }
+    let err = errors(
+        &("[limits]\nhandshakes_per_ip = \"off\"\nhandshake_burst = 5\n".to_owned() + MINIMAL),
+    );
+    assert!(
+        err.contains(
+            "t.toml:3: limits.handshake_burst: is set but limits.handshakes_per_ip is \"off\""
+        ),
+        "{err}"
+    );
+    let err =
+        errors(&("[limits]\nproxy_protocol = true\ntrusted_proxies = []\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains(
+            "t.toml:2: limits.proxy_protocol: is true but limits.trusted_proxies is empty"
+        ),
+        "{err}"
+    );
+    let err = errors(&("[limits]\nburst = 5\n".to_owned() + MINIMAL));
+    assert!(
+        err.contains(
+            "limits.burst: unknown key \"burst\" in [limits]; \"burst\" belongs in [rate]"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -302,6 +542,10 @@ fn effective_toml_round_trips() {
         let text = c.to_effective_toml();
         let mut again = Config::from_str(&text, name).unwrap_or_else(|e| panic!("{text}\n{e}"));
         again.origin.allow_lines.clone_from(&c.origin.allow_lines);
+        again
+            .limits
+            .trusted_proxies_lines
+            .clone_from(&c.limits.trusted_proxies_lines);
         assert_eq!(c, again, "{text}");
     }
     let text = Config::from_str(MINIMAL, "t.toml")
@@ -310,6 +554,29 @@ fn effective_toml_round_trips() {
     assert!(text.contains("max_frame_size = \"64 KiB\""), "{text}");
     assert!(text.contains("handshake_timeout = \"10s\""), "{text}");
     assert!(text.contains("# max_frame_size: unlimited"), "{text}");
+    for line in [
+        "shutdown_timeout = \"30s\"",
+        "idle_timeout = \"5m\"",
+        "ping_interval = \"off\"",
+        "pong_timeout = \"10s\"",
+        "# listen: not set (no admin listener)",
+        "[rate]\nmessages_per_second = 100\nburst = 200\nbytes_per_second = \"1 MiB\"\nburst_bytes = \"4 MiB\"\ncontrol_per_second = 20\ncontrol_burst = 40\non_limit = \"close\"\n",
+        "[backend_rate]\nmessages_per_second = \"off\"\n# burst: off (messages_per_second is off)\n",
+        "on_limit = \"delay\"",
+        "[limits]\nmax_connections = 10000\nconnections_per_ip = 256\nhandshakes_per_ip = 600\nhandshake_burst = 60\nmax_tracked_ips = 100000\ntrusted_proxies = []\nproxy_protocol = false\n",
+    ] {
+        assert!(text.contains(line), "lacks {line}:\n{text}");
+    }
+    // Non-default values round-trip too.
+    let src = "[server]\nping_interval = \"30s\"\n[admin]\nlisten = \"127.0.0.1:9091\"\n[rate]\nmessages_per_second = \"off\"\nbytes_per_second = 1000\non_limit = \"delay\"\n[backend_rate]\ncontrol_per_second = 3\n[limits]\nhandshakes_per_ip = \"off\"\nconnections_per_ip = \"off\"\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "t.toml").unwrap();
+    let text = c.to_effective_toml();
+    let mut again = Config::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{text}\n{e}"));
+    again
+        .limits
+        .trusted_proxies_lines
+        .clone_from(&c.limits.trusted_proxies_lines);
+    assert_eq!(c, again, "{text}");
 }
 
 #[test]

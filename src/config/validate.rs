@@ -1,6 +1,7 @@
 // === Validation: raw structs → Config, collecting every problem ===
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::error::{ConfigErrors, ConfigProblem, Lines};
-use super::raw::{check_keys, Field, Leaf, RawBackendFrames, RawConfig, RawFrames};
+use super::raw::{
+    check_keys, Field, Leaf, RawBackendFrames, RawConfig, RawFrames, RawLimits, RawRate,
+};
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::*;
 
@@ -113,8 +116,13 @@ impl Checker<'_> {
 
     fn addr(&mut self, key: &str, field: &Field, default: &str) -> Option<SocketAddr> {
         let default = default.parse().ok()?;
-        self.parsed(key, field, default, "an address like \"127.0.0.1:8443\"", |s| {
-            s.parse().map_err(|_| {
+        Some(self.optional_addr(key, field)?.unwrap_or(default))
+    }
+
+    /// An IP address with a port; `Some(None)` when absent.
+    fn optional_addr(&mut self, key: &str, field: &Field) -> Option<Option<SocketAddr>> {
+        self.parsed(key, field, None, "an address like \"127.0.0.1:8443\"", |s| {
+            s.parse().map(Some).map_err(|_| {
                 format!("\"{s}\" is not an IP address with a port; write e.g. \"0.0.0.0:8443\" or \"[::]:8443\"")
             })
         })
@@ -138,14 +146,43 @@ impl Checker<'_> {
         })
     }
 
+    /// A duration in 1ms..=5m, or `default` when absent.
     fn duration(&mut self, key: &str, field: &Field, default: Duration) -> Option<Duration> {
-        let range = MIN_TIMEOUT..=MAX_TIMEOUT;
+        self.duration_in(key, field, default, MIN_TIMEOUT..=MAX_TIMEOUT)
+    }
+
+    /// A duration within `range`, or `default` when absent.
+    fn duration_in(
+        &mut self,
+        key: &str,
+        field: &Field,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        match self.duration_setting(key, field, range, false)? {
+            Setting::Value(d) => Some(d),
+            Setting::Absent | Setting::Off => Some(default),
+        }
+    }
+
+    /// A duration within `range`; with `off_allowed`, also the string "off".
+    fn duration_setting(
+        &mut self,
+        key: &str,
+        field: &Field,
+        range: RangeInclusive<Duration>,
+        off_allowed: bool,
+    ) -> Option<Setting<Duration>> {
         let Some(leaf) = field else {
-            return Some(default);
+            return Some(Setting::Absent);
         };
         let d = match leaf.get_ref() {
+            Leaf::Str(s) if off_allowed && s == "off" => return Some(Setting::Off),
             Leaf::Int(n) => Err(format!("{n} has no unit; write e.g. \"{n}s\" or \"{n}ms\"")),
             Leaf::Str(s) => parse_duration(s),
+            _ if off_allowed => {
+                return self.mistyped(key, leaf, "a duration like \"10s\" or \"off\"")
+            }
             _ => return self.mistyped(key, leaf, "a duration like \"10s\""),
         };
         let d = d.map_err(|m| self.report(key, Some(leaf.span()), m)).ok()?;
@@ -154,14 +191,18 @@ impl Checker<'_> {
                 format_duration(*range.start()),
                 format_duration(*range.end()),
             );
+            let off = if off_allowed { ", or \"off\"" } else { "" };
             self.report(
                 key,
                 Some(leaf.span()),
-                format!("{} is out of range; use {lo} to {hi}", format_duration(d)),
+                format!(
+                    "{} is out of range; use {lo} to {hi}{off}",
+                    format_duration(d)
+                ),
             );
             return None;
         }
-        Some(d)
+        Some(Setting::Value(d))
     }
 
     /// A size (integer bytes or "64 KiB") within `range`; `Some(None)` when absent.
@@ -227,6 +268,133 @@ impl Checker<'_> {
         }
     }
 
+    /// A limit in 1..=`max` that may also be "off": an integer count, or with `size` a size
+    /// ("1 MiB" or a number of bytes).
+    fn limit(
+        &mut self,
+        key: &str,
+        field: &Field,
+        max: u32,
+        size: bool,
+    ) -> Option<Setting<NonZeroU32>> {
+        let Some(leaf) = field else {
+            return Some(Setting::Absent);
+        };
+        let n: i128 = match leaf.get_ref() {
+            Leaf::Str(s) if s == "off" => return Some(Setting::Off),
+            Leaf::Int(n) => i128::from(*n),
+            Leaf::Str(s) if size => match parse_size(s) {
+                Ok(n) => i128::from(n),
+                Err(m) => {
+                    let m = format!("{m}, or \"off\" for no limit");
+                    self.report(key, Some(leaf.span()), m);
+                    return None;
+                }
+            },
+            Leaf::Str(s) => {
+                let m = format!("\"{s}\" is not allowed; write a whole number (e.g. 100) or \"off\" for no limit");
+                self.report(key, Some(leaf.span()), m);
+                return None;
+            }
+            _ if size => {
+                return self.mistyped(
+                    key,
+                    leaf,
+                    "a size like \"1 MiB\", a number of bytes, or \"off\"",
+                )
+            }
+            _ => return self.mistyped(key, leaf, "an integer or \"off\""),
+        };
+        if let Some(v) = u32::try_from(n)
+            .ok()
+            .filter(|v| *v <= max)
+            .and_then(NonZeroU32::new)
+        {
+            return Some(Setting::Value(v));
+        }
+        let (shown, lo, hi) = if size {
+            let shown = u64::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .map_or_else(|| n.to_string(), format_size);
+            let hi = match max {
+                MAX_RATE => "4294967295 B (4 GiB - 1 B)".to_owned(),
+                m => format_size(u64::from(m)),
+            };
+            (shown, "1 B".to_owned(), hi)
+        } else {
+            (n.to_string(), "1".to_owned(), max.to_string())
+        };
+        self.report(
+            key,
+            Some(leaf.span()),
+            format!("{shown} is out of range; use {lo} to {hi}, or \"off\" for no limit"),
+        );
+        None
+    }
+
+    /// A rate (see [`Checker::limit`]) and its burst, cross-checked.
+    fn rate_pair(&mut self, p: &Pair<'_>) -> Option<(Option<NonZeroU32>, Option<NonZeroU32>)> {
+        let (rate_key, burst_key) = (
+            format!("{}.{}", p.section, p.rate_key),
+            format!("{}.{}", p.section, p.burst_key),
+        );
+        let rate = self.limit(&rate_key, p.rate, p.max, p.size);
+        let burst = self.limit(&burst_key, p.burst, p.max, p.size);
+        let (rate, burst) = (rate?, burst?);
+        let by_default = matches!(rate, Setting::Absent);
+        let rate = match rate {
+            Setting::Value(v) => Some(v),
+            Setting::Off => None,
+            Setting::Absent => p.default_rate.and_then(NonZeroU32::new),
+        };
+        let show = |n: NonZeroU32| {
+            if p.size {
+                format_size(u64::from(n.get()))
+            } else {
+                n.to_string()
+            }
+        };
+        let the_default = if by_default { ", the default" } else { "" };
+        let burst_span = p.burst.as_ref().map(|l| l.span());
+        match (rate, burst) {
+            (None, Setting::Absent | Setting::Off) => Some((None, None)),
+            (None, Setting::Value(_)) => {
+                let off = if by_default {
+                    "off (the default)"
+                } else {
+                    "\"off\""
+                };
+                let msg = format!(
+                    "is set but {rate_key} is {off}; set {rate_key} too, or remove {burst_key}"
+                );
+                self.report(&burst_key, burst_span, msg);
+                None
+            }
+            (Some(r), Setting::Off) => {
+                let msg = format!(
+                    "\"off\" is only allowed when {rate_key} is \"off\" (here {}{the_default}); remove {burst_key} for the default ({}) or give a number",
+                    show(r),
+                    p.default_burst.describe(p.rate_key, p.size),
+                );
+                self.report(&burst_key, burst_span, msg);
+                None
+            }
+            (Some(r), Setting::Absent) => Some((Some(r), Some(p.default_burst.apply(r)))),
+            (Some(r), Setting::Value(b)) if p.cover && b < r => {
+                let msg = format!(
+                    "{} is smaller than {rate_key} ({}{the_default}); raise {burst_key} to at least {} or lower {rate_key}",
+                    show(b),
+                    show(r),
+                    show(r),
+                );
+                self.report(&burst_key, burst_span, msg);
+                None
+            }
+            (Some(r), Setting::Value(b)) => Some((Some(r), Some(b))),
+        }
+    }
+
     pub(super) fn list<'l>(
         &mut self,
         key: &str,
@@ -264,7 +432,11 @@ impl Checker<'_> {
             ],
         );
         let backend_frames = self.backend_frames(&raw.backend_frames);
+        let rate = self.rate("rate", &raw.rate, &RATE_DEFAULTS);
+        let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
+        let limits = self.limits(&raw.limits);
         let routes = self.routes(&raw.route);
+        let admin_listen = self.optional_addr("admin.listen", &raw.admin.listen);
         let d = &raw.demo;
         let backend_listen = self.addr(
             "demo.backend_listen",
@@ -272,14 +444,38 @@ impl Checker<'_> {
             DEFAULT_DEMO_BACKEND_LISTEN,
         );
         let page_listen = self.addr("demo.page_listen", &d.page_listen, DEFAULT_DEMO_PAGE_LISTEN);
+        let server = server?;
+        let admin = AdminConfig {
+            listen: admin_listen?,
+        };
+        if let Some(a) = admin.listen {
+            let s = server.listen;
+            if a.port() == s.port()
+                && (a.ip() == s.ip() || a.ip().is_unspecified() || s.ip().is_unspecified())
+            {
+                let by_default = if raw.server.listen.is_none() {
+                    ", the default"
+                } else {
+                    ""
+                };
+                let msg = format!("\"{a}\" overlaps server.listen (\"{s}\"{by_default}); give the admin listener its own port, e.g. \"127.0.0.1:9091\"");
+                let span = raw.admin.listen.as_ref().map(|l| l.span());
+                self.report("admin.listen", span, msg);
+                return None;
+            }
+        }
         Some(Config {
             source_name: origin_name.to_owned(),
-            server: server?,
+            server,
             origin: origin?,
             frames: frames?,
             mask_key_policy: mask_key_policy?,
             backend_frames: backend_frames?,
+            rate: rate?,
+            backend_rate: backend_rate?,
+            limits: limits?,
             routes: routes?,
+            admin,
             demo: DemoConfig {
                 backend_listen: backend_listen?,
                 page_listen: page_listen?,
@@ -311,6 +507,48 @@ impl Checker<'_> {
             &s.close_timeout,
             DEFAULT_CLOSE_TIMEOUT,
         );
+        let shutdown = self.duration_in(
+            "server.shutdown_timeout",
+            &s.shutdown_timeout,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            MIN_TIMEOUT..=MAX_SHUTDOWN_TIMEOUT,
+        );
+        let idle = self.duration_in(
+            "server.idle_timeout",
+            &s.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+            MIN_IDLE_TIMEOUT..=MAX_IDLE_TIMEOUT,
+        );
+        let ping = self.duration_setting(
+            "server.ping_interval",
+            &s.ping_interval,
+            MIN_PING_INTERVAL..=MAX_PING_INTERVAL,
+            true,
+        );
+        let pong = self.duration("server.pong_timeout", &s.pong_timeout, DEFAULT_PONG_TIMEOUT);
+        let (idle, ping) = (idle?, ping?);
+        let ping_interval = match ping {
+            Setting::Value(p) if p >= idle => {
+                let by_default = if s.idle_timeout.is_none() {
+                    ", the default"
+                } else {
+                    ""
+                };
+                let msg = format!(
+                    "{} is not shorter than server.idle_timeout ({}{by_default}), so the idle close would always come first; lower server.ping_interval or raise server.idle_timeout",
+                    format_duration(p),
+                    format_duration(idle),
+                );
+                self.report(
+                    "server.ping_interval",
+                    s.ping_interval.as_ref().map(|l| l.span()),
+                    msg,
+                );
+                return None;
+            }
+            Setting::Value(p) => Some(p),
+            Setting::Absent | Setting::Off => None,
+        };
         let (tls_cert, tls_key) = tls?;
         Some(ServerConfig {
             listen: listen?,
@@ -320,6 +558,10 @@ impl Checker<'_> {
             max_request_head: head?.unwrap_or(DEFAULT_MAX_REQUEST_HEAD),
             backend_connect_timeout: connect?,
             close_timeout: close?,
+            shutdown_timeout: shutdown?,
+            idle_timeout: idle,
+            ping_interval,
+            pong_timeout: pong?,
         })
     }
 
@@ -461,6 +703,150 @@ impl Checker<'_> {
         .then_some(limits)
     }
 
+    fn rate(&mut self, section: &'static str, r: &RawRate, d: &RateDefaults) -> Option<RateConfig> {
+        let times = |n| BurstDefault::Times(n);
+        let messages = self.rate_pair(&Pair {
+            section,
+            rate_key: "messages_per_second",
+            rate: &r.messages_per_second,
+            burst_key: "burst",
+            burst: &r.burst,
+            default_rate: d.messages,
+            default_burst: times(DEFAULT_BURST_FACTOR),
+            cover: true,
+            size: false,
+            max: MAX_RATE,
+        });
+        let bytes = self.rate_pair(&Pair {
+            section,
+            rate_key: "bytes_per_second",
+            rate: &r.bytes_per_second,
+            burst_key: "burst_bytes",
+            burst: &r.burst_bytes,
+            default_rate: d.bytes,
+            default_burst: times(DEFAULT_BURST_BYTES_FACTOR),
+            cover: true,
+            size: true,
+            max: MAX_RATE,
+        });
+        let control = self.rate_pair(&Pair {
+            section,
+            rate_key: "control_per_second",
+            rate: &r.control_per_second,
+            burst_key: "control_burst",
+            burst: &r.control_burst,
+            default_rate: d.control,
+            default_burst: times(DEFAULT_BURST_FACTOR),
+            cover: true,
+            size: false,
+            max: MAX_RATE,
+        });
+        let on_limit = self.choice(
+            &format!("{section}.on_limit"),
+            &r.on_limit,
+            d.on_limit,
+            &[("close", OnLimit::Close), ("delay", OnLimit::Delay)],
+        );
+        let ((messages_per_second, burst), (bytes_per_second, burst_bytes)) = (messages?, bytes?);
+        let (control_per_second, control_burst) = control?;
+        Some(RateConfig {
+            messages_per_second,
+            burst,
+            bytes_per_second,
+            burst_bytes,
+            control_per_second,
+            control_burst,
+            on_limit: on_limit?,
+        })
+    }
+
+    fn limits(&mut self, l: &RawLimits) -> Option<LimitsConfig> {
+        let max_connections = self.count(
+            "limits.max_connections",
+            &l.max_connections,
+            1..=u64::from(MAX_MAX_CONNECTIONS),
+        );
+        let per_ip = self.limit(
+            "limits.connections_per_ip",
+            &l.connections_per_ip,
+            MAX_MAX_CONNECTIONS,
+            false,
+        );
+        let handshakes = self.rate_pair(&Pair {
+            section: "limits",
+            rate_key: "handshakes_per_ip",
+            rate: &l.handshakes_per_ip,
+            burst_key: "handshake_burst",
+            burst: &l.handshake_burst,
+            default_rate: Some(DEFAULT_HANDSHAKES_PER_IP),
+            default_burst: BurstDefault::Fixed(DEFAULT_HANDSHAKE_BURST),
+            cover: false,
+            size: false,
+            max: MAX_MAX_CONNECTIONS,
+        });
+        let tracked = self.count(
+            "limits.max_tracked_ips",
+            &l.max_tracked_ips,
+            u64::from(MIN_MAX_TRACKED_IPS)..=u64::from(MAX_MAX_TRACKED_IPS),
+        );
+        let mut proxies_ok = true;
+        let mut trusted_proxies = Vec::new();
+        let mut trusted_proxies_lines = Vec::new();
+        let items = self.list(
+            "limits.trusted_proxies",
+            &l.trusted_proxies,
+            "an array of CIDRs or addresses",
+        );
+        for (i, item) in items.unwrap_or_default().iter().enumerate() {
+            match self.string(
+                &format!("limits.trusted_proxies[{i}]"),
+                item,
+                "a CIDR or address string like \"10.0.0.0/8\" or \"127.0.0.1\"",
+            ) {
+                Some(s) => {
+                    trusted_proxies.push(s.to_owned());
+                    trusted_proxies_lines.push(self.lines.line_of_span(&item.span()));
+                }
+                None => proxies_ok = false,
+            }
+        }
+        let proxy_protocol = match &l.proxy_protocol {
+            None => Some(false),
+            Some(leaf) => match leaf.get_ref() {
+                Leaf::Bool(b) => Some(*b),
+                _ => self.mistyped("limits.proxy_protocol", leaf, "true or false"),
+            },
+        };
+        if proxy_protocol == Some(true)
+            && items.is_some()
+            && proxies_ok
+            && trusted_proxies.is_empty()
+        {
+            let msg = "is true but limits.trusted_proxies is empty; a PROXY header is believed only from trusted peers, so every connection would be refused. List your load balancers' addresses in limits.trusted_proxies (e.g. [\"10.0.0.0/8\"]) or set proxy_protocol = false";
+            let span = l.proxy_protocol.as_ref().map(|l| l.span());
+            self.report("limits.proxy_protocol", span, msg);
+            return None;
+        }
+        let connections_per_ip = match per_ip? {
+            Setting::Value(v) => Some(v),
+            Setting::Off => None,
+            Setting::Absent => NonZeroU32::new(DEFAULT_CONNECTIONS_PER_IP),
+        };
+        let (handshakes_per_ip, handshake_burst) = handshakes?;
+        let max_connections = max_connections?.map_or(DEFAULT_MAX_CONNECTIONS, |n| n as u32);
+        let max_tracked_ips = tracked?.map_or(DEFAULT_MAX_TRACKED_IPS, |n| n as u32);
+        (items.is_some() && proxies_ok).then_some(LimitsConfig {
+            max_connections,
+            connections_per_ip,
+            handshakes_per_ip,
+            handshake_burst,
+            max_tracked_ips,
+            trusted_proxies,
+            trusted_proxies_lines,
+            proxy_protocol: proxy_protocol?,
+        })
+    }
+
     /// max_message_size >= max_frame_size, else one problem naming both keys.
     fn message_covers_frame(
         &mut self,
@@ -492,3 +878,77 @@ impl Checker<'_> {
         false
     }
 }
+
+/// A key that may be absent (use the default), "off", or a value.
+#[derive(Debug, Clone, Copy)]
+enum Setting<T> {
+    Absent,
+    Off,
+    Value(T),
+}
+
+/// A rate key and its burst key, for [`Checker::rate_pair`].
+struct Pair<'f> {
+    section: &'static str,
+    rate_key: &'static str,
+    rate: &'f Field,
+    burst_key: &'static str,
+    burst: &'f Field,
+    /// The rate when its key is absent; `None` = off.
+    default_rate: Option<u32>,
+    default_burst: BurstDefault,
+    /// The burst must be >= the rate (both per second).
+    cover: bool,
+    /// Values are sizes ("1 MiB"), not counts.
+    size: bool,
+    max: u32,
+}
+
+/// The burst when its key is absent and its rate is on.
+#[derive(Debug, Clone, Copy)]
+enum BurstDefault {
+    /// This many times the rate, at most `MAX_RATE`.
+    Times(u32),
+    Fixed(u32),
+}
+
+impl BurstDefault {
+    fn apply(self, rate: NonZeroU32) -> NonZeroU32 {
+        match self {
+            BurstDefault::Times(n) => {
+                rate.saturating_mul(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+            }
+            BurstDefault::Fixed(n) => NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+
+    fn describe(self, rate_key: &str, size: bool) -> String {
+        match self {
+            BurstDefault::Times(n) => format!("{n} × {rate_key}"),
+            BurstDefault::Fixed(n) if size => format_size(u64::from(n)),
+            BurstDefault::Fixed(n) => n.to_string(),
+        }
+    }
+}
+
+/// Defaults of one rate section; `None` = off.
+struct RateDefaults {
+    messages: Option<u32>,
+    bytes: Option<u32>,
+    control: Option<u32>,
+    on_limit: OnLimit,
+}
+
+const RATE_DEFAULTS: RateDefaults = RateDefaults {
+    messages: Some(DEFAULT_RATE_MESSAGES),
+    bytes: Some(DEFAULT_RATE_BYTES),
+    control: Some(DEFAULT_RATE_CONTROL),
+    on_limit: OnLimit::Close,
+};
+
+const BACKEND_RATE_DEFAULTS: RateDefaults = RateDefaults {
+    messages: None,
+    bytes: None,
+    control: None,
+    on_limit: OnLimit::Delay,
+};
