@@ -11,10 +11,12 @@
 //! [`refusal::Refusal`] (HTTP status) and [`frame::Violation`] (close code).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod frame;
 pub mod handshake;
+pub mod metrics;
 pub mod origin;
 pub mod policy;
 pub mod refusal;

@@ -1,16 +1,19 @@
 //! The `wsguard` command: run the proxy, check a configuration, or run the
 //! demo (proxy plus an embedded chat backend and page).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use wsguard::config::Config;
-use wsguard::server::{Proxy, Server, StartError};
+use wsguard::server::{Proxy, ProxyHandle, Server, StartError, State};
 
 /// sysexits.h EX_USAGE: the configuration (our usage) is wrong; nothing was
 /// bound or started.
@@ -23,18 +26,37 @@ const EXIT_RUNTIME: u8 = 1;
 /// wsguard checks the Origin of every upgrade request against an allow-list,
 /// validates the handshake, forwards it to a backend, and inspects every
 /// frame in both directions (masking, reserved bits, opcodes, control frames,
-/// fragmentation, close codes, UTF-8, size caps). Log verbosity follows
-/// RUST_LOG (default: info).
+/// fragmentation, close codes, UTF-8, size caps) before relaying it.
 ///
-/// Exit codes: 0 ok, 64 invalid configuration, 1 runtime failure.
+/// Signals: SIGTERM or SIGINT stops accepting, sends close 1001 to every
+/// client and backend and exits 0 once they are closed or
+/// [server] shutdown_timeout has passed. SIGHUP re-reads the configuration
+/// and certificates: a valid one applies to new connections (existing ones
+/// go on untouched); an invalid one is logged and the old one stays.
+///
+/// Logs go to stderr, filtered by RUST_LOG (default "info"; e.g.
+/// RUST_LOG=wsguard=debug).
+///
+/// Exit codes: 0 clean exit or valid configuration; 64 invalid configuration,
+/// certificate or key (nothing was started); 1 runtime failure (e.g. the
+/// listen address is taken).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML); see config/example.toml for every key.
     #[arg(long, short, global = true, default_value = "config/wsguard.toml")]
     config: PathBuf,
+    /// Log format; default: text on a terminal, JSON lines otherwise.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -49,12 +71,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
 
     let config = match Config::from_file(&cli.config) {
         Ok(c) => c,
@@ -105,7 +122,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(proxy, matches!(command, Command::Demo))) {
+    match runtime.block_on(serve(proxy, &cli.config, matches!(command, Command::Demo))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsguard: {e}");
@@ -114,17 +131,81 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(proxy: Proxy, demo: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn init_logs(format: Option<LogFormat>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(proxy: Proxy, path: &Path, demo: bool) -> Result<(), Box<dyn std::error::Error>> {
     if demo {
         start_demo(&proxy).await?;
     }
-    let server = Server::bind(proxy).await?;
+    let state = Arc::new(State::default());
+    if let Some(addr) = proxy.config().admin.listen {
+        let listener = bind(addr).await?;
+        tracing::info!(listen = %listener.local_addr()?, "admin listening (/metrics, /healthz)");
+        tokio::spawn(wsguard::admin::serve(listener, state.clone()));
+    }
+    let server = Server::bind(proxy, state).await?;
+    tokio::spawn(reload_on_sighup(server.handle(), path.to_owned()));
+    let mut term = signal(SignalKind::terminate())?;
     server
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
+        .run(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            }
         })
         .await;
     Ok(())
+}
+
+/// SIGHUP: re-read the configuration and certificates; apply them to new
+/// connections if valid, keep the old ones otherwise.
+async fn reload_on_sighup(handle: ProxyHandle, path: PathBuf) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let config = match Config::from_file(&path) {
+            Ok(c) => c,
+            Err(errors) => {
+                tracing::error!(problems = %errors, "reload refused: invalid configuration; keeping the old one");
+                continue;
+            }
+        };
+        let old = handle.current();
+        let old = old.config();
+        if config.server.listen != old.server.listen || config.admin.listen != old.admin.listen {
+            tracing::warn!("reload: listen addresses change only on restart; the rest applies");
+        }
+        match Proxy::new(config) {
+            Ok(proxy) => {
+                handle.replace(proxy);
+                tracing::info!(config = %path.display(), "configuration reloaded; applies to new connections");
+            }
+            Err(e) => {
+                tracing::error!(problem = %e, "reload refused; keeping the old configuration")
+            }
+        }
+    }
 }
 
 /// Starts the embedded chat backend and page named in `[demo]`.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::frame::{close, Decoder, Event, Violation};
@@ -48,6 +49,25 @@ pub enum Ender {
     ClientGone,
     /// The backend's TCP connection ended without a close frame.
     BackendGone,
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+// === impl Ender ===
+
+impl Ender {
+    /// Log and metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ender::Client => "client",
+            Ender::Backend => "backend",
+            Ender::ClientViolation => "client_violation",
+            Ender::BackendViolation => "backend_violation",
+            Ender::ClientGone => "client_gone",
+            Ender::BackendGone => "backend_gone",
+            Ender::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Why a pump stopped.
@@ -183,7 +203,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 }
                 continue;
             };
-            self.frames += 1;
             match (self.dir, event) {
                 (Dir::Down, Event::Ping) => self.ping_outstanding.store(true, Ordering::Relaxed),
                 (Dir::Up, Event::Pong) if !self.ping_outstanding.swap(false, Ordering::Relaxed) => {
@@ -200,6 +219,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                     break;
                 }
             }
+            self.frames += 1;
             self.frame_end = self.parsed;
             self.mark = self.parsed;
         }
@@ -284,6 +304,15 @@ fn random_mask() -> [u8; 4] {
     key
 }
 
+/// Per-connection relay settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub client_policy: FramePolicy,
+    pub backend_policy: FramePolicy,
+    /// Wait for a peer's close frame or TCP close at most this long.
+    pub close_timeout: Duration,
+}
+
 /// Relays frames between `client` and `backend` until the connection ends.
 /// `client_early`/`backend_early` are bytes that arrived with the handshakes.
 pub async fn relay<C, B>(
@@ -291,14 +320,18 @@ pub async fn relay<C, B>(
     client_early: &[u8],
     backend: B,
     backend_early: &[u8],
-    client_policy: FramePolicy,
-    backend_policy: FramePolicy,
-    close_timeout: Duration,
+    settings: Settings,
+    mut drain: watch::Receiver<bool>,
 ) -> Summary
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    let Settings {
+        client_policy,
+        backend_policy,
+        close_timeout,
+    } = settings;
     let (cr, cw) = tokio::io::split(client);
     let (br, bw) = tokio::io::split(backend);
     let pings = Arc::new(AtomicBool::new(false));
@@ -322,6 +355,11 @@ where
     let (ended_by, violation, client_code) = tokio::select! {
         stop = up.run() => on_up_stop(stop, &mut up, &mut down, close_timeout).await,
         stop = down.run() => on_down_stop(stop, &mut up, &mut down, close_timeout).await,
+        () = draining(&mut drain) => {
+            let going_away = Some((1001, "going away"));
+            fail(&mut up, &mut down, going_away, going_away, close_timeout).await;
+            (Ender::Shutdown, None, Some(1001))
+        }
     };
     Summary {
         ended_by,
@@ -331,6 +369,13 @@ where
         bytes_up: up.bytes,
         frames_down: down.frames,
         bytes_down: down.bytes,
+    }
+}
+
+/// Resolves once the proxy starts draining; never if the signal is gone.
+async fn draining(drain: &mut watch::Receiver<bool>) {
+    if drain.wait_for(|&d| d).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

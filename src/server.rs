@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,12 +19,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{timeout_at, Instant};
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{Config, FrameLimits, MaskKeyPolicy};
 use crate::handshake;
+use crate::metrics::{
+    code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
+    ViolationLabels,
+};
 use crate::origin::AllowList;
 use crate::policy::{self, FramePolicy};
 use crate::refusal::{Refusal, Side};
@@ -103,50 +109,109 @@ impl Proxy {
     }
 }
 
+/// Process-wide state that outlives configuration reloads: metrics, the
+/// drain signal, and the set of live connection tasks.
+pub struct State {
+    pub metrics: Metrics,
+    drain: watch::Sender<bool>,
+    tracker: TaskTracker,
+}
+
+// === impl State ===
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            metrics: Metrics::new(),
+            drain: watch::Sender::new(false),
+            tracker: TaskTracker::new(),
+        }
+    }
+}
+
+impl State {
+    /// True once shutdown began: `/healthz` answers 503.
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+}
+
+/// The configuration in force. A reload swaps it; connections keep the
+/// `Arc<Proxy>` they started with, so they go on untouched.
+#[derive(Clone)]
+pub struct ProxyHandle(Arc<RwLock<Arc<Proxy>>>);
+
+// === impl ProxyHandle ===
+
+impl ProxyHandle {
+    pub fn current(&self) -> Arc<Proxy> {
+        match self.0.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies `proxy` to connections accepted from now on.
+    pub fn replace(&self, proxy: Proxy) {
+        let proxy = Arc::new(proxy);
+        match self.0.write() {
+            Ok(mut p) => *p = proxy,
+            Err(poisoned) => *poisoned.into_inner() = proxy,
+        }
+    }
+}
+
 /// A bound listener, ready to serve.
 pub struct Server {
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: ProxyHandle,
+    state: Arc<State>,
 }
 
 // === impl Server ===
 
 impl Server {
-    pub async fn bind(proxy: Proxy) -> Result<Server, StartError> {
+    pub async fn bind(proxy: Proxy, state: Arc<State>) -> Result<Server, StartError> {
         let addr = proxy.config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Bind(addr, e))?;
         Ok(Server {
             listener,
-            proxy: Arc::new(proxy),
+            proxy: ProxyHandle(Arc::new(RwLock::new(Arc::new(proxy)))),
+            state,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or(self.proxy.config.server.listen)
+            .unwrap_or(self.proxy.current().config.server.listen)
     }
 
-    /// Accepts until `shutdown` resolves.
+    /// A handle to swap the configuration (SIGHUP).
+    pub fn handle(&self) -> ProxyHandle {
+        self.proxy.clone()
+    }
+
+    /// Accepts until `shutdown` resolves, then drains: every live connection
+    /// gets close 1001 both ways, and this returns once they are done or
+    /// `shutdown_timeout` has passed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let first = self.proxy.current();
         tracing::info!(
             listen = %self.local_addr(),
-            tls = self.proxy.tls.is_some(),
-            routes = self.proxy.config.routes.len(),
+            tls = first.tls.is_some(),
+            routes = first.config.routes.len(),
             "wsguard listening"
         );
+        drop(first);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let proxy = self.proxy.clone();
-                        let span = tracing::debug_span!("conn", %peer);
-                        tokio::spawn(connection(proxy, stream, peer).instrument(span));
-                    }
+                    Ok((stream, peer)) => self.accept(stream, peer),
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -155,32 +220,93 @@ impl Server {
                 },
             }
         }
-        tracing::info!("stopped accepting");
+        drop(self.listener);
+        let grace = self.proxy.current().config.server.shutdown_timeout;
+        tracing::info!(
+            connections = self.state.tracker.len(),
+            grace = ?grace,
+            "draining: stopped accepting, closing connections with 1001"
+        );
+        self.state.drain.send_replace(true);
+        self.state.tracker.close();
+        if timeout(grace, self.state.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                connections = self.state.tracker.len(),
+                "shutdown_timeout passed with connections still open"
+            );
+        } else {
+            tracing::info!("drained");
+        }
+    }
+
+    fn accept(&self, stream: TcpStream, peer: SocketAddr) {
+        let proxy = self.proxy.current();
+        let state = self.state.clone();
+        state.metrics.connections_accepted.inc();
+        let span = tracing::info_span!("conn", %peer);
+        self.state
+            .tracker
+            .spawn(connection(proxy, state, stream, peer).instrument(span));
     }
 }
 
-async fn connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+/// Keeps `connections_active` right however a connection task ends.
+struct ActiveGuard(Arc<State>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.metrics.connections_active.dec();
+    }
+}
+
+async fn connection(proxy: Arc<Proxy>, state: Arc<State>, stream: TcpStream, peer: SocketAddr) {
+    state.metrics.connections_active.inc();
+    let _active = ActiveGuard(state.clone());
+    let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + proxy.config.server.handshake_timeout;
+    let deadline = accepted + proxy.config.server.handshake_timeout;
+    let conn = Conn {
+        proxy: proxy.clone(),
+        state: state.clone(),
+        peer,
+        tls: proxy.tls.is_some(),
+        accepted,
+    };
     match proxy.tls.clone() {
         Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => serve_http(proxy, tls, peer, true, deadline).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
+            Ok(Ok(tls)) => serve_http(conn, tls, deadline).await,
+            Ok(Err(e)) => {
+                state.metrics.tls_handshake_failures.inc();
+                tracing::debug!(error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                state.metrics.tls_handshake_failures.inc();
+                tracing::debug!("TLS handshake timed out");
+            }
         },
-        None => serve_http(proxy, stream, peer, false, deadline).await,
+        None => serve_http(conn, stream, deadline).await,
     }
 }
 
-async fn serve_http<S>(proxy: Arc<Proxy>, io: S, peer: SocketAddr, tls: bool, deadline: Instant)
+/// What a request handler knows about its connection.
+#[derive(Clone)]
+struct Conn {
+    proxy: Arc<Proxy>,
+    state: Arc<State>,
+    peer: SocketAddr,
+    tls: bool,
+    accepted: Instant,
+}
+
+async fn serve_http<S>(conn: Conn, io: S, deadline: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let max_head = usize::try_from(proxy.config.server.max_request_head).unwrap_or(usize::MAX);
+    let max_head = usize::try_from(conn.proxy.config.server.max_request_head).unwrap_or(usize::MAX);
     let remaining = deadline.saturating_duration_since(Instant::now());
     let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(upgrade::<S>(proxy, req, peer, tls).await) }
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(upgrade::<S>(conn, req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -195,29 +321,39 @@ where
 
 /// Handles one request: refuse it, or connect the backend, answer 101 and
 /// spawn the relay for when hyper hands over the socket.
-async fn upgrade<S>(
-    proxy: Arc<Proxy>,
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-) -> Response<Full<Bytes>>
+async fn upgrade<S>(conn: Conn, mut req: Request<Incoming>) -> Response<Full<Bytes>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _body) = req.into_parts();
+    let Conn {
+        proxy,
+        state,
+        peer,
+        tls,
+        accepted,
+    } = conn;
     let config = &proxy.config;
+    let metrics = &state.metrics;
+    let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
     if head_len(&parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
-        return refuse(Refusal::HeadTooLarge, &parts);
+        return refuse(Refusal::HeadTooLarge, &parts, config, metrics);
     }
     let upgrade = match handshake::check(&parts, config, &proxy.origins) {
         Ok(u) => u,
-        Err(refusal) => return refuse(refusal, &parts),
+        Err(refusal) => return refuse(refusal, &parts, config, metrics),
     };
     if let Some(rule) = upgrade.origin_report {
+        metrics
+            .origins_reported
+            .get_or_create(&ReasonLabels {
+                reason: rule.label(),
+            })
+            .inc();
         tracing::info!(
             path = parts.uri.path(),
-            origin = %printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes())),
+            origin = %origin,
             rule = rule.label(),
             "origin refused (report mode: let through)"
         );
@@ -231,12 +367,16 @@ where
         &upgrade,
         &client,
         config.server.backend_connect_timeout,
+        metrics,
     )
     .await
     {
         Ok(u) => u,
-        Err(refusal) => return refuse(refusal, &parts),
+        Err(refusal) => return refuse(refusal, &parts, config, metrics),
     };
+    metrics
+        .handshake_seconds
+        .observe(accepted.elapsed().as_secs_f64());
 
     let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -247,12 +387,17 @@ where
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, p.as_str());
     }
 
-    let client_policy = frame_policy(&config.frames, config.mask_key_policy);
-    let backend_policy = frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc);
-    let close_timeout = config.server.close_timeout;
+    let settings = relay::Settings {
+        client_policy: frame_policy(&config.frames, config.mask_key_policy),
+        backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
+        close_timeout: config.server.close_timeout,
+    };
     let path = parts.uri.path().to_owned();
+    let route_path = route.path.clone();
+    let drain = state.drain.subscribe();
     let span = tracing::Span::current();
-    tokio::spawn(
+    let tracker = state.tracker.clone();
+    tracker.spawn(
         async move {
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,
@@ -271,37 +416,43 @@ where
                 &parts.read_buf,
                 upstream.stream,
                 &upstream.early,
-                client_policy,
-                backend_policy,
-                close_timeout,
+                settings,
+                drain,
             )
             .await;
-            let fields = (
-                summary.frames_up,
-                summary.bytes_up,
-                summary.frames_down,
-                summary.bytes_down,
-            );
-            match (summary.ended_by, summary.violation) {
-                (Ender::ClientViolation | Ender::BackendViolation, Some(v)) => tracing::warn!(
+            record(&state.metrics, &summary);
+            let by = summary.ended_by.label();
+            let code = summary.client_code;
+            let duration = started.elapsed();
+            match summary.violation {
+                Some(v) => tracing::warn!(
                     path = %path,
+                    route = %route_path,
+                    origin = %origin,
                     backend = %upstream.backend,
-                    by = ?summary.ended_by,
+                    by,
                     rule = v.label(),
-                    code = summary.client_code,
+                    code,
                     reason = %v,
+                    ?duration,
+                    frames_up = summary.frames_up,
+                    bytes_up = summary.bytes_up,
+                    frames_down = summary.frames_down,
+                    bytes_down = summary.bytes_down,
                     "connection closed: frame rule broken"
                 ),
-                _ => tracing::debug!(
+                None => tracing::info!(
                     path = %path,
+                    route = %route_path,
+                    origin = %origin,
                     backend = %upstream.backend,
-                    by = ?summary.ended_by,
-                    code = summary.client_code,
-                    duration = ?started.elapsed(),
-                    frames_up = fields.0,
-                    bytes_up = fields.1,
-                    frames_down = fields.2,
-                    bytes_down = fields.3,
+                    by,
+                    code,
+                    ?duration,
+                    frames_up = summary.frames_up,
+                    bytes_up = summary.bytes_up,
+                    frames_down = summary.frames_down,
+                    bytes_down = summary.bytes_down,
                     "connection closed"
                 ),
             }
@@ -314,9 +465,24 @@ where
 }
 
 /// The answer to a refused request, plus its one log line.
-fn refuse(refusal: Refusal, parts: &Parts) -> Response<Full<Bytes>> {
+fn refuse(
+    refusal: Refusal,
+    parts: &Parts,
+    config: &Config,
+    metrics: &Metrics,
+) -> Response<Full<Bytes>> {
     let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
     let status = refusal.status();
+    let route = config
+        .route_for(parts.uri.path())
+        .map_or("none", |r| r.path.as_str());
+    metrics
+        .handshakes_refused
+        .get_or_create(&RefusedLabels {
+            reason: refusal.label(),
+            route: route.to_owned(),
+        })
+        .inc();
     match refusal.side() {
         Side::Client => tracing::info!(
             path = parts.uri.path(),
@@ -347,6 +513,42 @@ fn refuse(refusal: Refusal, parts: &Parts) -> Response<Full<Bytes>> {
     response
         .body(Full::new(Bytes::from(format!("{}\n", refusal.message()))))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Adds a finished connection to the metrics.
+fn record(metrics: &Metrics, summary: &relay::Summary) {
+    let up = DirectionLabels { direction: "up" };
+    let down = DirectionLabels { direction: "down" };
+    metrics.frames.get_or_create(&up).inc_by(summary.frames_up);
+    metrics.bytes.get_or_create(&up).inc_by(summary.bytes_up);
+    metrics
+        .frames
+        .get_or_create(&down)
+        .inc_by(summary.frames_down);
+    metrics
+        .bytes
+        .get_or_create(&down)
+        .inc_by(summary.bytes_down);
+    metrics
+        .connections_closed
+        .get_or_create(&ClosedLabels {
+            code: code_label(summary.client_code),
+            by: summary.ended_by.label(),
+        })
+        .inc();
+    if let Some(v) = summary.violation {
+        let side = match summary.ended_by {
+            Ender::BackendViolation => "backend",
+            _ => "client",
+        };
+        metrics
+            .violations
+            .get_or_create(&ViolationLabels {
+                rule: v.label(),
+                side,
+            })
+            .inc();
+    }
 }
 
 /// Size of the request head as sent, near enough for the limit: request

@@ -16,6 +16,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::config::Route;
 use crate::handshake::Upgrade;
+use crate::metrics::{BackendLabels, Metrics};
 use crate::refusal::Refusal;
 
 /// The backend's answer head may be at most this long: a WebSocket 101 is a
@@ -80,6 +81,7 @@ pub async fn connect(
     upgrade: &Upgrade,
     client: &ClientInfo,
     connect_timeout: Duration,
+    metrics: &Metrics,
 ) -> Result<Upstream, Refusal> {
     let n = route.backends.len();
     let first = rr.start(n);
@@ -96,13 +98,18 @@ pub async fn connect(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(backend = %name, error = %e, "backend connect failed");
+                count_failure(metrics, &name);
                 continue;
             }
             Err(_) => {
                 tracing::warn!(backend = %name, timeout = ?connect_timeout, "backend connect timed out");
+                count_failure(metrics, &name);
                 continue;
             }
         };
+        metrics
+            .backend_connect_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(backend = %name, elapsed = ?started.elapsed(), "backend connected");
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
@@ -129,6 +136,15 @@ pub async fn connect(
         };
     }
     Err(Refusal::BackendUnavailable)
+}
+
+fn count_failure(metrics: &Metrics, backend: &str) {
+    metrics
+        .backend_connect_failures
+        .get_or_create(&BackendLabels {
+            backend: backend.to_owned(),
+        })
+        .inc();
 }
 
 async fn handshake(

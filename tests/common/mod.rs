@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use wsguard::config::Config;
 use wsguard::frame::FrameHeader;
-use wsguard::server::{Proxy, Server};
+use wsguard::server::{Proxy, Server, State};
 
 /// Upper bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -42,7 +42,23 @@ pub fn certs() -> std::path::PathBuf {
 /// A running wsguard.
 pub struct Guard {
     pub addr: SocketAddr,
+    pub state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
+}
+
+impl Guard {
+    /// Starts the drain, as SIGTERM would.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server task to finish its drain.
+    pub async fn stopped(&mut self) {
+        within("drain", &mut self.task).await.unwrap();
+    }
 }
 
 impl Drop for Guard {
@@ -69,10 +85,19 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
     );
     let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
     let proxy = Proxy::new(config).expect("proxy starts");
-    let server = Server::bind(proxy).await.expect("binds");
+    let state = Arc::new(State::default());
+    let server = Server::bind(proxy, state.clone()).await.expect("binds");
     let addr = server.local_addr();
-    let task = tokio::spawn(server.run(std::future::pending()));
-    Guard { addr, task }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Guard {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    }
 }
 
 /// A config body with one route `/chat` to `backend` and the usual origins.
@@ -473,4 +498,130 @@ pub async fn tungstenite_echo() -> Backend {
         }
     });
     Backend { addr, seen, task }
+}
+
+// === the built binary ===
+
+/// wsguard as a child process with a config file in a temp dir; stderr
+/// (JSON log lines) is collected for assertions.
+pub struct Process {
+    pub child: std::process::Child,
+    pub config: std::path::PathBuf,
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wsguard-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub fn start(config_body: &str) -> Process {
+        let dir = TempDir::new("proc");
+        let config = dir.0.join("wsguard.toml");
+        std::fs::write(&config, config_body).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsguard"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--log-format")
+            .arg("json")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("wsguard starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line }));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        Process {
+            child,
+            config,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for a log line whose message starts with `message`.
+    pub async fn wait_log(&self, message: &str) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            if let Some(v) = self.logs.lock().unwrap().iter().find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            }) {
+                return v.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line {message:?}; got {:#?}",
+                self.logs.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many log lines have a message starting with `message`.
+    pub fn count_logs(&self, message: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .count()
+    }
+
+    /// The address from the "wsguard listening" line.
+    pub async fn addr(&self) -> SocketAddr {
+        let line = self.wait_log("wsguard listening").await;
+        line["listen"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }

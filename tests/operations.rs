@@ -1,0 +1,215 @@
+//! Operating wsguard: /metrics after a scripted session, /healthz, draining
+//! on shutdown (in-process and with the built binary and SIGTERM), and
+//! reloading on SIGHUP.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+async fn start_admin(state: Arc<wsguard::server::State>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(wsguard::admin::serve(listener, state));
+    addr
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    raw_request(
+        addr,
+        false,
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+/// The value of one sample line, e.g. `wsguard_frames_total{direction="up"}`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_a_scripted_session_exactly() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(false, &chat_route(backend.addr)).await;
+    let admin = start_admin(guard.state.clone()).await;
+
+    // 1: a good session: two messages, a normal close.
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    io.write_all(&frame(true, 1, b"one", key())).await.unwrap();
+    io.write_all(&frame(true, 2, b"two", key())).await.unwrap();
+    io.write_all(&frame(true, 8, &1000u16.to_be_bytes(), key()))
+        .await
+        .unwrap();
+    assert_eq!(read_close(&mut io).await.0, Some(1000));
+    // 2: a foreign origin.
+    let answer = raw_request(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://evil.example.net\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 403);
+    // 3: an unmasked frame.
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    io.write_all(&frame(true, 1, b"naked", None)).await.unwrap();
+    assert_eq!(read_close(&mut io).await.0, Some(1002));
+
+    let deadline = tokio::time::Instant::now() + STEP;
+    let text = loop {
+        let text = get(admin, "/metrics").await;
+        if sample(
+            &text,
+            "wsguard_connections_closed_total{code=\"1002\",by=\"client_violation\"}",
+        ) == Some(1.0)
+            && sample(&text, "wsguard_connections_active") == Some(0.0)
+        {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let expect = [
+        ("wsguard_connections_accepted_total", 3.0),
+        ("wsguard_connections_active", 0.0),
+        (
+            "wsguard_connections_closed_total{code=\"1000\",by=\"client\"}",
+            1.0,
+        ),
+        (
+            "wsguard_connections_closed_total{code=\"1002\",by=\"client_violation\"}",
+            1.0,
+        ),
+        (
+            "wsguard_handshakes_refused_total{reason=\"origin_not_allowed\",route=\"/chat\"}",
+            1.0,
+        ),
+        (
+            "wsguard_violations_total{rule=\"unmasked_frame\",side=\"client\"}",
+            1.0,
+        ),
+        // Two data frames and the close went up; their echoes came down.
+        ("wsguard_frames_total{direction=\"up\"}", 3.0),
+        ("wsguard_frames_total{direction=\"down\"}", 3.0),
+        // 3+3 payload bytes + 2 close bytes, each with a 6-byte header.
+        ("wsguard_bytes_total{direction=\"up\"}", 26.0),
+        ("wsguard_handshake_duration_seconds_count", 2.0),
+        ("wsguard_tls_handshake_failures_total", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&text, series), Some(value), "{series}\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn drain_sends_1001_both_ways_and_healthz_turns_503() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let mut guard = start_guard(false, &chat_route(backend.addr)).await;
+    let admin = start_admin(guard.state.clone()).await;
+    assert!(get(admin, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(raw_ws(guard.addr, false, "https://chat.example.com").await);
+    }
+    guard.shutdown();
+    for io in &mut clients {
+        assert_eq!(read_close(io).await.0, Some(1001));
+    }
+    // The backend got 1001 on each connection too.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while backend.seen.frames().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (header, payload) in backend.seen.frames() {
+        assert_eq!(header.opcode, wsguard::frame::OpCode::Close);
+        assert_eq!(&payload[..2], &1001u16.to_be_bytes());
+    }
+    assert!(get(admin, "/healthz").await.starts_with("HTTP/1.1 503"));
+    drop(clients);
+    guard.stopped().await;
+}
+
+fn process_config(backend: std::net::SocketAddr, origin: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\nclose_timeout = \"1s\"\n\n[origin]\nallow = [\"{origin}\"]\n\n[[route]]\npath = \"/chat\"\nbackends = [\"{backend}\"]\n"
+    )
+}
+
+#[tokio::test]
+async fn sigterm_closes_live_connections_with_1001_and_exits_0() {
+    let backend = tungstenite_echo().await;
+    let mut proc = Process::start(&process_config(backend.addr, "https://chat.example.com"));
+    let addr = proc.addr().await;
+    let mut a = raw_ws(addr, false, "https://chat.example.com").await;
+    let mut b = raw_ws(addr, false, "https://chat.example.com").await;
+    proc.signal("TERM");
+    assert_eq!(read_close(&mut a).await.0, Some(1001));
+    assert_eq!(read_close(&mut b).await.0, Some(1001));
+    drop((a, b));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(6), "did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    proc.wait_log("drained").await;
+}
+
+#[tokio::test]
+async fn sighup_applies_a_valid_config_to_new_connections_only() {
+    let backend = tungstenite_echo().await;
+    let proc = Process::start(&process_config(backend.addr, "https://old.example.com"));
+    let addr = proc.addr().await;
+    let (mut old_ws, _) = ws_client(addr, false, "/chat", Some("https://old.example.com"), None)
+        .await
+        .expect("old origin allowed");
+
+    std::fs::write(
+        &proc.config,
+        process_config(backend.addr, "https://new.example.com"),
+    )
+    .unwrap();
+    proc.signal("HUP");
+    proc.wait_log("configuration reloaded").await;
+
+    let refused = raw_request(
+        addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://old.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&refused), 403, "{refused}");
+    let (mut new_ws, _) = ws_client(addr, false, "/chat", Some("https://new.example.com"), None)
+        .await
+        .expect("new origin allowed");
+    round_trip(&mut new_ws, "new config").await;
+    // The connection from before the reload goes on untouched.
+    round_trip(&mut old_ws, "still here").await;
+
+    // An invalid config is refused and the running one stays.
+    std::fs::write(&proc.config, "[frames]\nmax_frame_sise = 1\n").unwrap();
+    proc.signal("HUP");
+    let line = proc.wait_log("reload refused").await;
+    assert!(
+        line["problems"]
+            .as_str()
+            .unwrap()
+            .contains("max_frame_sise"),
+        "{line}"
+    );
+    let (mut again, _) = ws_client(addr, false, "/chat", Some("https://new.example.com"), None)
+        .await
+        .expect("still the new config");
+    round_trip(&mut again, "after a bad reload").await;
+}
