@@ -12,13 +12,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod client_ip;
 pub mod config;
 pub mod demo;
 pub mod frame;
 pub mod handshake;
+pub mod limits;
 pub mod metrics;
 pub mod origin;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod refusal;
 pub mod relay;
 pub mod server;

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
     };
     let effective = config.to_effective_toml();
     let lines = config.origin.allow_lines.clone();
+    let proxy_lines = config.limits.trusted_proxies_lines.clone();
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
         Err(StartError::Origin(errors)) => {
@@ -96,6 +97,18 @@ fn main() -> ExitCode {
                     e.index,
                     e.entry,
                     e.message
+                );
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(StartError::TrustedProxies(errors)) => {
+            for (index, message) in errors {
+                let line = proxy_lines
+                    .get(index)
+                    .map_or(String::new(), |l| format!("{l}:"));
+                eprintln!(
+                    "{}:{line} limits.trusted_proxies[{index}]: {message}",
+                    cli.config.display()
                 );
             }
             return ExitCode::from(EXIT_CONFIG);

@@ -5,6 +5,7 @@
 
 use http::StatusCode;
 
+use crate::limits::IpRefusal;
 use crate::origin::OriginRefusal;
 
 /// Who caused a refusal: decides 4xx vs 5xx and the log level.
@@ -40,6 +41,10 @@ pub enum Refusal {
     HeadTooLarge,
     /// The `Origin` check failed (cross-site WebSocket hijacking defence).
     Origin(OriginRefusal),
+    /// The client IP is over `connections_per_ip` or `handshakes_per_ip`.
+    ClientIp(IpRefusal),
+    /// Over `max_connections`.
+    Overloaded,
     /// No backend of the route accepted a TCP connection in time.
     BackendUnavailable,
     /// The backend answered the handshake with a 4xx status, passed on.
@@ -72,6 +77,10 @@ impl Refusal {
             | Refusal::BadHost => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Origin(_) => StatusCode::FORBIDDEN,
+            Refusal::ClientIp(IpRefusal::TooManyTrackedIps) | Refusal::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::ClientIp(_) => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BackendUnavailable | Refusal::BackendBadHandshake(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -90,6 +99,17 @@ impl Refusal {
         }
     }
 
+    /// Seconds for `Retry-After` (RFC 9110 §10.2.3), rounded up.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Refusal::ClientIp(IpRefusal::TooManyHandshakes { retry_after }) => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
+            Refusal::Overloaded | Refusal::ClientIp(IpRefusal::TooManyTrackedIps) => Some(1),
+            _ => None,
+        }
+    }
+
     /// Metric and log label; a fixed string so label sets stay bounded.
     pub fn label(&self) -> &'static str {
         match self {
@@ -104,6 +124,8 @@ impl Refusal {
             Refusal::BadHost => "bad_host",
             Refusal::HeadTooLarge => "head_too_large",
             Refusal::Origin(o) => o.label(),
+            Refusal::ClientIp(r) => r.label(),
+            Refusal::Overloaded => "max_connections",
             Refusal::BackendUnavailable => "backend_unavailable",
             Refusal::BackendRefused(_) => "backend_refused",
             Refusal::BackendBadHandshake(_) => "backend_bad_handshake",
@@ -124,6 +146,15 @@ impl Refusal {
             Refusal::BadHost => "exactly one Host header is required",
             Refusal::HeadTooLarge => "request head too large",
             Refusal::Origin(o) => o.reason(),
+            Refusal::ClientIp(IpRefusal::TooManyConnections) => {
+                "too many connections from this client"
+            }
+            Refusal::ClientIp(IpRefusal::TooManyHandshakes { .. }) => {
+                "too many handshakes from this client; retry later"
+            }
+            Refusal::ClientIp(IpRefusal::TooManyTrackedIps) | Refusal::Overloaded => {
+                "too many connections; retry later"
+            }
             Refusal::BackendUnavailable => "no backend is available",
             Refusal::BackendRefused(_) => "the backend refused the upgrade",
             Refusal::BackendBadHandshake(why) => why,

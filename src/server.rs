@@ -5,7 +5,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,14 +26,17 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, FrameLimits, MaskKeyPolicy};
+use crate::client_ip::TrustedProxies;
+use crate::config::{Config, FrameLimits, MaskKeyPolicy, RateConfig};
 use crate::handshake;
+use crate::limits::{FrameRateConfig, IpLimits, IpLimitsConfig};
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
     ViolationLabels,
 };
 use crate::origin::AllowList;
 use crate::policy::{self, FramePolicy};
+use crate::proxy_protocol::{self, Parsed};
 use crate::refusal::{Refusal, Side};
 use crate::relay::{self, Ender};
 use crate::upstream::{self, ClientInfo, RoundRobin};
@@ -41,12 +45,19 @@ use crate::upstream::{self, ClientInfo, RoundRobin};
 /// values are enforced by our own count in [`head_len`].
 const HYPER_MIN_BUF: usize = 8192;
 
+/// How often idle per-IP state is dropped.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+
 /// Everything a connection needs, shared read-only between connections.
 pub struct Proxy {
     config: Config,
     origins: AllowList,
     round_robin: Vec<RoundRobin>,
     tls: Option<TlsAcceptor>,
+    trusted: TrustedProxies,
+    /// Per-IP state; a reload starts a fresh table (connections opened
+    /// before it release their slots in the old one).
+    ip_limits: IpLimits,
 }
 
 /// Why the proxy could not start. Each names what to fix.
@@ -54,6 +65,8 @@ pub struct Proxy {
 pub enum StartError {
     Tls(crate::tls::TlsError),
     Origin(Vec<crate::origin::EntryError>),
+    /// `limits.trusted_proxies` entries that do not parse: (index, fix).
+    TrustedProxies(Vec<(usize, String)>),
     Bind(SocketAddr, std::io::Error),
 }
 
@@ -67,6 +80,15 @@ impl std::fmt::Display for StartError {
                         writeln!(f)?;
                     }
                     write!(f, "origin.allow[{}] {:?}: {}", e.index, e.entry, e.message)?;
+                }
+                Ok(())
+            }
+            StartError::TrustedProxies(errors) => {
+                for (i, (index, message)) in errors.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "limits.trusted_proxies[{index}]: {message}")?;
                 }
                 Ok(())
             }
@@ -96,11 +118,22 @@ impl Proxy {
             .iter()
             .map(|_| RoundRobin::default())
             .collect();
+        let trusted = TrustedProxies::parse(&config.limits.trusted_proxies)
+            .map_err(StartError::TrustedProxies)?;
+        let limits = &config.limits;
+        let ip_limits = IpLimits::new(IpLimitsConfig {
+            connections_per_ip: limits.connections_per_ip,
+            handshakes_per_ip_per_minute: limits.handshakes_per_ip,
+            handshake_burst: limits.handshake_burst,
+            max_tracked_ips: limits.max_tracked_ips as usize,
+        });
         Ok(Proxy {
             config,
             origins,
             round_robin,
             tls,
+            trusted,
+            ip_limits,
         })
     }
 
@@ -115,6 +148,8 @@ pub struct State {
     pub metrics: Metrics,
     drain: watch::Sender<bool>,
     tracker: TaskTracker,
+    /// Connections open now, for `max_connections`.
+    open: AtomicUsize,
 }
 
 // === impl State ===
@@ -125,6 +160,7 @@ impl Default for State {
             metrics: Metrics::new(),
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
+            open: AtomicUsize::new(0),
         }
     }
 }
@@ -207,9 +243,11 @@ impl Server {
         );
         drop(first);
         tokio::pin!(shutdown);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = housekeeping.tick() => self.proxy.current().ip_limits.housekeeping(),
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => self.accept(stream, peer),
                     Err(e) => {
@@ -243,6 +281,13 @@ impl Server {
         let proxy = self.proxy.current();
         let state = self.state.clone();
         state.metrics.connections_accepted.inc();
+        // Over the cap, a connection still gets its 503 once its request is
+        // read; far over it, it is dropped at once to keep file descriptors.
+        let hard_cap = (proxy.config.limits.max_connections as usize).saturating_mul(2);
+        if state.open.load(Ordering::Relaxed) >= hard_cap {
+            tracing::warn!(%peer, "connection dropped: twice max_connections open");
+            return;
+        }
         let span = tracing::info_span!("conn", %peer);
         self.state
             .tracker
@@ -250,27 +295,55 @@ impl Server {
     }
 }
 
-/// Keeps `connections_active` right however a connection task ends.
+/// Keeps `connections_active` and the open count right however a
+/// connection task ends.
 struct ActiveGuard(Arc<State>);
+
+impl ActiveGuard {
+    fn new(state: &Arc<State>) -> ActiveGuard {
+        state.metrics.connections_active.inc();
+        state.open.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(state.clone())
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.metrics.connections_active.dec();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn connection(proxy: Arc<Proxy>, state: Arc<State>, stream: TcpStream, peer: SocketAddr) {
-    state.metrics.connections_active.inc();
-    let _active = ActiveGuard(state.clone());
+async fn connection(proxy: Arc<Proxy>, state: Arc<State>, mut stream: TcpStream, peer: SocketAddr) {
+    let active = Arc::new(ActiveGuard::new(&state));
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
     let deadline = accepted + proxy.config.server.handshake_timeout;
+    // A PROXY header is read only from trusted proxies; anyone else's would
+    // fail as a malformed TLS or HTTP start.
+    let mut source = peer.ip();
+    if proxy.config.limits.proxy_protocol && proxy.trusted.contains(peer.ip()) {
+        match timeout_at(deadline, read_proxy_header(&mut stream)).await {
+            Ok(Ok(Some(addr))) => source = addr.ip(),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "PROXY header refused; connection closed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("PROXY header timed out");
+                return;
+            }
+        }
+    }
     let conn = Conn {
         proxy: proxy.clone(),
         state: state.clone(),
         peer,
+        source,
         tls: proxy.tls.is_some(),
         accepted,
+        active,
     };
     match proxy.tls.clone() {
         Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
@@ -294,8 +367,12 @@ struct Conn {
     proxy: Arc<Proxy>,
     state: Arc<State>,
     peer: SocketAddr,
+    /// The client address from a trusted PROXY header, else the peer's.
+    source: IpAddr,
     tls: bool,
     accepted: Instant,
+    /// Held by the relay task too, so the connection counts until it ends.
+    active: Arc<ActiveGuard>,
 }
 
 async fn serve_http<S>(conn: Conn, io: S, deadline: Instant)
@@ -331,8 +408,10 @@ where
         proxy,
         state,
         peer,
+        source,
         tls,
         accepted,
+        active,
     } = conn;
     let config = &proxy.config;
     let metrics = &state.metrics;
@@ -343,6 +422,29 @@ where
     let upgrade = match handshake::check(&parts, config, &proxy.origins) {
         Ok(u) => u,
         Err(refusal) => return refuse(refusal, &parts, config, metrics),
+    };
+    // The client IP: X-Forwarded-For only counts when the TCP peer is a
+    // trusted proxy that did not already say it with a PROXY header.
+    let client_ip = if source == peer.ip() && proxy.trusted.contains(peer.ip()) {
+        let xff: Vec<&[u8]> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        proxy.trusted.client_ip(peer.ip(), &xff)
+    } else {
+        source
+    };
+    if state.open.load(Ordering::Relaxed) > config.limits.max_connections as usize {
+        return refuse(Refusal::Overloaded, &parts, config, metrics);
+    }
+    if let Err(r) = proxy.ip_limits.handshake(client_ip) {
+        return refuse(Refusal::ClientIp(r), &parts, config, metrics);
+    }
+    let permit = match proxy.ip_limits.connect(client_ip) {
+        Ok(p) => p,
+        Err(r) => return refuse(Refusal::ClientIp(r), &parts, config, metrics),
     };
     if let Some(rule) = upgrade.origin_report {
         metrics
@@ -359,7 +461,10 @@ where
         );
     }
     let route = &config.routes[upgrade.route];
-    let client = ClientInfo { peer, tls };
+    let client = ClientInfo {
+        peer: SocketAddr::new(client_ip, peer.port()),
+        tls,
+    };
     let upstream = match upstream::connect(
         route,
         &proxy.round_robin[upgrade.route],
@@ -390,7 +495,12 @@ where
     let settings = relay::Settings {
         client_policy: frame_policy(&config.frames, config.mask_key_policy),
         backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
+        client_rate: rate_settings(&config.rate),
+        backend_rate: rate_settings(&config.backend_rate),
         close_timeout: config.server.close_timeout,
+        idle_timeout: config.server.idle_timeout,
+        ping_interval: config.server.ping_interval,
+        pong_timeout: config.server.pong_timeout,
     };
     let path = parts.uri.path().to_owned();
     let route_path = route.path.clone();
@@ -411,6 +521,8 @@ where
                 return;
             };
             let started = Instant::now();
+            // Both live as long as the relay.
+            let (_permit, _active) = (permit, active);
             let summary = relay::relay(
                 parts.io.into_inner(),
                 &parts.read_buf,
@@ -476,6 +588,12 @@ fn refuse(
     let route = config
         .route_for(parts.uri.path())
         .map_or("none", |r| r.path.as_str());
+    if let Refusal::ClientIp(r) = refusal {
+        metrics
+            .rate_limited
+            .get_or_create(&ReasonLabels { reason: r.label() })
+            .inc();
+    }
     metrics
         .handshakes_refused
         .get_or_create(&RefusedLabels {
@@ -510,6 +628,9 @@ fn refuse(
     for (name, value) in refusal.headers() {
         response = response.header(*name, *value);
     }
+    if let Some(seconds) = refusal.retry_after() {
+        response = response.header(header::RETRY_AFTER, seconds);
+    }
     response
         .body(Full::new(Bytes::from(format!("{}\n", refusal.message()))))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
@@ -536,6 +657,26 @@ fn record(metrics: &Metrics, summary: &relay::Summary) {
             by: summary.ended_by.label(),
         })
         .inc();
+    let hits = [
+        ("client_delay", summary.throttled_up),
+        ("backend_delay", summary.throttled_down),
+        (
+            "client_close",
+            u64::from(summary.ended_by == Ender::ClientRateLimited),
+        ),
+        (
+            "backend_close",
+            u64::from(summary.ended_by == Ender::BackendRateLimited),
+        ),
+    ];
+    for (reason, n) in hits {
+        if n > 0 {
+            metrics
+                .rate_limited
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(n);
+        }
+    }
     if let Some(v) = summary.violation {
         let side = match summary.ended_by {
             Ender::BackendViolation => "backend",
@@ -568,6 +709,52 @@ fn printable(value: Option<&[u8]>) -> String {
         Some(v) => {
             let cut = &v[..v.len().min(200)];
             String::from_utf8_lossy(cut).escape_debug().to_string()
+        }
+    }
+}
+
+fn rate_settings(rate: &RateConfig) -> relay::RateSettings {
+    relay::RateSettings {
+        quota: FrameRateConfig {
+            messages_per_second: rate.messages_per_second,
+            burst: rate.burst,
+            bytes_per_second: rate.bytes_per_second,
+            burst_bytes: rate.burst_bytes,
+            control_per_second: rate.control_per_second,
+            control_burst: rate.control_burst,
+        },
+        on_limit: rate.on_limit,
+    }
+}
+
+/// Reads a PROXY protocol v1/v2 header (bounded by the spec's sizes) and
+/// returns the client address it names (`None` for LOCAL/UNKNOWN).
+async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
+    use tokio::io::AsyncReadExt;
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    // 15 bytes: the shortest v1 line ("PROXY UNKNOWN\r\n"), or most of v2's
+    // fixed part. Reading no further than the header keeps the client's
+    // first TLS or HTTP bytes in the socket.
+    let mut buf = vec![0u8; 15];
+    stream.read_exact(&mut buf).await?;
+    loop {
+        match proxy_protocol::parse(&buf).map_err(|e| invalid(e.to_string()))? {
+            Parsed::Done { consumed, source } if consumed == buf.len() => return Ok(source),
+            Parsed::Done { .. } => return Err(invalid("data before the PROXY header end".into())),
+            Parsed::Incomplete => {
+                // v2 says its length at bytes 14..16; v1 ends at CRLF.
+                let want = if !buf.starts_with(&proxy_protocol::V2_SIGNATURE) {
+                    buf.len() + 1
+                } else if buf.len() < 16 {
+                    16
+                } else {
+                    16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+                };
+
+                let have = buf.len();
+                buf.resize(want.max(have + 1), 0);
+                stream.read_exact(&mut buf[have..]).await?;
+            }
         }
     }
 }

@@ -70,6 +70,11 @@ impl Drop for Guard {
 /// Starts wsguard with `extra` TOML appended to a base config that listens
 /// on an ephemeral port (TLS with the dev certificate when `tls`).
 pub async fn start_guard(tls: bool, body: &str) -> Guard {
+    start_guard_with(tls, "", body).await
+}
+
+/// As [`start_guard`], with extra `[server]` keys.
+pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     let certs = certs();
     let tls_keys = if tls {
         format!(
@@ -81,7 +86,7 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
         String::new()
     };
     let src = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{body}"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{server}{body}"
     );
     let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
     let proxy = Proxy::new(config).expect("proxy starts");

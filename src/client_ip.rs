@@ -1,0 +1,339 @@
+//! Trusted proxies (CIDR list) and the client IP they vouch for in `X-Forwarded-For`:
+//! the right-most address not added by a trusted proxy. Pure; no headers are trusted
+//! unless the TCP peer itself is a trusted proxy.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Most `X-Forwarded-For` entries looked at, right to left: 64. Real chains are a few hops;
+/// the cap bounds the work a client can cause with a long header.
+pub const MAX_XFF_ENTRIES: usize = 64;
+
+/// Longest `X-Forwarded-For` entry parsed: 64 bytes (`[IPv6]:port` is at most 53).
+/// Longer entries are malformed without being looked at.
+pub const MAX_XFF_ENTRY_LEN: usize = 64;
+
+/// A set of trusted proxy networks. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`), in the list
+/// or from a socket, are treated as IPv4. Lookup is a linear scan: lists are a handful long.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    v4: Vec<(u32, u32)>,   // (network, mask)
+    v6: Vec<(u128, u128)>, // (network, mask)
+}
+
+// === impl TrustedProxies ===
+
+impl TrustedProxies {
+    /// Parses CIDRs (`10.0.0.0/8`, `::1/128`) and bare addresses (`127.0.0.1` = `/32`).
+    /// Errors list each bad entry's index with a message that says the fix.
+    pub fn parse(list: &[String]) -> Result<TrustedProxies, Vec<(usize, String)>> {
+        let mut set = TrustedProxies::default();
+        let mut errors = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
+            match parse_cidr(entry.trim()) {
+                Ok((IpAddr::V4(net), len)) => {
+                    set.v4.push((u32::from(net), mask_v4(len)));
+                }
+                Ok((IpAddr::V6(net), len)) => {
+                    set.v6.push((u128::from(net), mask_v6(len)));
+                }
+                Err(msg) => errors.push((i, msg)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().any(|&(net, mask)| a & mask == net)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().any(|&(net, mask)| a & mask == net)
+            }
+        }
+    }
+
+    /// The client IP, given the TCP peer and every `X-Forwarded-For` value in header order.
+    ///
+    /// An untrusted peer is the client: its headers are ignored. Otherwise the entries (all
+    /// values, comma-separated, empty ones skipped but counted) are walked from the right, each one written
+    /// by the hop to its right: the first address that is not a trusted proxy is the client.
+    /// If every entry is trusted, the left-most is. A malformed entry (not an IP, `IP:port`
+    /// or `[IPv6]:port`) stops the walk: the answer is the last good address before it, i.e.
+    /// the trusted hop that wrote it (the peer if it is the right-most), since nothing to its
+    /// left can be trusted. At most [`MAX_XFF_ENTRIES`] entries are looked at; past that the
+    /// last one looked at is the answer. Results are canonical (IPv4-mapped → IPv4).
+    pub fn client_ip(&self, peer: IpAddr, xff: &[&[u8]]) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.contains(peer) {
+            return peer;
+        }
+        let entries = xff
+            .iter()
+            .rev()
+            .flat_map(|value| value.rsplit(|&b| b == b','))
+            .take(MAX_XFF_ENTRIES)
+            .map(|e| e.trim_ascii())
+            .filter(|e| !e.is_empty());
+        let mut last_good = peer;
+        for entry in entries {
+            let Some(ip) = parse_xff_entry(entry) else {
+                return last_good;
+            };
+            if !self.contains(ip) {
+                return ip;
+            }
+            last_good = ip;
+        }
+        last_good
+    }
+}
+
+fn mask_v4(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn mask_v6(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+/// `addr` or `addr/len`, host bits zero, canonical (IPv4-mapped `/96+` becomes IPv4).
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        format!("{s:?} is not an IP address or CIDR; write e.g. \"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\"")
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max && (l == "0" || !l.starts_with('0')) => n,
+            _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
+        },
+    };
+    let (ip, len) = match ip {
+        IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), len - 96),
+            None => (ip, len),
+        },
+        _ => (ip, len),
+    };
+    let network = match ip {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(len))),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(len))),
+    };
+    if network != ip {
+        return Err(format!(
+            "{s:?} has host bits set; write \"{network}/{len}\""
+        ));
+    }
+    Ok((ip, len))
+}
+
+/// One `X-Forwarded-For` entry: `IPv4`, `IPv6`, `IPv4:port`, `[IPv6]` or `[IPv6]:port`.
+fn parse_xff_entry(entry: &[u8]) -> Option<IpAddr> {
+    if entry.len() > MAX_XFF_ENTRY_LEN {
+        return None;
+    }
+    let s = std::str::from_utf8(entry).ok()?;
+    let ip = if let Some(rest) = s.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        if !after.is_empty() {
+            port(after.strip_prefix(':')?)?;
+        }
+        IpAddr::V6(inner.parse().ok()?)
+    } else if let Ok(ip) = s.parse::<IpAddr>() {
+        ip
+    } else {
+        let (v4, p) = s.split_once(':')?;
+        port(p)?;
+        IpAddr::V4(v4.parse().ok()?)
+    };
+    Some(ip.to_canonical())
+}
+
+fn port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted(list: &[&str]) -> TrustedProxies {
+        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parse_accepts_cidrs_and_bare_addresses() {
+        let t = trusted(&[
+            "10.0.0.0/8",
+            "::1/128",
+            "127.0.0.1",
+            " 192.168.0.0/16 ",
+            "fd00::/8",
+            "0.0.0.0/0",
+        ]);
+        assert_eq!((t.v4.len(), t.v6.len()), (4, 2));
+        assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
+        assert!(trusted(&["::/0"]).contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn parse_errors_name_the_index_and_the_fix() {
+        let list: Vec<String> = [
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "nope",
+            "10.0.0.0/33",
+            "::1/129",
+            "1.2.3.4/",
+            "1.2.3.4/08",
+            "10.0.0.0/-1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let errors = TrustedProxies::parse(&list).unwrap_err();
+        let indexes: Vec<usize> = errors.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7]);
+        assert!(
+            errors[0].1.contains("write \"10.0.0.0/8\""),
+            "{}",
+            errors[0].1
+        );
+        assert!(errors[1]
+            .1
+            .contains("\"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\""));
+        assert!(errors[2].1.contains("0-32"));
+        assert!(errors[3].1.contains("0-128"));
+    }
+
+    #[test]
+    fn contains_table() {
+        let t = trusted(&[
+            "10.0.0.0/8",
+            "2001:db8:1::/48",
+            "::ffff:192.168.1.0/120",
+            "127.0.0.1",
+        ]);
+        let cases = [
+            ("10.0.0.1", true),
+            ("10.255.255.255", true),
+            ("11.0.0.0", false),
+            ("9.255.255.255", false),
+            ("::ffff:10.0.0.1", true), // IPv4-mapped peer matches the IPv4 network
+            ("::ffff:11.0.0.1", false),
+            ("192.168.1.77", true), // IPv4-mapped network in the list matches plain IPv4
+            ("192.168.2.1", false),
+            ("127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("2001:db8:1:ffff::1", true),
+            ("2001:db8:2::1", false),
+            ("::a00:1", false), // IPv4-compatible (deprecated) is not IPv4-mapped
+        ];
+        for (addr, want) in cases {
+            assert_eq!(t.contains(ip(addr)), want, "{addr}");
+        }
+        assert!(!TrustedProxies::default().contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn client_ip_table() {
+        let t = trusted(&["10.0.0.0/8", "fd00::/8"]);
+        let long_chain: String = std::iter::repeat_n("10.1.1.1", 100)
+            .collect::<Vec<_>>()
+            .join(",");
+        let long_chain_then_client = format!("203.0.113.5,{long_chain}");
+        let cases: &[(&str, &[&str], &str)] = &[
+            // Untrusted peer: headers ignored.
+            ("203.0.113.1", &["198.51.100.1"], "203.0.113.1"),
+            ("::ffff:203.0.113.1", &[], "203.0.113.1"),
+            // Trusted peer, no header: the peer.
+            ("10.0.0.1", &[], "10.0.0.1"),
+            ("::ffff:10.0.0.1", &["198.51.100.7"], "198.51.100.7"),
+            // One hop.
+            ("10.0.0.1", &["198.51.100.7"], "198.51.100.7"),
+            // Spoofed left-most entries are skipped: the right-most untrusted wins.
+            (
+                "10.0.0.1",
+                &["1.1.1.1, 2.2.2.2, 198.51.100.7"],
+                "198.51.100.7",
+            ),
+            (
+                "10.0.0.1",
+                &["1.1.1.1", "198.51.100.7, 10.0.0.2"],
+                "198.51.100.7",
+            ),
+            (
+                "10.0.0.1",
+                &["127.0.0.1, 198.51.100.7,10.9.9.9 ,  fd00::5"],
+                "198.51.100.7",
+            ),
+            // All trusted: the left-most.
+            ("10.0.0.1", &["10.0.0.3, 10.0.0.2"], "10.0.0.3"),
+            // Ports and brackets.
+            ("10.0.0.1", &["198.51.100.7:4711"], "198.51.100.7"),
+            ("10.0.0.1", &["[2001:db8::9]:443"], "2001:db8::9"),
+            ("10.0.0.1", &["[2001:db8::9]"], "2001:db8::9"),
+            ("10.0.0.1", &["2001:db8::9"], "2001:db8::9"),
+            ("10.0.0.1", &["::ffff:198.51.100.7"], "198.51.100.7"),
+            // Empty entries are skipped.
+            ("10.0.0.1", &["", " , 198.51.100.7, ,"], "198.51.100.7"),
+            // Malformed stops the walk at the last good address.
+            ("10.0.0.1", &["198.51.100.7, unknown"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, garbage, 10.0.0.2"], "10.0.0.2"),
+            ("10.0.0.1", &["198.51.100.7, 10.0.0.300"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, 1.2.3.4:99999"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, [2001:db8::1]x"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, fe80::1%eth0"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, \u{fffd}"], "10.0.0.1"),
+            ("10.0.0.1", &["198.51.100.7, 1.2.3.4 5.6.7.8"], "10.0.0.1"),
+            // Bounded: 64 entries at most.
+            ("10.0.0.1", &[long_chain_then_client.as_str()], "10.1.1.1"),
+        ];
+        for &(peer, xff, want) in cases {
+            let values: Vec<&[u8]> = xff.iter().map(|v| v.as_bytes()).collect();
+            assert_eq!(
+                t.client_ip(ip(peer), &values),
+                ip(want),
+                "peer {peer}, xff {xff:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_ip_survives_garbage_bytes() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let huge = vec![b'9'; 100_000];
+        let garbage: [&[u8]; 4] = [b"\xff\xfe,1.2.3.4", b"\0\r\n", &huge, b",,,,"];
+        assert_eq!(t.client_ip(ip("10.0.0.1"), &garbage), ip("10.0.0.1"));
+        let commas = vec![b','; 10_000];
+        let with_client: [&[u8]; 2] = [b"198.51.100.7", &commas];
+        assert_eq!(
+            t.client_ip(ip("10.0.0.1"), &with_client),
+            ip("10.0.0.1"),
+            "empty entries count"
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! The only async frame code: two directions over real sockets, each a
+//! [`pump::Pump`] that reads into one bounded buffer, runs every byte through
+//! the sans-I/O decoder and the direction's rate quota, and forwards the
+//! original bytes of whole frames with one write per burst. A slow reader
+//! stops its writer (back-pressure). This module runs both pumps, the
+//! liveness timers (idle timeout, proxy pings) and the close handshake, and
+//! ends every failure with the close codes of `DESIGN.md`.
+
+mod pump;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{timeout, Instant};
+
+use crate::config::OnLimit;
+use crate::frame::{Decoder, Violation};
+use crate::limits::FrameRate;
+use crate::policy::{FramePolicy, Role};
+use pump::{Dir, Pump, Rate, Stop, PING_TOKEN};
+
+/// Which peer ended the connection, and how: the connection's log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub ended_by: Ender,
+    /// Close code sent to (or relayed to) the client, if any.
+    pub client_code: Option<u16>,
+    pub violation: Option<Violation>,
+    pub frames_up: u64,
+    pub bytes_up: u64,
+    pub frames_down: u64,
+    pub bytes_down: u64,
+    /// Waits imposed by the rate quotas in delay mode, per direction.
+    pub throttled_up: u64,
+    pub throttled_down: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ender {
+    /// The client started the close handshake.
+    Client,
+    /// The backend started the close handshake.
+    Backend,
+    /// The client broke a rule.
+    ClientViolation,
+    /// The backend broke a rule.
+    BackendViolation,
+    /// The client went over its rate quota (`on_limit = "close"`).
+    ClientRateLimited,
+    /// The backend went over its rate quota (`on_limit = "close"`).
+    BackendRateLimited,
+    /// The client's TCP connection ended without a close frame.
+    ClientGone,
+    /// The backend's TCP connection ended without a close frame.
+    BackendGone,
+    /// No frame either way for `idle_timeout`.
+    Idle,
+    /// The client did not answer the proxy's ping within `pong_timeout`.
+    NoPong,
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+// === impl Ender ===
+
+impl Ender {
+    /// Log and metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ender::Client => "client",
+            Ender::Backend => "backend",
+            Ender::ClientViolation => "client_violation",
+            Ender::BackendViolation => "backend_violation",
+            Ender::ClientRateLimited => "client_rate_limit",
+            Ender::BackendRateLimited => "backend_rate_limit",
+            Ender::ClientGone => "client_gone",
+            Ender::BackendGone => "backend_gone",
+            Ender::Idle => "idle",
+            Ender::NoPong => "no_pong",
+            Ender::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A direction's rate settings, turned into a quota per connection.
+#[derive(Debug, Clone)]
+pub struct RateSettings {
+    pub quota: crate::limits::FrameRateConfig,
+    pub on_limit: OnLimit,
+}
+
+/// Per-connection relay settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub client_policy: FramePolicy,
+    pub backend_policy: FramePolicy,
+    pub client_rate: RateSettings,
+    pub backend_rate: RateSettings,
+    /// Wait for a peer's close frame or TCP close at most this long.
+    pub close_timeout: Duration,
+    /// No frame either way for this long: close 1001 both ways.
+    pub idle_timeout: Duration,
+    /// Ping a client that has been quiet this long (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// A proxy ping unanswered this long: close 1001 both ways.
+    pub pong_timeout: Duration,
+}
+
+fn rate(settings: &RateSettings) -> Option<Rate> {
+    Some(Rate {
+        quota: FrameRate::new(&settings.quota)?,
+        on_limit: settings.on_limit,
+    })
+}
+
+/// Relays frames between `client` and `backend` until the connection ends.
+/// `client_early`/`backend_early` are bytes that arrived with the handshakes.
+pub async fn relay<C, B>(
+    client: C,
+    client_early: &[u8],
+    backend: B,
+    backend_early: &[u8],
+    settings: Settings,
+    mut drain: watch::Receiver<bool>,
+) -> Summary
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let backend_ping = Arc::new(AtomicBool::new(false));
+    let (client_read, client_write) = tokio::io::split(client);
+    let (backend_read, backend_write) = tokio::io::split(backend);
+    let mut up = Pump::new(
+        (client_read, backend_write),
+        Dir::Up,
+        Decoder::new(Role::Client, settings.client_policy.clone()),
+        client_early,
+        backend_ping.clone(),
+        rate(&settings.client_rate),
+    );
+    let mut down = Pump::new(
+        (backend_read, client_write),
+        Dir::Down,
+        Decoder::new(Role::Server, settings.backend_policy.clone()),
+        backend_early,
+        backend_ping,
+        rate(&settings.backend_rate),
+    );
+    let wait = settings.close_timeout;
+    let mut ping_sent: Option<Instant> = None;
+
+    let (ended_by, violation, client_code) = loop {
+        let deadline = next_timer(&settings, &up, &down, ping_sent);
+        tokio::select! {
+            stop = up.run() => break on_up_stop(stop, &mut up, &mut down, wait).await,
+            stop = down.run() => break on_down_stop(stop, &mut up, &mut down, wait).await,
+            () = draining(&mut drain) => {
+                let going_away = Some((1001, "going away"));
+                fail(&mut up, &mut down, going_away, going_away, wait).await;
+                break (Ender::Shutdown, None, Some(1001));
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                let last = up.last_frame.max(down.last_frame);
+                if now >= last + settings.idle_timeout {
+                    let idle = Some((1001, "idle timeout"));
+                    fail(&mut up, &mut down, idle, idle, wait).await;
+                    break (Ender::Idle, None, Some(1001));
+                }
+                match (ping_sent, up.proxy_ping) {
+                    (Some(sent), Some(_)) if now >= sent + settings.pong_timeout => {
+                        let gone = Some((1001, "no pong"));
+                        fail(&mut up, &mut down, gone, gone, wait).await;
+                        break (Ender::NoPong, None, Some(1001));
+                    }
+                    (_, None) => ping_sent = None,
+                    _ => {}
+                }
+                if let Some(interval) = settings.ping_interval {
+                    if ping_sent.is_none() && now >= up.last_frame + interval && down.idle_output() {
+                        let token = ping_token();
+                        // FIN ping, unmasked (we are the server towards the client).
+                        let mut frame = vec![0x89, PING_TOKEN as u8];
+                        frame.extend_from_slice(&token);
+                        if timeout(wait, down.send_frame(&frame)).await.is_ok_and(|r| r.is_ok()) {
+                            up.proxy_ping = Some(token);
+                            ping_sent = Some(now);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Summary {
+        ended_by,
+        client_code,
+        violation,
+        frames_up: up.frames,
+        bytes_up: up.bytes,
+        frames_down: down.frames,
+        bytes_down: down.bytes,
+        throttled_up: up.throttled,
+        throttled_down: down.throttled,
+    }
+}
+
+/// When the liveness loop must next look: the idle deadline, the next ping,
+/// or the pong deadline, whichever comes first.
+fn next_timer<A, B, C, D>(
+    s: &Settings,
+    up: &Pump<A, B>,
+    down: &Pump<C, D>,
+    ping_sent: Option<Instant>,
+) -> Instant {
+    let last = up.last_frame.max(down.last_frame);
+    let mut at = last + s.idle_timeout;
+    if let Some(sent) = ping_sent {
+        at = at.min(sent + s.pong_timeout);
+    } else if let Some(interval) = s.ping_interval {
+        at = at.min(up.last_frame + interval);
+    }
+    at
+}
+
+/// A fresh token for a proxy ping.
+fn ping_token() -> [u8; PING_TOKEN] {
+    let mut token = *b"wsguard!";
+    let _ = getrandom::fill(&mut token[4..]);
+    token
+}
+
+async fn draining(drain: &mut watch::Receiver<bool>) {
+    if drain.wait_for(|&d| d).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+type Up<C, B> = Pump<tokio::io::ReadHalf<C>, tokio::io::WriteHalf<B>>;
+type Down<C, B> = Pump<tokio::io::ReadHalf<B>, tokio::io::WriteHalf<C>>;
+type Outcome = (Ender, Option<Violation>, Option<u16>);
+
+async fn on_up_stop<C, B>(
+    stop: Stop,
+    up: &mut Up<C, B>,
+    down: &mut Down<C, B>,
+    wait: Duration,
+) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    match stop {
+        Stop::Closed(code) => {
+            // The client's close went to the backend; relay the backend's
+            // answer (and any frames before it), then close the client's TCP
+            // connection first: the proxy is the server there (RFC 6455 §7.1.1).
+            let reply = timeout(wait, down.run()).await;
+            let _ = timeout(wait, down.dst.shutdown()).await;
+            let backend_code = match reply {
+                Ok(Stop::Closed(c)) => c,
+                _ => code,
+            };
+            let _ = timeout(wait, up.dst.shutdown()).await;
+            let _ = timeout(wait, down.drain()).await;
+            (Ender::Client, None, backend_code)
+        }
+        Stop::Violation(v) => {
+            // Close the backend first and relay its answers to the frames
+            // already accepted (its close reply is not relayed), so the
+            // client loses nothing it was owed; then close the client.
+            let code = v.close_code();
+            let told = timeout(wait, up.send_close(1001, "", true))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if told {
+                down.swallow_close = true;
+                let _ = timeout(wait, down.run()).await;
+                let _ = timeout(wait, up.dst.shutdown()).await;
+            }
+            let to_backend = (!told).then_some((1001, ""));
+            fail(up, down, Some((code, v.reason())), to_backend, wait).await;
+            if told {
+                let _ = timeout(wait, down.drain()).await;
+            }
+            (Ender::ClientViolation, Some(v), Some(code))
+        }
+        Stop::RateLimited => {
+            let limit = Some((1008, "rate limit"));
+            fail(up, down, limit, Some((1001, "")), wait).await;
+            (Ender::ClientRateLimited, None, Some(1008))
+        }
+        Stop::SourceGone => {
+            fail(up, down, None, Some((1001, "client went away")), wait).await;
+            (Ender::ClientGone, None, None)
+        }
+        Stop::DestinationGone => {
+            fail(up, down, Some((1011, "backend went away")), None, wait).await;
+            (Ender::BackendGone, None, Some(1011))
+        }
+    }
+}
+
+async fn on_down_stop<C, B>(
+    stop: Stop,
+    up: &mut Up<C, B>,
+    down: &mut Down<C, B>,
+    wait: Duration,
+) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    match stop {
+        Stop::Closed(code) => {
+            // The backend's close went to the client; relay the client's
+            // answer to the backend, then close both.
+            let _ = timeout(wait, up.run()).await;
+            let _ = timeout(wait, down.dst.shutdown()).await;
+            let _ = timeout(wait, up.dst.shutdown()).await;
+            let _ = timeout(wait, down.drain()).await;
+            (Ender::Backend, None, code)
+        }
+        Stop::Violation(v) => {
+            tracing::debug!(rule = v.label(), "backend broke a frame rule");
+            fail(
+                up,
+                down,
+                Some((1011, "backend protocol error")),
+                Some((v.close_code(), v.reason())),
+                wait,
+            )
+            .await;
+            (Ender::BackendViolation, Some(v), Some(1011))
+        }
+        Stop::RateLimited => {
+            let to_client = Some((1011, "backend rate limit"));
+            fail(up, down, to_client, Some((1008, "rate limit")), wait).await;
+            (Ender::BackendRateLimited, None, Some(1011))
+        }
+        Stop::SourceGone => {
+            fail(up, down, Some((1011, "backend went away")), None, wait).await;
+            (Ender::BackendGone, None, Some(1011))
+        }
+        Stop::DestinationGone => {
+            fail(up, down, None, Some((1001, "client went away")), wait).await;
+            (Ender::ClientGone, None, None)
+        }
+    }
+}
+
+/// Fails the connection (RFC 6455 §7.1.7): delivers what was accepted,
+/// sends each live peer its close frame, closes our sending side and waits a
+/// bounded time for each peer to close theirs.
+async fn fail<C, B>(
+    up: &mut Up<C, B>,
+    down: &mut Down<C, B>,
+    to_client: Option<(u16, &str)>,
+    to_backend: Option<(u16, &str)>,
+    wait: Duration,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    // Writes first (each bounded), then wait for both peers at once.
+    let mut drain_client = false;
+    if let Some((code, reason)) = to_client {
+        let sent = async {
+            down.flush().await?;
+            down.send_close(code, reason, false).await?;
+            down.dst.shutdown().await
+        };
+        drain_client = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
+    }
+    let mut drain_backend = false;
+    if let Some((code, reason)) = to_backend {
+        let sent = async {
+            up.flush().await?;
+            up.send_close(code, reason, true).await?;
+            up.dst.shutdown().await
+        };
+        drain_backend = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
+    }
+    let _ = timeout(wait, async {
+        tokio::join!(
+            async {
+                if drain_client {
+                    up.drain().await;
+                }
+            },
+            async {
+                if drain_backend {
+                    down.drain().await;
+                }
+            }
+        )
+    })
+    .await;
+}

@@ -1,0 +1,291 @@
+//! Limits end to end: per-connection frame quotas (close and delay), per-IP
+//! and global connection limits, the client IP from PROXY headers and
+//! X-Forwarded-For (trusted peers only), slowloris, idle timeout and the
+//! proxy's ping/pong liveness check.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn with(backend: std::net::SocketAddr, extra: &str) -> String {
+    chat_route(backend) + extra
+}
+
+async fn settle(backend: &Backend, frames: usize) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let got = backend.seen.payloads();
+        if got.len() >= frames || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_burst_over_the_quota_is_closed_with_1008_and_only_the_quota_passes() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[rate]\nmessages_per_second = 5\nburst = 5\non_limit = \"close\"\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let burst: Vec<u8> = (0..10u8)
+        .flat_map(|i| frame(true, 2, &[i], key()))
+        .collect();
+    io.write_all(&burst).await.unwrap();
+    let (code, reason) = read_close(&mut io).await;
+    assert_eq!((code, reason.as_str()), (Some(1008), "rate limit"));
+    let got = settle(&backend, 6).await;
+    let data: Vec<Vec<u8>> = got.iter().take(5).cloned().collect();
+    assert_eq!(data, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert_eq!(got.len(), 6, "five frames and the proxy's 1001: {got:?}");
+    assert_eq!(got[5], 1001u16.to_be_bytes());
+}
+
+#[tokio::test]
+async fn delay_mode_slows_the_client_and_loses_nothing() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[rate]\nmessages_per_second = 10\nburst = 10\non_limit = \"delay\"\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let started = Instant::now();
+    let burst: Vec<u8> = (0..25u8)
+        .flat_map(|i| frame(true, 2, &[i], key()))
+        .collect();
+    io.write_all(&burst).await.unwrap();
+    let got = settle(&backend, 25).await;
+    // 10 pass at once, 15 more at 10/s: at least about 1.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(got, (0..25u8).map(|i| vec![i]).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_ping_flood_hits_the_control_quota() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[rate]\ncontrol_per_second = 2\ncontrol_burst = 2\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let pings: Vec<u8> = (0..50).flat_map(|_| frame(true, 9, b"p", key())).collect();
+    io.write_all(&pings).await.unwrap();
+    assert_eq!(read_close(&mut io).await.0, Some(1008));
+}
+
+#[tokio::test]
+async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
+    let backend = tungstenite_echo().await;
+    let origin = Some("https://chat.example.com");
+
+    let guard = start_guard(
+        false,
+        &with(backend.addr, "[limits]\nconnections_per_ip = 2\n"),
+    )
+    .await;
+    let _a = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let _b = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let answer = raw_request(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    drop((_a, _b));
+
+    let guard = start_guard(
+        false,
+        &with(
+            backend.addr,
+            "[limits]\nhandshakes_per_ip = 60\nhandshake_burst = 2\n",
+        ),
+    )
+    .await;
+    let _a = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let _b = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let answer = raw_request(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+
+    let guard = start_guard(
+        false,
+        &with(backend.addr, "[limits]\nmax_connections = 2\n"),
+    )
+    .await;
+    let _a = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let _b = ws_client(guard.addr, false, "/chat", origin, None)
+        .await
+        .unwrap();
+    let answer = raw_request(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    // Three backend connections per guard at most: the refused ones never got there.
+    assert_eq!(backend.seen.connections(), 6);
+}
+
+#[tokio::test]
+async fn proxy_protocol_is_believed_from_trusted_peers_only() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let mut req = b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\n".to_vec();
+    req.extend(upgrade_request(
+        "/chat",
+        "Origin: https://chat.example.com\r\n",
+    ));
+    let _io = upgrade_raw(guard.addr, false, &req).await;
+    let request = backend.seen.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        request.contains("x-forwarded-for: 203.0.113.7\r\n"),
+        "{request}"
+    );
+
+    // From an untrusted peer the same header is not a request: 400, no backend.
+    let cfg = "[limits]\ntrusted_proxies = [\"10.9.9.9\"]\nproxy_protocol = true\n";
+    let untrusted = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(false, &with(untrusted.addr, cfg)).await;
+    let answer = raw_request(guard.addr, false, &req).await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert_eq!(untrusted.seen.connections(), 0);
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_a_trusted_peer() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\nconnections_per_ip = 1\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let via = |ip: &str| {
+        upgrade_request(
+            "/chat",
+            &format!("Origin: https://chat.example.com\r\nX-Forwarded-For: 6.6.6.6, {ip}\r\n"),
+        )
+    };
+    // Two clients behind the same trusted proxy are two IPs.
+    let _a = upgrade_raw(guard.addr, false, &via("198.51.100.1")).await;
+    let _b = upgrade_raw(guard.addr, false, &via("198.51.100.2")).await;
+    let answer = raw_request(guard.addr, false, &via("198.51.100.1")).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    let request = backend.seen.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        request.contains("x-forwarded-for: 198.51.100.1\r\n"),
+        "{request}"
+    );
+    assert!(!request.contains("6.6.6.6"), "{request}");
+
+    // Without trust the header is ignored: the peer is the client.
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(false, &chat_route(backend.addr)).await;
+    let _c = upgrade_raw(guard.addr, false, &via("198.51.100.1")).await;
+    let request = backend.seen.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        request.contains("x-forwarded-for: 127.0.0.1\r\n"),
+        "{request}"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
+    let backend = tungstenite_echo().await;
+    let guard = start_guard(true, &chat_route(backend.addr)).await;
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut s = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
+        // One byte of a TLS ClientHello, then nothing more.
+        s.write_all(&[0x16]).await.unwrap();
+        slow.push(s);
+    }
+    let started = Instant::now();
+    let (mut ws, _) = ws_client(
+        guard.addr,
+        true,
+        "/chat",
+        Some("https://chat.example.com"),
+        None,
+    )
+    .await
+    .expect("a normal client gets through");
+    round_trip(&mut ws, "hello under siege").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The handshake timeout (2 s in the test config) closes every one.
+    let mut buf = [0u8; 16];
+    for s in &mut slow {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed at the handshake timeout");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_with_1001_both_ways() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let body = chat_route(backend.addr);
+    let guard = start_guard_with(false, "idle_timeout = \"1s\"\n", &body).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let started = Instant::now();
+    let (code, reason) = read_close(&mut io).await;
+    assert_eq!((code, reason.as_str()), (Some(1001), "idle timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let got = settle(&backend, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0][..2], 1001u16.to_be_bytes());
+}
+
+#[tokio::test]
+async fn proxy_pings_are_answered_by_live_clients_and_close_dead_ones() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let server = "idle_timeout = \"30s\"\nping_interval = \"1s\"\npong_timeout = \"1s\"\n";
+    let guard = start_guard_with(false, server, &chat_route(backend.addr)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    // First ping: answer it with its payload, as a browser does.
+    let mut head = [0u8; 2];
+    within("ping", io.read_exact(&mut head)).await.unwrap();
+    assert_eq!(head[0], 0x89);
+    let mut token = vec![0u8; usize::from(head[1])];
+    io.read_exact(&mut token).await.unwrap();
+    io.write_all(&frame(true, 10, &token, key())).await.unwrap();
+    // Second ping: stay silent.
+    within("second ping", io.read_exact(&mut head))
+        .await
+        .unwrap();
+    assert_eq!(head[0], 0x89);
+    let mut token = vec![0u8; usize::from(head[1])];
+    io.read_exact(&mut token).await.unwrap();
+    let (code, reason) = read_close(&mut io).await;
+    assert_eq!((code, reason.as_str()), (Some(1001), "no pong"));
+    // The proxy's pong never reached the backend; only its close did.
+    let got = settle(&backend, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0][..2], 1001u16.to_be_bytes());
+}
