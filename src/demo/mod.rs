@@ -181,6 +181,17 @@ async fn relay(
 /// origin of `ws_url`; anything else is 404 (405 for other methods on `/`).
 /// Fails at once with `InvalidInput` if `ws_url` is not a plain ws(s):// URL.
 pub async fn run_page_server(listener: TcpListener, ws_url: String) -> io::Result<()> {
+    run_labelled_page_server(listener, ws_url, None).await
+}
+
+/// [`run_page_server`], with an optional `banner` shown in a red strip above
+/// the chat and put in the document title, e.g. to label a page on an origin
+/// that is not in the allow-list (`"evil.example — not in the allow-list"`).
+pub async fn run_labelled_page_server(
+    listener: TcpListener,
+    ws_url: String,
+    banner: Option<String>,
+) -> io::Result<()> {
     let connect_src = ws_origin(&ws_url).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -188,10 +199,10 @@ pub async fn run_page_server(listener: TcpListener, ws_url: String) -> io::Resul
         )
     })?;
     let page = Arc::new(PageState {
-        html_with_url: CHAT_HTML.replace("{{WS_URL}}", &html_escape(&ws_url)),
+        html: PageHtml::new(&ws_url, banner.as_deref()),
         connect_src,
     });
-    tracing::info!(addr = ?listener.local_addr().ok(), %ws_url, "demo page server listening");
+    tracing::info!(addr = ?listener.local_addr().ok(), %ws_url, banner = banner.as_deref().unwrap_or(""), "demo page server listening");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -221,8 +232,68 @@ pub async fn run_page_server(listener: TcpListener, ws_url: String) -> io::Resul
 }
 
 struct PageState {
-    html_with_url: String,
+    html: PageHtml,
     connect_src: String,
+}
+
+/// The page with its fixed values filled in, split where the per-request
+/// nonce goes. Filled in one pass over the template, so a value that looks
+/// like a placeholder (`{{NONCE}}` in a URL) stays text.
+struct PageHtml {
+    pieces: Vec<String>,
+}
+
+impl PageHtml {
+    fn new(ws_url: &str, banner: Option<&str>) -> Self {
+        let title = match banner {
+            Some(b) => format!("{} \u{b7} wsguard demo chat", html_escape(b)),
+            None => "wsguard demo chat".to_owned(),
+        };
+        let banner = banner.map_or(String::new(), |b| {
+            format!("<p id=\"banner\" role=\"note\">{}</p>", html_escape(b))
+        });
+        let ws_url = html_escape(ws_url);
+        let pieces = CHAT_HTML
+            .split("{{NONCE}}")
+            .map(|piece| {
+                fill(
+                    piece,
+                    &[("WS_URL", &ws_url), ("TITLE", &title), ("BANNER", &banner)],
+                )
+            })
+            .collect();
+        Self { pieces }
+    }
+
+    fn with_nonce(&self, nonce: &str) -> String {
+        self.pieces.join(nonce)
+    }
+}
+
+/// Replaces each `{{KEY}}` of `vars` in `template`; other text is copied as is.
+fn fill(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let known = vars.iter().find_map(|(key, value)| {
+            let tail = rest.strip_prefix("{{")?.strip_prefix(key)?;
+            Some((value, tail.strip_prefix("}}")?))
+        });
+        match known {
+            Some((value, tail)) => {
+                out.push_str(value);
+                rest = tail;
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl PageState {
@@ -242,7 +313,7 @@ impl PageState {
                 "no randomness for a CSP nonce\n",
             );
         };
-        let body = self.html_with_url.replace("{{NONCE}}", &nonce);
+        let body = self.html.with_nonce(&nonce);
         let csp = format!(
             "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
              connect-src {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -469,6 +540,37 @@ mod tests {
         let nonce = lower.split("'nonce-").nth(1).unwrap();
         let nonce = &nonce[..32];
         assert!(resp.contains(&format!("nonce=\"{nonce}\"")));
+    }
+
+    #[tokio::test]
+    async fn banner_is_shown_escaped_and_only_when_asked() {
+        let plain_page = get(page_server("wss://localhost:8443/chat").await, "/").await;
+        assert!(!plain_page.contains("id=\"banner\""));
+        assert!(plain_page.contains("<title>wsguard demo chat</title>"));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(run_labelled_page_server(
+            listener,
+            "wss://localhost:8443/chat".into(),
+            Some("evil.example <b>& {{NONCE}}".into()),
+        ));
+        let resp = get(addr, "/").await;
+        let text = "evil.example &lt;b&gt;&amp; {{NONCE}}";
+        assert!(
+            resp.contains(&format!("<p id=\"banner\" role=\"note\">{text}</p>")),
+            "{resp}"
+        );
+        assert!(resp.contains(&format!("<title>{text} \u{b7} wsguard demo chat</title>")));
+        assert!(!resp.contains("<b>"));
+    }
+
+    #[test]
+    fn fill_is_one_pass() {
+        let vars = [("A", "{{B}}"), ("B", "b")];
+        assert_eq!(fill("x{{A}}y{{B}}z", &vars), "x{{B}}ybz");
+        assert_eq!(fill("{{C}} {{A", &vars), "{{C}} {{A");
+        assert_eq!(fill("{{{A}}}", &vars), "{{{B}}}");
     }
 
     #[tokio::test]

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Cross-site WebSocket hijacking, stopped in a real Chromium (headless, driven by playwright-core).
+#
+# usage: scripts/browser-test.sh [--update-docs]
+#
+#   --update-docs   also copy the two screenshots to docs/ (chat-allowed.png, chat-evil-refused.png)
+#
+# Starts, as its own processes (stopped on any exit):
+#   wsguard demo   proxy on wss://localhost:8443 (TLS, certs/localhost.crt), allow = http://localhost:8080,
+#                  route /chat -> the embedded chat backend on 127.0.0.1:9000, frames capped at 4 KiB,
+#                  and the allowed chat page on http://localhost:8080
+#   wsguard-page   the same page on http://127.0.0.1:8081, labelled "evil.example — not in the allow-list"
+# then runs scripts/browser-test.mjs twice: with [origin] mode = "enforce", then (wsguard restarted)
+# with mode = "report". Chromium trusts certs/ca.crt through a fresh NSS db in a temporary HOME
+# (certutil); only if that fails does it fall back to pinning localhost.crt's SPKI.
+#
+# Needs chromium (Debian package; installed with apt if missing: if that is impossible the test is
+# SKIPPED with exit 0), node + npm (playwright-core is installed into target/browser, no browser
+# download). Logs and screenshots: target/browser/run/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PLAYWRIGHT_VERSION=1.65.1
+PROXY_ADDR=127.0.0.1:8443
+PAGE_ADDR=127.0.0.1:8080
+EVIL_ADDR=127.0.0.1:8081
+BACKEND_ADDR=127.0.0.1:9000
+WS_URL=wss://localhost:8443/chat
+EVIL_BANNER="evil.example — not in the allow-list"
+WAIT=${BROWSER_TEST_WAIT:-15}  # seconds to wait for each listener
+NODE_TIMEOUT=${BROWSER_TEST_TIMEOUT:-180}
+BIN="${CARGO_TARGET_DIR:-target}/release"
+NODE_DIR=target/browser
+OUT=target/browser/run
+
+update_docs=0
+case "${1:-}" in
+    "") ;;
+    --update-docs) update_docs=1 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "browser-test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+die() { echo "browser-test.sh: $*" >&2; exit 1; }
+
+skip() {
+    {
+        echo
+        echo "################################################################"
+        echo "##  BROWSER TEST SKIPPED: $*"
+        echo "##  Nothing was tested in a browser. Install Debian's chromium"
+        echo "##  and chromium-driver packages and run scripts/browser-test.sh."
+        echo "################################################################"
+        echo
+    } >&2
+    exit 0
+}
+
+# --- processes and files we make, cleaned up on any exit ----------------------
+pids=()
+tmp=""
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+    done
+    pids=()
+    # An `if`, not `&&`: the trap's last status would become the script's exit status.
+    if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- chromium from Debian -------------------------------------------------------
+as_root() {
+    if ((EUID == 0)); then "$@"; else sudo -n "$@"; fi
+}
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]] || ! command -v certutil >/dev/null; then
+    echo "==> installing chromium, chromium-driver, libnss3-tools with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver; }; then
+        skip "chromium and chromium-driver could not be installed with apt"
+    fi
+    # certutil is only for the honest TLS trust; without it we pin the cert's key (see below).
+    as_root apt-get install -y -qq libnss3-tools || echo "==> libnss3-tools not installed"
+fi
+[[ -x /usr/bin/chromium ]] || skip "/usr/bin/chromium missing after install"
+command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed (apt-get install nodejs npm)"
+
+# --- playwright-core, pinned, no browser download --------------------------------
+have=$(node -p "try { require('./$NODE_DIR/node_modules/playwright-core/package.json').version } catch { '' }")
+if [[ $have != "$PLAYWRIGHT_VERSION" ]]; then
+    echo "==> installing playwright-core@$PLAYWRIGHT_VERSION into $NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$NODE_DIR" --no-save --no-audit \
+        --no-fund --loglevel=error "playwright-core@$PLAYWRIGHT_VERSION"
+fi
+
+# --- build ------------------------------------------------------------------------
+echo "==> cargo build --release --bins"
+cargo build --release --bins
+[[ -x $BIN/wsguard && -x $BIN/wsguard-page ]] || die "wsguard or wsguard-page not built in $BIN"
+
+# --- temp dir: configs and a HOME with an NSS db that trusts the dev CA --------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/wsguard-browser.XXXXXX")
+rm -rf "$OUT"
+mkdir -p "$OUT" "$tmp/home"
+certs=$(cd certs && pwd)
+
+trust=""
+nssdb=$tmp/home/.pki/nssdb
+if command -v certutil >/dev/null && mkdir -p "$nssdb" &&
+    certutil -d "sql:$nssdb" -N --empty-password &&
+    certutil -d "sql:$nssdb" -A -n "wsguard dev CA" -t "C,," -i "$certs/ca.crt"; then
+    trust=nss
+    echo "==> TLS trust: certs/ca.crt added as a CA to a fresh NSS db in a temporary HOME"
+else
+    trust=spki
+    spki=$(openssl x509 -in "$certs/localhost.crt" -pubkey -noout |
+        openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
+    export BROWSER_TEST_SPKI=$spki
+    echo "==> TLS trust: NSS db failed; pinning localhost.crt's key (--ignore-certificate-errors-spki-list=$spki)"
+fi
+
+write_config() { # MODE FILE
+    cat >"$2" <<EOF
+# written by scripts/browser-test.sh
+[server]
+listen = "$PROXY_ADDR"
+tls_cert = "$certs/localhost.crt"
+tls_key = "$certs/localhost.key"
+
+[origin]
+allow = ["http://localhost:8080"]
+mode = "$1"
+
+[frames]
+max_frame_size = "4 KiB"
+max_message_size = "4 KiB"
+
+[[route]]
+path = "/chat"
+backends = ["$BACKEND_ADDR"]
+
+[demo]
+backend_listen = "$BACKEND_ADDR"
+page_listen = "$PAGE_ADDR"
+EOF
+}
+write_config enforce "$tmp/enforce.toml"
+write_config report "$tmp/report.toml"
+"$BIN/wsguard" check --config "$tmp/enforce.toml" >/dev/null
+"$BIN/wsguard" check --config "$tmp/report.toml" >/dev/null
+
+# --- servers --------------------------------------------------------------------
+port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+wait_for_port() { # ADDR PID WHAT LOG
+    local deadline=$((SECONDS + WAIT))
+    until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do
+        kill -0 "$2" 2>/dev/null || { tail -n 20 "$4" >&2; die "$3 exited before accepting on $1 (see $4)"; }
+        ((SECONDS < deadline)) || die "$3 did not accept on $1 within ${WAIT}s (see $4)"
+        sleep 0.05
+    done
+}
+for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$BACKEND_ADDR"; do
+    port_free "$addr" || die "$addr is already in use (a running 'wsguard demo'?)"
+done
+
+wsguard_pid=""
+start_wsguard() { # MODE
+    local log=$OUT/wsguard-$1.log
+    # Debug for the demo module only: the chat backend logs each join there.
+    NO_COLOR=1 RUST_LOG=info,wsguard::demo=debug \
+        "$BIN/wsguard" demo --config "$tmp/$1.toml" >"$log" 2>&1 &
+    wsguard_pid=$!
+    pids+=("$wsguard_pid")
+    wait_for_port "$PROXY_ADDR" "$wsguard_pid" "wsguard demo ($1)" "$log"
+    wait_for_port "$PAGE_ADDR" "$wsguard_pid" "wsguard demo page ($1)" "$log"
+    wait_for_port "$BACKEND_ADDR" "$wsguard_pid" "wsguard demo backend ($1)" "$log"
+}
+stop_wsguard() {
+    stop_pid "$wsguard_pid"
+    local kept=() pid
+    for pid in "${pids[@]}"; do [[ $pid == "$wsguard_pid" ]] || kept+=("$pid"); done
+    pids=("${kept[@]}")
+}
+
+NO_COLOR=1 "$BIN/wsguard-page" --listen "$EVIL_ADDR" --ws-url "$WS_URL" --banner "$EVIL_BANNER" \
+    >"$OUT/evil-page.log" 2>&1 &
+pids+=($!)
+wait_for_port "$EVIL_ADDR" "$!" wsguard-page "$OUT/evil-page.log"
+
+run_node() { # PHASE
+    echo "==> browser test, origin mode = $1"
+    # In the background and `wait`ed, so a signal to this script is handled at once.
+    HOME=$tmp/home BROWSER_TEST_PHASE=$1 BROWSER_TEST_LOG="$OUT/wsguard-$1.log" \
+        BROWSER_TEST_OUT=$OUT BROWSER_TEST_TRUST=$trust BROWSER_TEST_PROFILE="$tmp/profile-$1" \
+        BROWSER_TEST_NODE_MODULES="$PWD/$NODE_DIR/node_modules" \
+        timeout "$NODE_TIMEOUT" node scripts/browser-test.mjs &
+    pids+=($!)
+    wait "$!" || die "browser test failed in phase '$1' (logs: $OUT/)"
+}
+
+start_wsguard enforce
+run_node enforce
+stop_wsguard
+
+start_wsguard report
+run_node report
+stop_wsguard
+
+if ((update_docs)); then
+    cp "$OUT/chat-allowed.png" "$OUT/chat-evil-refused.png" docs/
+    echo "==> screenshots copied to docs/"
+fi
+echo "==> browser test OK (TLS trust: $trust; logs and screenshots: $OUT/)"
