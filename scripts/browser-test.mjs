@@ -168,8 +168,7 @@ async function enforce() {
   await new Promise((r) => setTimeout(r, 300)); // a second attempt would show by now
   check(refused() === 1, `wsguard logged exactly one origin_not_allowed refusal for ${EVIL_ORIGIN} (${refused()})`);
   check(countLog(RULE_ORIGIN) === 1, "and no other origin_not_allowed refusal");
-  // The metrics endpoint ([admin] listen, GET /metrics) does not exist yet: when it does,
-  // set BROWSER_TEST_METRICS_URL and this checks the counter too.
+  // The same refusal in wsguard's metrics ([admin] listen, GET /metrics).
   await checkMetric("wsguard_handshakes_refused_total", { reason: "origin_not_allowed" }, 1);
   check(joins() === joinsBefore, `backend logged no join for the evil page (joins ${joinsBefore} -> ${joins()})`);
   await evil.screenshot({ path: join(OUT, "chat-evil-refused.png") });
@@ -198,6 +197,7 @@ async function report() {
   const reported = () =>
     countLog("origin refused (report mode: let through)", FROM_EVIL, RULE_ORIGIN);
   check((await waitFor(() => reported() === 1)) === true, `wsguard logged one report-mode line for ${EVIL_ORIGIN} (${reported()})`);
+  await checkMetric("wsguard_origins_reported_total", { reason: "origin_not_allowed" }, 1);
   check(countLog("handshake refused") === 0, "wsguard refused no handshake");
   check((await waitFor(() => joins() === joinsBefore + 1)) === true, "the backend logged the evil page's join");
   await evil.fill("#name", "mallory");

@@ -26,6 +26,7 @@ PROXY_ADDR=127.0.0.1:8443
 PAGE_ADDR=127.0.0.1:8080
 EVIL_ADDR=127.0.0.1:8081
 BACKEND_ADDR=127.0.0.1:9000
+ADMIN_ADDR=127.0.0.1:9091
 WS_URL=wss://localhost:8443/chat
 EVIL_BANNER="evil.example — not in the allow-list"
 WAIT=${BROWSER_TEST_WAIT:-15}  # seconds to wait for each listener
@@ -148,6 +149,9 @@ max_message_size = "4 KiB"
 path = "/chat"
 backends = ["$BACKEND_ADDR"]
 
+[admin]
+listen = "$ADMIN_ADDR"
+
 [demo]
 backend_listen = "$BACKEND_ADDR"
 page_listen = "$PAGE_ADDR"
@@ -168,7 +172,7 @@ wait_for_port() { # ADDR PID WHAT LOG
         sleep 0.05
     done
 }
-for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$BACKEND_ADDR"; do
+for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$BACKEND_ADDR" "$ADMIN_ADDR"; do
     port_free "$addr" || die "$addr is already in use (a running 'wsguard demo'?)"
 done
 
@@ -177,7 +181,7 @@ start_wsguard() { # MODE
     local log=$OUT/wsguard-$1.log
     # Debug for the demo module only: the chat backend logs each join there.
     NO_COLOR=1 RUST_LOG=info,wsguard::demo=debug \
-        "$BIN/wsguard" demo --config "$tmp/$1.toml" >"$log" 2>&1 &
+        "$BIN/wsguard" demo --config "$tmp/$1.toml" --log-format text >"$log" 2>&1 &
     wsguard_pid=$!
     pids+=("$wsguard_pid")
     wait_for_port "$PROXY_ADDR" "$wsguard_pid" "wsguard demo ($1)" "$log"
@@ -200,6 +204,7 @@ run_node() { # PHASE
     echo "==> browser test, origin mode = $1"
     # In the background and `wait`ed, so a signal to this script is handled at once.
     HOME=$tmp/home BROWSER_TEST_PHASE=$1 BROWSER_TEST_LOG="$OUT/wsguard-$1.log" \
+        BROWSER_TEST_METRICS_URL="http://$ADMIN_ADDR/metrics" \
         BROWSER_TEST_OUT=$OUT BROWSER_TEST_TRUST=$trust BROWSER_TEST_PROFILE="$tmp/profile-$1" \
         BROWSER_TEST_NODE_MODULES="$PWD/$NODE_DIR/node_modules" \
         timeout "$NODE_TIMEOUT" node scripts/browser-test.mjs &
