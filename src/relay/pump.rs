@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -14,10 +15,16 @@ use crate::config::OnLimit;
 use crate::frame::{close, Decoder, Event, Violation};
 use crate::limits::FrameRate;
 
-/// Per-direction buffer. Frames that fit are forwarded whole, so a violation
-/// found later in the frame never leaves half a frame at the peer; 64 KiB
-/// holds the default `max_frame_size` frame with its header.
-const BUF_SIZE: usize = 64 * 1024 + 14;
+/// Largest per-direction buffer. Frames that fit are forwarded whole, so a
+/// violation found later in the frame never leaves half a frame at the peer;
+/// this holds the default `max_frame_size` frame with its header.
+const MAX_BUF: usize = 64 * 1024 + 14;
+
+/// Buffer of an idle direction. Most connections are idle most of the time;
+/// the buffer grows (doubling, up to `MAX_BUF`) when a read fills it or a
+/// frame does not fit, and shrinks back when the source has nothing more to
+/// read. 1 KiB holds a typical chat message.
+const MIN_BUF: usize = 1024;
 
 /// Size of a proxy ping's payload: a random token the pong must echo.
 pub(super) const PING_TOKEN: usize = 8;
@@ -103,7 +110,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         backend_ping: Arc<AtomicBool>,
         rate: Option<Rate>,
     ) -> Self {
-        let mut buf = vec![0u8; BUF_SIZE.max(early.len())].into_boxed_slice();
+        let mut buf = vec![0u8; MIN_BUF.max(early.len())].into_boxed_slice();
         buf[..early.len()].copy_from_slice(early);
         Pump {
             src,
@@ -176,14 +183,39 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             }
             self.compact();
             if self.end == self.buf.len() {
+                if self.buf.len() < MAX_BUF {
+                    self.resize(self.buf.len() * 2);
+                    continue;
+                }
                 // One frame is larger than the buffer: stream what the decoder
                 // accepted so far. Its rules have been checked up to here.
                 self.mark = self.parsed;
                 continue;
             }
+            if self.end == 0 && self.buf.len() > MIN_BUF {
+                // Empty: if the source has nothing right now, give the big
+                // buffer back before waiting. Dropping a pending read loses
+                // nothing.
+                let ready = self.src.read(&mut self.buf).now_or_never();
+                match ready {
+                    Some(Ok(0) | Err(_)) => return Stop::SourceGone,
+                    Some(Ok(n)) => {
+                        self.end = n;
+                        continue;
+                    }
+                    None => self.resize(MIN_BUF),
+                }
+            }
+            let room = self.buf.len() - self.end;
             match self.src.read(&mut self.buf[self.end..]).await {
                 Ok(0) | Err(_) => return Stop::SourceGone,
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.end += n;
+                    // A read that fills the buffer says a burst is on.
+                    if n == room && self.buf.len() < MAX_BUF {
+                        self.resize(self.buf.len() * 2);
+                    }
+                }
             }
         }
     }
@@ -289,6 +321,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         }
         self.aligned = self.head == self.frame_end;
         self.dst.flush().await
+    }
+
+    /// Replaces the buffer with one of `size` bytes (capped at `MAX_BUF`,
+    /// never below what it holds), keeping `buf[..end]`.
+    fn resize(&mut self, size: usize) {
+        let size = size.min(MAX_BUF).max(self.end);
+        let mut buf = vec![0u8; size].into_boxed_slice();
+        buf[..self.end].copy_from_slice(&self.buf[..self.end]);
+        self.buf = buf;
     }
 
     /// Moves unwritten bytes to the front so the next read has room.
