@@ -474,3 +474,156 @@ pub async fn tungstenite_echo() -> Backend {
     });
     Backend { addr, seen, task }
 }
+
+// === added for tests/attacks.rs ===
+
+/// Polls `cond` until it holds or the step bound passes; returns whether it held.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+/// A backend that answers a correct 101 and then hands the raw socket to
+/// `after` (which decides whether to read, write, or stall).
+pub async fn start_upgraded_backend<F, Fut>(after: F) -> Backend
+where
+    F: Fn(TcpStream, Arc<Seen>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
+    let after = Arc::new(after);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            seen2.connections.fetch_add(1, Ordering::SeqCst);
+            let (seen, after) = (seen2.clone(), after.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let key = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("sec-websocket-key:")
+                            .then(|| l[18..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                seen.requests.lock().unwrap().push(head);
+                let accept = wsguard::handshake::accept_key(key.as_bytes());
+                let ok = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                if stream.write_all(ok.as_bytes()).await.is_ok() {
+                    after(stream, seen).await;
+                }
+            });
+        }
+    });
+    Backend { addr, seen, task }
+}
+
+/// wsguard run as the built binary (its own process, so its memory can be
+/// measured) with `body` appended to a plain-`ws://` base config.
+pub struct BinGuard {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    config: std::path::PathBuf,
+}
+
+impl Drop for BinGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+impl BinGuard {
+    /// Resident set size of the wsguard process, in bytes (/proc/PID/status VmRSS).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("wsguard is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS line")
+            * 1024
+    }
+}
+
+/// Starts `wsguard --config <temp file>` and reads its listen address from
+/// the "wsguard listening" log line; stderr is drained afterwards so the
+/// proxy never blocks on logging.
+pub fn start_bin_guard(body: &str) -> BinGuard {
+    use std::io::BufRead;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "wsguard-attack-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let src = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout = \"5s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"2s\"\n{body}"
+    );
+    std::fs::write(&path, src).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsguard"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wsguard binary starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            // Strip ANSI colour codes in case the logger adds them anyway.
+            let mut plain = String::new();
+            let mut esc = false;
+            for c in line.chars() {
+                match (esc, c) {
+                    (false, '\x1b') => esc = true,
+                    (true, 'm') => esc = false,
+                    (true, _) => {}
+                    (false, c) => plain.push(c),
+                }
+            }
+            if let Some(at) = plain.find("listen=") {
+                let addr = plain[at + 7..].split_whitespace().next().unwrap_or("");
+                if let (Some(tx), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let addr = rx.recv_timeout(STEP).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("wsguard binary did not log its listen address")
+    });
+    BinGuard {
+        addr,
+        child,
+        config: path,
+    }
+}
