@@ -144,7 +144,7 @@ async fn smuggling_shaped_heads_are_refused_before_the_backend() {
         ("CR inside a value", request("X-Evil: a\rb\r\n"), 400),
         ("NUL inside a value", request("X-Evil: a\0b\r\n"), 400),
         ("101 headers", request(&many(95)), 431),
-        ("5,000 headers", request(&many(5000)), 431),
+        ("5,000 headers", request(&many(4994)), 431),
         (
             "one 20 KiB header",
             request(&format!("X-Big: {}\r\n", "a".repeat(20 * 1024))),
@@ -156,6 +156,8 @@ async fn smuggling_shaped_heads_are_refused_before_the_backend() {
         assert_eq!(status_of(&answer), status, "{what}: {answer}");
     }
     assert_eq!(backend.seen.connections(), 0, "the backend was contacted");
+    // Exactly 100 headers is still a request.
+    upgrade_raw(guard.addr, false, &request(&many(94))).await;
     still_serves(guard.addr).await;
 }
 
