@@ -525,9 +525,9 @@ where
             let (_permit, _active) = (permit, active);
             let summary = relay::relay(
                 parts.io.into_inner(),
-                &parts.read_buf,
+                parts.read_buf,
                 upstream.stream,
-                &upstream.early,
+                upstream.early,
                 settings,
                 drain,
             )

@@ -117,12 +117,14 @@ fn rate(settings: &RateSettings) -> Option<Rate> {
 }
 
 /// Relays frames between `client` and `backend` until the connection ends.
-/// `client_early`/`backend_early` are bytes that arrived with the handshakes.
+/// `client_early`/`backend_early` are bytes that arrived with the handshakes;
+/// they are copied into the pumps and freed, so the buffers they came in
+/// (hyper's read buffer, the backend handshake's) are not kept alive.
 pub async fn relay<C, B>(
     client: C,
-    client_early: &[u8],
+    client_early: bytes::Bytes,
     backend: B,
-    backend_early: &[u8],
+    backend_early: Vec<u8>,
     settings: Settings,
     mut drain: watch::Receiver<bool>,
 ) -> Summary
@@ -137,7 +139,7 @@ where
         (client_read, backend_write),
         Dir::Up,
         Decoder::new(Role::Client, settings.client_policy.clone()),
-        client_early,
+        &client_early,
         backend_ping.clone(),
         rate(&settings.client_rate),
     );
@@ -145,10 +147,11 @@ where
         (backend_read, client_write),
         Dir::Down,
         Decoder::new(Role::Server, settings.backend_policy.clone()),
-        backend_early,
+        &backend_early,
         backend_ping,
         rate(&settings.backend_rate),
     );
+    drop((client_early, backend_early));
     let wait = settings.close_timeout;
     let mut ping_sent: Option<Instant> = None;
 

@@ -630,3 +630,95 @@ impl Process {
         assert!(status.success());
     }
 }
+
+// === added for tests/attacks.rs ===
+
+/// Polls `cond` until it holds or the step bound passes; returns whether it held.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+/// A backend that answers a correct 101 and then hands the raw socket to
+/// `after` (which decides whether to read, write, or stall).
+pub async fn start_upgraded_backend<F, Fut>(after: F) -> Backend
+where
+    F: Fn(TcpStream, Arc<Seen>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
+    let after = Arc::new(after);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            seen2.connections.fetch_add(1, Ordering::SeqCst);
+            let (seen, after) = (seen2.clone(), after.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let key = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("sec-websocket-key:")
+                            .then(|| l[18..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                seen.requests.lock().unwrap().push(head);
+                let accept = wsguard::handshake::accept_key(key.as_bytes());
+                let ok = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                if stream.write_all(ok.as_bytes()).await.is_ok() {
+                    after(stream, seen).await;
+                }
+            });
+        }
+    });
+    Backend { addr, seen, task }
+}
+
+/// The built binary for tests that measure the process (RSS).
+pub struct BinGuard {
+    pub addr: SocketAddr,
+    pub process: Process,
+}
+
+impl BinGuard {
+    /// Resident set size of the wsguard process, in bytes (/proc/PID/status VmRSS).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id()))
+            .expect("wsguard is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS line")
+            * 1024
+    }
+}
+
+/// Starts `wsguard --config <temp file>` with `body` after a test `[server]`
+/// section and waits for its listen address.
+pub async fn start_bin_guard(body: &str) -> BinGuard {
+    let process = Process::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout = \"5s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"2s\"\n{body}"
+    ));
+    let addr = process.addr().await;
+    BinGuard { addr, process }
+}
