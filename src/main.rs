@@ -151,8 +151,11 @@ fn init_logs(format: Option<LogFormat>) {
     } else {
         LogFormat::Json
     });
+    // Colours only for a person at a terminal (and never with NO_COLOR).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
