@@ -196,7 +196,8 @@ for tls in ws wss; do
         echo 'match = "prefix"'
         echo "backends = [\"127.0.0.1:$BACKEND_PORT\"]"
     } >"$TMP/wsguard-$tls.toml"
-    "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml" >/dev/null
+    "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml" >/dev/null 2>&1 ||
+        "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml"
 done
 
 # --- running -------------------------------------------------------------------

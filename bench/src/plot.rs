@@ -89,6 +89,7 @@ pub fn latency(results: &Results, path: &Path) -> Result<(), String> {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 20))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(

@@ -17,7 +17,7 @@ pub const PEERS: [(&str, &str); 5] = [
 ];
 
 /// Rows: scenario, JSON path of the metric, heading, lower is better.
-const ROWS: [(&str, &str, &str, bool); 20] = [
+const ROWS: [(&str, &str, &str, bool); 19] = [
     (
         "bin64",
         "msgs_per_s",
@@ -122,7 +122,6 @@ const ROWS: [(&str, &str, &str, bool); 20] = [
         "5,000 idle: KiB RSS/conn after 1 msg each",
         true,
     ),
-    ("idle", "opened", "5,000 idle: connections held", false),
 ];
 
 /// Results keyed by (label, scenario).
