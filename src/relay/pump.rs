@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -25,6 +24,10 @@ const MAX_BUF: usize = 64 * 1024 + 14;
 /// frame does not fit, and shrinks back when the source has nothing more to
 /// read. 1 KiB holds a typical chat message.
 const MIN_BUF: usize = 1024;
+
+/// A grown buffer goes back to `MIN_BUF` after the source is quiet this
+/// long: long enough that a busy connection keeps its buffer between bursts.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Size of a proxy ping's payload: a random token the pong must echo.
 pub(super) const PING_TOKEN: usize = 8;
@@ -193,11 +196,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 continue;
             }
             if self.end == 0 && self.buf.len() > MIN_BUF {
-                // Empty: if the source has nothing right now, give the big
-                // buffer back before waiting. Dropping a pending read loses
-                // nothing.
-                let ready = self.src.read(&mut self.buf).now_or_never();
-                match ready {
+                // Empty and grown: give the big buffer back once the source
+                // has been quiet for a while. Under load the read is ready
+                // first and the timer is never even registered; dropping a
+                // pending read loses nothing.
+                let quiet = tokio::select! {
+                    biased;
+                    read = self.src.read(&mut self.buf) => Some(read),
+                    () = tokio::time::sleep(TRIM_AFTER) => None,
+                };
+                match quiet {
                     Some(Ok(0) | Err(_)) => return Stop::SourceGone,
                     Some(Ok(n)) => {
                         self.end = n;

@@ -1,0 +1,731 @@
+//! The three load modes. Every echo is checked (content and order); CPU and
+//! memory of the processes under test are sampled at the edges of the
+//! measurement window only, so connection setup and TLS handshakes are not
+//! counted as per-message cost.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::procstat::{self, Sample, TICKS_PER_SEC};
+use crate::ws::{self, Io, Keys, Kind, Target, OP_CLOSE, TAG_LEN};
+
+/// Handshakes in flight at once while opening connections.
+const OPEN_CONCURRENCY: usize = 64;
+/// How long the end of a run may take (drain in-flight echoes, close handshake).
+const DRAIN: Duration = Duration::from_secs(10);
+/// Pause before reading RSS, so the processes settle.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Percentiles kept for the latency plot.
+const SPECTRUM: [f64; 12] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Throughput,
+    Rate,
+    Idle,
+}
+
+pub struct Config {
+    pub mode: Mode,
+    pub target: Target,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub server_name: String,
+    pub origin: String,
+    pub conns: u32,
+    pub inflight: u32,
+    pub size: usize,
+    pub kind: Kind,
+    pub rate: f64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub hold: Duration,
+    /// Processes under test (the proxy: all its processes).
+    pub pids: Vec<u32>,
+    /// The echo backend, to tell whether it was the bottleneck.
+    pub backend_pids: Vec<u32>,
+}
+
+/// Counters shared by every connection task.
+struct Shared {
+    t0: Instant,
+    stop: AtomicBool,
+    echoed: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    /// Measurement window in ns since `t0`; latencies are kept for messages
+    /// scheduled inside it.
+    win_start: AtomicU64,
+    win_end: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            t0: Instant::now(),
+            stop: AtomicBool::new(false),
+            echoed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            win_start: AtomicU64::new(u64::MAX),
+            win_end: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn error(&self, msg: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(msg);
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+}
+
+/// What one connection needs to build and check its messages.
+struct Plan {
+    kind: Kind,
+    body: Vec<u8>,
+    conns: u32,
+    inflight: u32,
+    /// Rate mode: ns between two messages of the whole run.
+    period_ns: Option<u64>,
+}
+
+pub async fn run(cfg: Config) -> Value {
+    let started = now_rfc3339();
+    let mut out = json!({
+        "mode": format!("{:?}", cfg.mode).to_lowercase(),
+        "url": format!("{}://{}:{}{}", if cfg.target.tls { "wss" } else { "ws" },
+                       cfg.target.host, cfg.target.port, cfg.target.path),
+        "tls": cfg.target.tls,
+        "conns": cfg.conns,
+        "size": cfg.size,
+        "kind": format!("{:?}", cfg.kind).to_lowercase(),
+        "date": started,
+    });
+    let result = match cfg.mode {
+        Mode::Throughput | Mode::Rate => load(&cfg).await,
+        Mode::Idle => idle(&cfg).await,
+    };
+    // How busy the machine was (others' work makes numbers noisy).
+    out["loadavg"] = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<f64>().ok())
+        })
+        .map_or(Value::Null, |x| json!(x));
+    if let (Some(o), Some(r)) = (out.as_object_mut(), result.as_object()) {
+        for (k, v) in r {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+// === throughput and fixed rate ===
+
+async fn load(cfg: &Config) -> Value {
+    let opening = Arc::new(Shared::new());
+    let (opened, cipher) = open_all(cfg, &opening).await;
+    if opened.len() < cfg.conns as usize {
+        return failed(&opening, "could not open every connection");
+    }
+    let period_ns = (cfg.mode == Mode::Rate).then(|| (1e9 / cfg.rate).round().max(1.0) as u64);
+    let plan = Arc::new(Plan {
+        kind: cfg.kind,
+        body: ws::body(cfg.kind, cfg.size),
+        conns: cfg.conns,
+        inflight: cfg.inflight,
+        period_ns,
+    });
+    // The schedule starts now; t0 is reset so message k is due at t0 + k·period.
+    let shared = Arc::new(Shared::new());
+    let mut tasks = JoinSet::new();
+    let mut senders = Vec::new();
+    for (id, (io, early)) in opened.into_iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let rx = period_ns.map(|_| rx);
+        tasks.spawn(connection(
+            id as u32,
+            io,
+            early,
+            plan.clone(),
+            shared.clone(),
+            rx,
+        ));
+    }
+    let pacer = period_ns.map(|p| {
+        let shared = shared.clone();
+        std::thread::spawn(move || pace(&shared, p, senders))
+    });
+
+    tokio::time::sleep(cfg.warmup).await;
+    let before = sample_all(cfg, &shared);
+    let echoed0 = shared.echoed.load(Ordering::Relaxed);
+    let w0 = Instant::now();
+    shared.win_start.store(shared.now_ns(), Ordering::Relaxed);
+    tokio::time::sleep(cfg.duration).await;
+    shared.win_end.store(shared.now_ns(), Ordering::Relaxed);
+    let echoed1 = shared.echoed.load(Ordering::Relaxed);
+    let secs = w0.elapsed().as_secs_f64();
+    let after = sample_all(cfg, &shared);
+    shared.stop.store(true, Ordering::Relaxed);
+
+    let mut latencies = Vec::new();
+    let deadline = tokio::time::Instant::now() + DRAIN * 2;
+    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+        match done {
+            Ok(lat) => latencies.extend(lat),
+            Err(e) => shared.error(format!("connection task: {e}")),
+        }
+    }
+    if !tasks.is_empty() {
+        shared.error(format!("{} connections did not finish", tasks.len()));
+        tasks.abort_all();
+    }
+    if let Some(p) = pacer {
+        let _ = p.join();
+    }
+
+    let messages = echoed1 - echoed0;
+    let mut v = json!({
+        "inflight": if period_ns.is_some() { Value::Null } else { json!(cfg.inflight) },
+        "rate_target": if period_ns.is_some() { json!(cfg.rate) } else { Value::Null },
+        "cipher": cipher,
+        "warmup_s": cfg.warmup.as_secs_f64(),
+        "duration_s": secs,
+        "messages": messages,
+        "msgs_per_s": messages as f64 / secs,
+        "mb_per_s": messages as f64 * cfg.size as f64 / secs / 1e6,
+    });
+    cost(&mut v, before, after, secs, messages, cfg.size);
+    if period_ns.is_some() {
+        v["latency_us"] = percentiles(&mut latencies);
+    }
+    finish(&mut v, &shared);
+    v
+}
+
+/// Processes sampled at one instant: the proxy, the backend, this process.
+type Samples = (Option<Sample>, Option<Sample>, Option<Sample>);
+
+fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
+    let get = |pids: &[u32]| {
+        if pids.is_empty() {
+            return None;
+        }
+        procstat::sample(pids).map_err(|e| shared.error(e)).ok()
+    };
+    (
+        get(&cfg.pids),
+        get(&cfg.backend_pids),
+        get(&[std::process::id()]),
+    )
+}
+
+/// CPU per message and per MB (10^6 bytes of messages echoed; each message
+/// crosses the proxy twice), and each process's CPU use in the window.
+fn cost(v: &mut Value, before: Samples, after: Samples, secs: f64, messages: u64, size: usize) {
+    let util = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
+        (Some(a), Some(b)) => {
+            json!((b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / TICKS_PER_SEC / secs)
+        }
+        _ => Value::Null,
+    };
+    v["backend_cpu_util"] = util(before.1, after.1);
+    v["loadgen_cpu_util"] = util(before.2, after.2);
+    if let (Some(a), Some(b)) = (before.0, after.0) {
+        let cpu_s = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / TICKS_PER_SEC;
+        v["proxy_cpu_s"] = json!(cpu_s);
+        v["proxy_cpu_util"] = json!(cpu_s / secs);
+        v["proxy_rss_kib"] = json!(b.rss_kib);
+        if messages > 0 {
+            v["cpu_us_per_msg"] = json!(cpu_s * 1e6 / messages as f64);
+            v["cpu_ms_per_mb"] = json!(cpu_s * 1e3 / (messages as f64 * size as f64 / 1e6));
+        }
+    }
+}
+
+fn finish(v: &mut Value, shared: &Shared) {
+    v["errors"] = json!(shared.errors.load(Ordering::Relaxed));
+    v["first_error"] = json!(shared.first_error.lock().ok().and_then(|e| e.clone()));
+}
+
+fn failed(shared: &Shared, msg: &str) -> Value {
+    shared.error(msg.to_owned());
+    let mut v = json!({});
+    finish(&mut v, shared);
+    v
+}
+
+/// Sends on the global schedule: message k is due at t0 + k·period and goes
+/// to connection k mod C. Latency is measured from that due time, so a slow
+/// proxy cannot hide its stalls by slowing the sender (no coordinated omission).
+fn pace(shared: &Shared, period_ns: u64, senders: Vec<mpsc::UnboundedSender<u64>>) {
+    let c = senders.len() as u64;
+    let mut due = vec![0u64; senders.len()];
+    let mut k = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let now = shared.now_ns();
+        let upto = now / period_ns + 1;
+        while k < upto {
+            due[(k % c) as usize] += 1;
+            k += 1;
+        }
+        for (tx, n) in senders.iter().zip(due.iter_mut()) {
+            if *n > 0 {
+                let _ = tx.send(*n);
+                *n = 0;
+            }
+        }
+        let next = k * period_ns;
+        let now = shared.now_ns();
+        if next > now {
+            std::thread::sleep(Duration::from_nanos(next - now));
+        }
+    }
+    // Dropping the senders tells the writers to stop.
+}
+
+/// One connection: a writer here, a reader task that checks the echoes.
+/// Returns the latencies (ns) of messages scheduled in the window.
+async fn connection(
+    id: u32,
+    io: Box<dyn Io>,
+    early: Vec<u8>,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    mut pace: Option<mpsc::UnboundedReceiver<u64>>,
+) -> Vec<u64> {
+    let (r, mut w) = tokio::io::split(io);
+    let acked = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(Notify::new());
+    let reader = tokio::spawn(read_echoes(
+        id,
+        r,
+        early,
+        plan.clone(),
+        shared.clone(),
+        acked.clone(),
+        notify.clone(),
+    ));
+    let mut keys = Keys::new(u64::from(id) + 1);
+    let mut sent = 0u64;
+    let mut batch = Vec::with_capacity(64 << 10);
+    let opcode = plan.kind.opcode();
+    loop {
+        let n = match pace.as_mut() {
+            Some(rx) => match rx.recv().await {
+                Some(mut n) => {
+                    while let Ok(more) = rx.try_recv() {
+                        n += more;
+                    }
+                    n
+                }
+                None => break,
+            },
+            None => {
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let room = u64::from(plan.inflight) - (sent - acked.load(Ordering::Acquire));
+                if room == 0 {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+                    continue;
+                }
+                room
+            }
+        };
+        batch.clear();
+        for _ in 0..n {
+            ws::encode(
+                opcode,
+                &ws::tag(id, sent),
+                &plan.body,
+                keys.next_key(),
+                &mut batch,
+            );
+            sent += 1;
+        }
+        if let Err(e) = write(&mut w, &batch).await {
+            shared.error(format!("conn {id}: write: {e}"));
+            reader.abort();
+            return Vec::new();
+        }
+    }
+    // Drain: wait for the echoes still owed, then the close handshake.
+    let deadline = Instant::now() + DRAIN;
+    while acked.load(Ordering::Acquire) < sent && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+    }
+    let owed = sent - acked.load(Ordering::Acquire).min(sent);
+    if owed > 0 {
+        shared.error(format!("conn {id}: {owed} echoes missing at the end"));
+    }
+    batch.clear();
+    ws::encode_close(keys.next_key(), &mut batch);
+    if let Err(e) = write(&mut w, &batch).await {
+        shared.error(format!("conn {id}: close: {e}"));
+    }
+    let latencies = match tokio::time::timeout(DRAIN, reader).await {
+        Ok(Ok(lat)) => lat,
+        Ok(Err(e)) => {
+            shared.error(format!("conn {id}: reader: {e}"));
+            Vec::new()
+        }
+        Err(_) => {
+            shared.error(format!("conn {id}: no close reply"));
+            Vec::new()
+        }
+    };
+    let _ = w.shutdown().await;
+    latencies
+}
+
+async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Reads and checks echoes in order until the close reply.
+async fn read_echoes(
+    id: u32,
+    mut r: ReadHalf<Box<dyn Io>>,
+    mut buf: Vec<u8>,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    acked: Arc<AtomicU64>,
+    notify: Arc<Notify>,
+) -> Vec<u64> {
+    let mut latencies = Vec::new();
+    let mut next = 0u64;
+    let opcode = plan.kind.opcode();
+    buf.reserve(256 << 10);
+    let mut now_ns = shared.now_ns();
+    loop {
+        let mut pos = 0;
+        let mut got = 0;
+        loop {
+            let frame = match ws::parse(&buf[pos..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    shared.error(format!("conn {id}: {e}"));
+                    return latencies;
+                }
+            };
+            let payload = &buf[pos..][frame.payload.clone()];
+            if frame.opcode == OP_CLOSE {
+                if payload.get(..2) != Some(&1000u16.to_be_bytes()[..]) {
+                    shared.error(format!("conn {id}: close reply {payload:?}"));
+                }
+                return latencies;
+            }
+            let ok = frame.fin
+                && frame.opcode == opcode
+                && payload.len() == TAG_LEN + plan.body.len()
+                && payload[..TAG_LEN] == ws::tag(id, next)
+                && payload[TAG_LEN..] == plan.body[..];
+            if !ok {
+                shared.error(format!(
+                    "conn {id}: echo {next} wrong (opcode {}, fin {}, {} bytes, tag {:?})",
+                    frame.opcode,
+                    frame.fin,
+                    payload.len(),
+                    String::from_utf8_lossy(&payload[..payload.len().min(TAG_LEN)])
+                ));
+                return latencies;
+            }
+            if let Some(period) = plan.period_ns {
+                let due = (next * u64::from(plan.conns) + u64::from(id)) * period;
+                if due >= shared.win_start.load(Ordering::Relaxed)
+                    && due < shared.win_end.load(Ordering::Relaxed)
+                {
+                    latencies.push(now_ns.saturating_sub(due));
+                }
+            }
+            next += 1;
+            got += 1;
+            pos += frame.payload.end;
+        }
+        if got > 0 {
+            acked.store(next, Ordering::Release);
+            shared.echoed.fetch_add(got, Ordering::Relaxed);
+            notify.notify_one();
+        }
+        buf.drain(..pos);
+        if buf.capacity() - buf.len() < 64 << 10 {
+            buf.reserve(64 << 10);
+        }
+        match r.read_buf(&mut buf).await {
+            Ok(0) => {
+                shared.error(format!("conn {id}: closed without a close frame"));
+                return latencies;
+            }
+            Ok(_) => now_ns = shared.now_ns(),
+            Err(e) => {
+                shared.error(format!("conn {id}: read: {e}"));
+                return latencies;
+            }
+        }
+    }
+}
+
+fn percentiles(lat: &mut [u64]) -> Value {
+    if lat.is_empty() {
+        return Value::Null;
+    }
+    lat.sort_unstable();
+    let at = |p: f64| {
+        // The epsilon keeps 99.9% of 1000 at rank 999 despite float rounding.
+        let rank = ((p / 100.0) * lat.len() as f64 - 1e-9).ceil() as usize;
+        lat[rank.clamp(1, lat.len()) - 1] as f64 / 1e3
+    };
+    json!({
+        "samples": lat.len(),
+        "p50": at(50.0),
+        "p99": at(99.0),
+        "p999": at(99.9),
+        "max": at(100.0),
+        "spectrum": SPECTRUM.iter().map(|&p| json!([p, at(p)])).collect::<Vec<_>>(),
+    })
+}
+
+// === opening connections ===
+
+/// An open connection and the bytes that came after its 101.
+type Conn = (Box<dyn Io>, Vec<u8>);
+type Opened = Vec<Conn>;
+
+/// Opens `cfg.conns` connections, `OPEN_CONCURRENCY` handshakes at a time.
+/// Returns the ones that worked (in order) and the TLS cipher suite.
+async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>) {
+    let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
+    let mut set = JoinSet::new();
+    for i in 0..cfg.conns {
+        let gate = gate.clone();
+        let target = cfg.target.clone();
+        let tls = cfg.tls.clone();
+        let name = cfg.server_name.clone();
+        let origin = cfg.origin.clone();
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let open = async {
+                let (mut io, cipher) = ws::connect(&target, tls.as_ref(), &name).await?;
+                let early = ws::handshake(&mut io, &target, &origin).await?;
+                Ok::<_, std::io::Error>((io, early, cipher))
+            };
+            (i, tokio::time::timeout(Duration::from_secs(10), open).await)
+        });
+    }
+    let mut slots: Vec<Option<Conn>> = (0..cfg.conns).map(|_| None).collect();
+    let mut cipher = None;
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((i, Ok(Ok((io, early, c))))) => {
+                slots[i as usize] = Some((io, early));
+                cipher = cipher.or(c);
+            }
+            Ok((i, Ok(Err(e)))) => shared.error(format!("conn {i}: open: {e}")),
+            Ok((i, Err(_))) => shared.error(format!("conn {i}: open timed out")),
+            Err(e) => shared.error(format!("open task: {e}")),
+        }
+    }
+    (slots.into_iter().flatten().collect(), cipher)
+}
+
+// === idle ===
+
+/// Opens N connections, reads RSS; one message each, RSS again; holds them;
+/// then closes every one cleanly.
+async fn idle(cfg: &Config) -> Value {
+    let shared = Arc::new(Shared::new());
+    let before = sample_all(cfg, &shared).0;
+    let (opened, _) = open_all(cfg, &shared).await;
+    let n = opened.len();
+    tokio::time::sleep(SETTLE).await;
+    let open = sample_all(cfg, &shared).0;
+
+    let body = Arc::new(ws::body(cfg.kind, cfg.size));
+    let mut set = JoinSet::new();
+    for (id, (io, early)) in opened.into_iter().enumerate() {
+        let body = body.clone();
+        let kind = cfg.kind;
+        set.spawn(async move {
+            let r = echo_once(id as u32, io, early, kind, &body).await;
+            (id, r)
+        });
+    }
+    let mut alive = Vec::with_capacity(n);
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((_, Ok(conn))) => alive.push(conn),
+            Ok((id, Err(e))) => shared.error(format!("conn {id}: {e}")),
+            Err(e) => shared.error(format!("task: {e}")),
+        }
+    }
+    tokio::time::sleep(SETTLE).await;
+    let after_msg = sample_all(cfg, &shared).0;
+    tokio::time::sleep(cfg.hold).await;
+
+    let (tx, rx) = std_mpsc::channel();
+    let mut set = JoinSet::new();
+    for (id, conn) in alive.into_iter().enumerate() {
+        let tx = tx.clone();
+        set.spawn(async move {
+            if let Err(e) = close(id as u32, conn).await {
+                let _ = tx.send(format!("conn {id}: close: {e}"));
+            }
+        });
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(DRAIN, async { while set.join_next().await.is_some() {} }).await;
+    for e in rx.try_iter() {
+        shared.error(e);
+    }
+
+    let mut v = json!({ "opened": n });
+    if let (Some(b), Some(o), Some(m)) = (before, open, after_msg) {
+        let per = |x: Sample| (x.rss_kib as f64 - b.rss_kib as f64) / n.max(1) as f64;
+        v["rss_before_kib"] = json!(b.rss_kib);
+        v["rss_open_kib"] = json!(o.rss_kib);
+        v["rss_after_msg_kib"] = json!(m.rss_kib);
+        v["kib_per_conn_open"] = json!(per(o));
+        v["kib_per_conn_after_msg"] = json!(per(m));
+    }
+    finish(&mut v, &shared);
+    v
+}
+
+struct Held {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    keys: Keys,
+}
+
+async fn echo_once(
+    id: u32,
+    mut io: Box<dyn Io>,
+    mut buf: Vec<u8>,
+    kind: Kind,
+    body: &[u8],
+) -> Result<Held, String> {
+    let mut keys = Keys::new(u64::from(id) + 1);
+    let mut out = Vec::new();
+    ws::encode(
+        kind.opcode(),
+        &ws::tag(id, 0),
+        body,
+        keys.next_key(),
+        &mut out,
+    );
+    write(&mut io, &out).await.map_err(|e| e.to_string())?;
+    let frame = read_frame(&mut io, &mut buf).await?;
+    let payload = &buf[frame.payload.clone()];
+    if frame.opcode != kind.opcode()
+        || payload.get(..TAG_LEN) != Some(&ws::tag(id, 0)[..])
+        || &payload[TAG_LEN..] != body
+    {
+        return Err("wrong echo".into());
+    }
+    buf.drain(..frame.payload.end);
+    buf.shrink_to_fit();
+    Ok(Held { io, buf, keys })
+}
+
+async fn close(id: u32, mut held: Held) -> Result<(), String> {
+    let mut out = Vec::new();
+    ws::encode_close(held.keys.next_key(), &mut out);
+    write(&mut held.io, &out).await.map_err(|e| e.to_string())?;
+    let frame = tokio::time::timeout(DRAIN, read_frame(&mut held.io, &mut held.buf))
+        .await
+        .map_err(|_| format!("conn {id}: no close reply"))??;
+    if frame.opcode != OP_CLOSE {
+        return Err(format!(
+            "expected a close reply, got opcode {}",
+            frame.opcode
+        ));
+    }
+    let _ = held.io.shutdown().await;
+    Ok(())
+}
+
+async fn read_frame(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<ws::ServerFrame, String> {
+    loop {
+        if let Some(f) = ws::parse(buf)? {
+            return Ok(f);
+        }
+        buf.reserve(4096);
+        match io.read_buf(buf).await {
+            Ok(0) => return Err("closed".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// UTC time of day, seconds precision, without a date library.
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn percentile_ranks() {
+        let mut v: Vec<u64> = (1..=1000).map(|x| x * 1000).collect();
+        let p = percentiles(&mut v);
+        assert_eq!(p["p50"], json!(500.0));
+        assert_eq!(p["p99"], json!(990.0));
+        assert_eq!(p["p999"], json!(999.0));
+        assert_eq!(p["max"], json!(1000.0));
+    }
+}

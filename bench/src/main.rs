@@ -1,0 +1,211 @@
+//! `wsguard-bench`: a WebSocket load generator for comparing wsguard with
+//! nginx and HAProxy (see `scripts/bench.sh`).
+//!
+//! `run` drives one scenario against one URL with hand-built, masked,
+//! pipelined client frames over ws:// or wss://, checks every echo (content
+//! and order) and prints one JSON line. `report` turns those lines into the
+//! markdown table and the latency plot.
+
+mod load;
+mod plot;
+mod procstat;
+mod report;
+mod ws;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "wsguard-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario and print its JSON result line.
+    Run(Box<RunArgs>),
+    /// Print the markdown comparison table from result lines; draw the plot.
+    Report(ReportArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// C connections × W messages in flight, as fast as echoes come back.
+    Throughput,
+    /// R messages/s in total on a fixed schedule; RTT from the due time.
+    Rate,
+    /// N connections opened, one message each, held; RSS per connection.
+    Idle,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Binary,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// ws://HOST:PORT/PATH or wss://HOST:PORT/PATH
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_enum, default_value_t = ModeArg::Throughput)]
+    mode: ModeArg,
+    /// Connections.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    conns: u32,
+    /// Messages in flight per connection (throughput mode).
+    #[arg(long, short = 'w', default_value_t = 16)]
+    inflight: u32,
+    /// Message size in bytes (at least 16: the tag that identifies each message).
+    #[arg(long, short = 's', default_value_t = 64)]
+    size: usize,
+    #[arg(long, value_enum, default_value_t = KindArg::Binary)]
+    kind: KindArg,
+    /// Messages per second over all connections (rate mode).
+    #[arg(long, default_value_t = 20_000.0)]
+    rate: f64,
+    /// Seconds of load before the measurement window.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds to keep idle connections open after measuring (idle mode).
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// PEM CA to trust for wss://.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// TLS server name to verify.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    #[arg(long, default_value = "http://localhost")]
+    origin: String,
+    /// Process under test (repeat, or comma-separate): CPU and RSS are summed.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// The echo backend's process, to show whether it was the bottleneck.
+    #[arg(long = "backend-pid", value_delimiter = ',')]
+    backend_pids: Vec<u32>,
+    /// Name of the thing measured (direct, nginx, haproxy, wsguard, ...).
+    #[arg(long, default_value = "direct")]
+    label: String,
+    /// Scenario name, for the report.
+    #[arg(long, default_value = "")]
+    scenario: String,
+    /// Append the JSON line to this file too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// JSON-lines files written by `run --out`.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Write the RTT-percentile plot of the fixed-rate scenarios here (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run(args) => run(*args),
+        Command::Report(args) => match report::report(&args.inputs, args.plot.as_deref()) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wsguard-bench report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("wsguard-bench: {msg}");
+        ExitCode::from(2)
+    };
+    let target = match ws::Target::parse(&args.url) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if args.size < ws::TAG_LEN {
+        return fail(format!("--size must be at least {}", ws::TAG_LEN));
+    }
+    let tls = match (&args.ca, target.tls) {
+        (Some(ca), true) => match ws::tls_config(ca) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        },
+        (None, true) => return fail("wss:// needs --ca".into()),
+        _ => None,
+    };
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let cfg = load::Config {
+        mode: match args.mode {
+            ModeArg::Throughput => load::Mode::Throughput,
+            ModeArg::Rate => load::Mode::Rate,
+            ModeArg::Idle => load::Mode::Idle,
+        },
+        target,
+        tls,
+        server_name: args.server_name,
+        origin: args.origin,
+        conns: args.conns.max(1),
+        inflight: args.inflight.max(1),
+        size: args.size,
+        kind: match args.kind {
+            KindArg::Binary => ws::Kind::Binary,
+            KindArg::Text => ws::Kind::Text,
+        },
+        rate: args.rate.max(1.0),
+        warmup: secs(args.warmup),
+        duration: secs(args.duration),
+        hold: secs(args.hold),
+        pids: args.pids,
+        backend_pids: args.backend_pids,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    let mut result = runtime.block_on(load::run(cfg));
+    result["label"] = args.label.into();
+    result["scenario"] = args.scenario.into();
+    let line = result.to_string();
+    println!("{line}");
+    if let Some(path) = &args.out {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    // Leave connection tasks that did not finish behind without waiting.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if result["errors"].as_u64().unwrap_or(1) > 0 {
+        eprintln!(
+            "wsguard-bench: {} errors; first: {}",
+            result["errors"], result["first_error"]
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

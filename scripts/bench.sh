@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# wsguard side by side with nginx and HAProxy, on loopback.
+#
+# usage: scripts/bench.sh [--duration S] [--warmup S] [--idle N] [--peers "LIST"] [--scenarios "LIST"]
+#
+#   --duration S     seconds measured per scenario (default 10)
+#   --warmup S       seconds of load before each measurement (default 2)
+#   --idle N         connections in the idle scenario (default 5000)
+#   --peers LIST     any of: direct nginx nginx-64k haproxy wsguard (default: all, in that order)
+#   --scenarios LIST any of: idle bin64 bin64-tls bin16k text16k rate128 rate128-tls (default: all)
+#
+# Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
+# then for each peer in turn: starts it (configs written to a temp dir), runs the scenarios
+# with target/release/wsguard-bench, stops it. Each proxy is pinned to CPU 1 and runs one
+# worker (nginx worker_processes 1, HAProxy nbthread 1, wsguard TOKIO_WORKER_THREADS=1);
+# the load generator and the echo backend (wsguard-echo --mode strict) share CPU 0.
+# CPU is utime+stime of all the proxy's processes over the measurement window only.
+#
+# Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
+# latest), target/bench/table.md, and the RTT plot docs/bench-latency.png.
+# With the defaults a whole run takes about 8 minutes. Numbers are only comparable on a
+# quiet machine: the load average is printed before and after.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=10
+WARMUP=2
+IDLE=5000
+PEERS="direct nginx nginx-64k haproxy wsguard"
+SCENARIOS="idle bin64 bin64-tls bin16k text16k rate128 rate128-tls"
+while (($#)); do
+    case "$1" in
+        --duration) DURATION=$2; shift ;;
+        --warmup) WARMUP=$2; shift ;;
+        --idle) IDLE=$2; shift ;;
+        --peers) PEERS=$2; shift ;;
+        --scenarios) SCENARIOS=$2; shift ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# Ports on 127.0.0.1; away from the demo (8080, 8443, 9000) and conformance (9001, 9002).
+BACKEND_PORT=19100
+declare -A WS_PORT=([nginx]=19101 [nginx-64k]=19103 [haproxy]=19105 [wsguard]=19107)
+declare -A WSS_PORT=([nginx]=19102 [nginx-64k]=19104 [haproxy]=19106 [wsguard]=19108)
+PROXY_CPU=1
+LOAD_CPU=0
+
+# --- tools ------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null || missing+=(nginx)
+command -v haproxy >/dev/null || missing+=(haproxy)
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]} with apt-get"
+    # Keep the packages' init scripts from starting system-wide daemons.
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+fi
+command -v taskset >/dev/null || { echo "bench.sh: taskset (util-linux) is required" >&2; exit 1; }
+
+cargo build --release --quiet -p wsguard --bins
+cargo build --release --quiet -p wsguard-bench
+BIN="${CARGO_TARGET_DIR:-target}/release"
+CERTS="$PWD/certs"
+
+mkdir -p target/bench docs
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS="target/bench/results-$stamp.jsonl"
+: >"$RESULTS"
+TMP=$(mktemp -d /tmp/wsguard-bench.XXXXXX)
+chmod 755 "$TMP"
+
+# --- processes we start, stopped on any exit ---------------------------------
+pids=()
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+stop_all() {
+    local pid
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    pids=()
+    rm -rf "$TMP"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        port_open "$1" && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: nothing listens on 127.0.0.1:$1 after 10 s (see $TMP)" >&2
+    return 1
+}
+for p in "$BACKEND_PORT" "${WS_PORT[@]}" "${WSS_PORT[@]}"; do
+    if port_open "$p"; then
+        echo "bench.sh: 127.0.0.1:$p is already in use" >&2
+        exit 1
+    fi
+done
+
+# --- configs -------------------------------------------------------------------
+cat "$CERTS/localhost.crt" "$CERTS/localhost.key" >"$TMP/localhost.pem"
+
+nginx_conf() { # label, extra proxy directives
+    local dir="$TMP/$1"
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 12000; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream echo { server 127.0.0.1:$BACKEND_PORT; }
+    server {
+        listen 127.0.0.1:${WS_PORT[$1]};
+        listen 127.0.0.1:${WSS_PORT[$1]} ssl;
+        ssl_certificate $CERTS/localhost.crt;
+        ssl_certificate_key $CERTS/localhost.key;
+        location / {
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host \$host;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            $2
+        }
+    }
+}
+EOF
+}
+nginx_conf nginx ""
+nginx_conf nginx-64k "proxy_buffer_size 64k; proxy_buffers 8 64k; proxy_busy_buffers_size 128k;"
+
+mkdir -p "$TMP/haproxy"
+cat >"$TMP/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout tunnel 1h
+frontend ws
+    bind 127.0.0.1:${WS_PORT[haproxy]}
+    bind 127.0.0.1:${WSS_PORT[haproxy]} ssl crt $TMP/localhost.pem
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:$BACKEND_PORT
+EOF
+
+# The full default policy: Origin allow-list, masking and strict mask-key rules, UTF-8,
+# default caps (max_frame_size 64 KiB, max_message_size 1 MiB: room for 16 KiB messages).
+for tls in ws wss; do
+    {
+        echo "[server]"
+        if [[ $tls == wss ]]; then
+            echo "listen = \"127.0.0.1:${WSS_PORT[wsguard]}\""
+            echo "tls_cert = \"$CERTS/localhost.crt\""
+            echo "tls_key = \"$CERTS/localhost.key\""
+        else
+            echo "listen = \"127.0.0.1:${WS_PORT[wsguard]}\""
+        fi
+        echo
+        echo "[origin]"
+        echo 'allow = ["http://localhost"]'
+        echo
+        echo "[[route]]"
+        echo 'path = "/"'
+        echo 'match = "prefix"'
+        echo "backends = [\"127.0.0.1:$BACKEND_PORT\"]"
+    } >"$TMP/wsguard-$tls.toml"
+    "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml" >/dev/null 2>&1 ||
+        "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml"
+done
+
+# --- running -------------------------------------------------------------------
+PEER_PIDS=()   # all processes of the running proxy, per listener kind
+declare -A LISTENER_PIDS
+
+start_peer() {
+    local label=$1 pid
+    LISTENER_PIDS=()
+    case "$label" in
+        direct) return 0 ;;
+        nginx | nginx-64k)
+            taskset -c $PROXY_CPU nginx -p "$TMP/$label" -c "$TMP/$label/nginx.conf" \
+                -e "$TMP/$label/error.log" -g 'daemon off;' &
+            pid=$!
+            pids+=("$pid")
+            wait_port "${WS_PORT[$label]}"
+            wait_port "${WSS_PORT[$label]}"
+            local all
+            all=$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ',')
+            LISTENER_PIDS=([ws]=$all [wss]=$all)
+            ;;
+        haproxy)
+            taskset -c $PROXY_CPU haproxy -db -f "$TMP/haproxy/haproxy.cfg" 2>"$TMP/haproxy/stderr" &
+            pid=$!
+            pids+=("$pid")
+            wait_port "${WS_PORT[$label]}"
+            wait_port "${WSS_PORT[$label]}"
+            LISTENER_PIDS=([ws]=$pid [wss]=$pid)
+            ;;
+        wsguard)
+            local tls
+            for tls in ws wss; do
+                TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c $PROXY_CPU \
+                    "$BIN/wsguard" --config "$TMP/wsguard-$tls.toml" 2>>"$TMP/wsguard.log" &
+                pid=$!
+                pids+=("$pid")
+                LISTENER_PIDS[$tls]=$pid
+            done
+            wait_port "${WS_PORT[$label]}"
+            wait_port "${WSS_PORT[$label]}"
+            ;;
+    esac
+}
+
+stop_peer() {
+    local keep=() pid
+    for pid in "${pids[@]}"; do
+        if [[ $pid == "$BACKEND_PID" ]]; then keep+=("$pid"); else stop_pid "$pid"; fi
+    done
+    pids=("${keep[@]}")
+}
+
+# One scenario against one peer. Failures are recorded in the JSON and reported, not fatal.
+scenario() {
+    local label=$1 name=$2 url pid args=()
+    local tls=ws
+    [[ $name == *-tls ]] && tls=wss
+    if [[ $label == direct ]]; then
+        [[ $tls == wss || $name == idle ]] && return 0
+        url="ws://127.0.0.1:$BACKEND_PORT/"
+    else
+        local port
+        if [[ $tls == wss ]]; then port=${WSS_PORT[$label]}; else port=${WS_PORT[$label]}; fi
+        url="$tls://localhost:$port/"
+        args+=(--pid "${LISTENER_PIDS[$tls]}")
+    fi
+    case "$name" in
+        idle) args+=(--mode idle -c "$IDLE" -s 128 --kind text) ;;
+        bin64 | bin64-tls) args+=(--mode throughput -c 64 -w 16 -s 64 --kind binary) ;;
+        bin16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind binary) ;;
+        text16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind text) ;;
+        rate128 | rate128-tls) args+=(--mode rate -c 200 --rate 20000 -s 128 --kind text) ;;
+        *) echo "bench.sh: unknown scenario $name" >&2; return 1 ;;
+    esac
+    printf '  %-10s %-12s ' "$label" "$name"
+    local line
+    if line=$(taskset -c $LOAD_CPU "$BIN/wsguard-bench" run --label "$label" --scenario "$name" \
+        --url "$url" --ca "$CERTS/ca.crt" --backend-pid "$BACKEND_PID" \
+        --warmup "$WARMUP" --duration "$DURATION" --out "$RESULTS" "${args[@]}" 2>"$TMP/last.err"); then
+        :
+    else
+        echo "(errors: $(tail -1 "$TMP/last.err"))"
+    fi
+    echo "$line" | sed -E 's/.*"msgs_per_s":([0-9.]+).*/\1 msgs\/s/; s/.*"kib_per_conn_after_msg":([0-9.]+).*/\1 KiB\/conn/' | cut -c1-60
+}
+
+echo "wsguard bench $stamp: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+TOKIO_WORKER_THREADS=1 taskset -c $LOAD_CPU "$BIN/wsguard-echo" --mode strict \
+    --listen "127.0.0.1:$BACKEND_PORT" >/dev/null &
+BACKEND_PID=$!
+pids+=("$BACKEND_PID")
+wait_port "$BACKEND_PORT"
+
+for label in $PEERS; do
+    echo "$label:"
+    start_peer "$label"
+    for name in $SCENARIOS; do
+        scenario "$label" "$name"
+    done
+    stop_peer
+done
+
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+cp "$RESULTS" target/bench/results.jsonl
+"$BIN/wsguard-bench" report "$RESULTS" --plot docs/bench-latency.png | tee target/bench/table.md
+echo
+echo "results: $RESULTS, table: target/bench/table.md, plot: docs/bench-latency.png"
