@@ -177,6 +177,8 @@ EOF
 
 # The full default policy: Origin allow-list, masking and strict mask-key rules, UTF-8,
 # default caps (max_frame_size 64 KiB, max_message_size 1 MiB: room for 16 KiB messages).
+# The rate quotas stay on (their cost is measured) with limits too high to trigger; the
+# per-IP limits are off because every load connection comes from 127.0.0.1.
 for tls in ws wss; do
     {
         echo "[server]"
@@ -190,6 +192,15 @@ for tls in ws wss; do
         echo
         echo "[origin]"
         echo 'allow = ["http://localhost"]'
+        echo
+        echo "[rate]"
+        echo "messages_per_second = 100000000"
+        echo "bytes_per_second = \"3 GiB\""
+        echo "control_per_second = 100000000"
+        echo
+        echo "[limits]"
+        echo "connections_per_ip = \"off\""
+        echo "handshakes_per_ip = \"off\""
         echo
         echo "[[route]]"
         echo 'path = "/"'

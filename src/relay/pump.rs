@@ -232,7 +232,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     /// quota allows. `Ok(Some(wait))`: the frame ending at `parsed` is over
     /// the quota and may pass after `wait`.
     fn decode(&mut self) -> Result<Option<Duration>, Violation> {
+        // The clock is read once per pass, and only if a frame ended: it is
+        // the same burst for the idle timer and the quotas.
+        let mut clock_read = false;
         if let Some(event) = self.pending {
+            self.tick(&mut clock_read);
             if let Some(wait) = self.over_quota(event) {
                 return Ok(Some(wait));
             }
@@ -248,7 +252,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 }
                 continue;
             };
-            self.last_frame = Instant::now();
+            self.tick(&mut clock_read);
             if let Some(wait) = self.over_quota(event) {
                 self.pending = Some(event);
                 return Ok(Some(wait));
@@ -256,6 +260,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             self.accept(event);
         }
         Ok(None)
+    }
+
+    /// Reads the clock for this pass if it was not read yet.
+    fn tick(&mut self, clock_read: &mut bool) {
+        if !*clock_read {
+            *clock_read = true;
+            self.last_frame = Instant::now();
+            if let Some(rate) = &self.rate {
+                rate.quota.tick(self.last_frame.into_std());
+            }
+        }
     }
 
     /// Charges the frame just decoded to the quota; `Some(wait)` if over.
