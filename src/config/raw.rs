@@ -259,6 +259,46 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ("demo", &["backend_listen", "page_listen"]),
 ];
 
+/// Removes the unknown keys `check_keys` reported, so that validation can go
+/// on and report every other problem in the same run. Returns `false` when a
+/// section has the wrong shape: then nothing more can be checked.
+pub(super) fn strip_unknown(root: &mut DeTable<'_>) -> bool {
+    let mut shapes_ok = true;
+    retain_known(root, |name| SCHEMA.iter().any(|(s, _)| *s == name));
+    for (key, value) in root.iter_mut() {
+        let name: &str = key.get_ref();
+        let Some((_, known)) = SCHEMA.iter().find(|(s, _)| *s == name) else {
+            continue;
+        };
+        let keep = |k: &str| known.contains(&k);
+        match (name, value.get_mut()) {
+            ("route", DeValue::Array(items)) => {
+                for item in items.iter_mut() {
+                    match item.get_mut() {
+                        DeValue::Table(t) => retain_known(t, keep),
+                        _ => shapes_ok = false,
+                    }
+                }
+            }
+            ("route", _) => shapes_ok = false,
+            (_, DeValue::Table(t)) => retain_known(t, keep),
+            _ => shapes_ok = false,
+        }
+    }
+    shapes_ok
+}
+
+fn retain_known(table: &mut DeTable<'_>, keep: impl Fn(&str) -> bool) {
+    let unknown: Vec<_> = table
+        .keys()
+        .filter(|k| !keep(k.get_ref()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        table.remove(&key);
+    }
+}
+
 /// Report every unknown key and every section of the wrong shape.
 pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();

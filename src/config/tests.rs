@@ -626,3 +626,24 @@ fn missing_file_is_one_problem() {
         .to_string()
         .starts_with("/nonexistent/wsguard.toml: cannot read the config file"));
 }
+
+#[test]
+fn unknown_keys_do_not_hide_the_other_problems() {
+    let src = "[frames]\nmax_frame_sise = \"1 KiB\"\n\n[[route]]\npath = \"x\"\nbackends = []\nbogus = 1\n";
+    let err = errors(src);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[0].starts_with("t.toml:2: frames.max_frame_sise: unknown key"),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("t.toml:5: route[0].path:"), "{err}");
+    assert!(
+        lines[2].starts_with("t.toml:6: route[0].backends:"),
+        "{err}"
+    );
+    assert!(
+        lines[3].starts_with("t.toml:7: route[0].bogus: unknown key"),
+        "{err}"
+    );
+}

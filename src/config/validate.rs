@@ -12,7 +12,8 @@ use toml::Spanned;
 
 use super::error::{ConfigErrors, ConfigProblem, Lines};
 use super::raw::{
-    check_keys, Field, Leaf, RawBackendFrames, RawConfig, RawFrames, RawLimits, RawRate,
+    check_keys, strip_unknown, Field, Leaf, RawBackendFrames, RawConfig, RawFrames, RawLimits,
+    RawRate,
 };
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::*;
@@ -28,18 +29,24 @@ pub(super) fn load(src: &str, origin_name: &str) -> Result<Config, ConfigErrors>
         let msg = e.message().lines().collect::<Vec<_>>().join("; ");
         ConfigProblem::new("", line, format!("{what}: {msg}"))
     };
-    let root =
+    let mut root =
         DeTable::parse(src).map_err(|e| fail(vec![serde_problem(e, "TOML syntax error")]))?;
-    let unknown = check_keys(root.get_ref(), &lines);
-    if !unknown.is_empty() {
+    let mut unknown = check_keys(root.get_ref(), &lines);
+    // Unknown keys are reported and removed; validation goes on with the rest.
+    if !unknown.is_empty() && !strip_unknown(root.get_mut()) {
         return Err(fail(unknown));
     }
-    let raw = RawConfig::deserialize(toml::de::Deserializer::from(root))
-        .map_err(|e| fail(vec![serde_problem(e, "invalid config")]))?;
+    let raw = match RawConfig::deserialize(toml::de::Deserializer::from(root)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            unknown.push(serde_problem(e, "invalid config"));
+            return Err(fail(unknown));
+        }
+    };
     let base = Path::new(origin_name).parent();
     let mut c = Checker {
         lines: &lines,
-        problems: Vec::new(),
+        problems: unknown,
     };
     let config = c.config(&raw, origin_name, base);
     match config {
