@@ -39,7 +39,7 @@ type DirectLimiter<C> =
 
 /// Rate configuration for one direction of a connection. A rate of `None` turns that quota off;
 /// a burst of `None` means "equal to the rate" (one second's worth).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameRateConfig {
     /// Data frames (text, binary, continuation; each fragment counts) per second.
     pub messages_per_second: Option<NonZeroU32>,

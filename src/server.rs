@@ -27,15 +27,15 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::client_ip::TrustedProxies;
-use crate::config::{Config, FrameLimits, MaskKeyPolicy, RateConfig};
+use crate::config::{Config, FrameLimits, MaskKeyPolicy};
 use crate::handshake;
-use crate::limits::{FrameRateConfig, IpLimits, IpLimitsConfig};
+use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
     ViolationLabels,
 };
 use crate::origin::AllowList;
-use crate::policy::{self, FramePolicy};
+use crate::policy::FramePolicy;
 use crate::proxy_protocol::{self, Parsed};
 use crate::refusal::{Refusal, Side};
 use crate::relay::{self, Ender};
@@ -58,6 +58,8 @@ pub struct Proxy {
     /// Per-IP state; a reload starts a fresh table (connections opened
     /// before it release their slots in the old one).
     ip_limits: IpLimits,
+    /// What every relay starts from, built once per configuration.
+    relay: relay::Settings,
 }
 
 /// Why the proxy could not start. Each names what to fix.
@@ -127,6 +129,16 @@ impl Proxy {
             handshake_burst: limits.handshake_burst,
             max_tracked_ips: limits.max_tracked_ips as usize,
         });
+        let relay = relay::Settings {
+            client_policy: frame_policy(&config.frames, config.mask_key_policy),
+            backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
+            client_rate: config.rate,
+            backend_rate: config.backend_rate,
+            close_timeout: config.server.close_timeout,
+            idle_timeout: config.server.idle_timeout,
+            ping_interval: config.server.ping_interval,
+            pong_timeout: config.server.pong_timeout,
+        };
         Ok(Proxy {
             config,
             origins,
@@ -134,6 +146,7 @@ impl Proxy {
             tls,
             trusted,
             ip_limits,
+            relay,
         })
     }
 
@@ -492,16 +505,7 @@ where
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, p.as_str());
     }
 
-    let settings = relay::Settings {
-        client_policy: frame_policy(&config.frames, config.mask_key_policy),
-        backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
-        client_rate: rate_settings(&config.rate),
-        backend_rate: rate_settings(&config.backend_rate),
-        close_timeout: config.server.close_timeout,
-        idle_timeout: config.server.idle_timeout,
-        ping_interval: config.server.ping_interval,
-        pong_timeout: config.server.pong_timeout,
-    };
+    let settings = proxy.relay.clone();
     let path = parts.uri.path().to_owned();
     let route_path = route.path.clone();
     let drain = state.drain.subscribe();
@@ -713,20 +717,6 @@ fn printable(value: Option<&[u8]>) -> String {
     }
 }
 
-fn rate_settings(rate: &RateConfig) -> relay::RateSettings {
-    relay::RateSettings {
-        quota: FrameRateConfig {
-            messages_per_second: rate.messages_per_second,
-            burst: rate.burst,
-            bytes_per_second: rate.bytes_per_second,
-            burst_bytes: rate.burst_bytes,
-            control_per_second: rate.control_per_second,
-            control_burst: rate.control_burst,
-        },
-        on_limit: rate.on_limit,
-    }
-}
-
 /// Reads a PROXY protocol v1/v2 header (bounded by the spec's sizes) and
 /// returns the client address it names (`None` for LOCAL/UNKNOWN).
 async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
@@ -766,9 +756,6 @@ fn frame_policy(limits: &FrameLimits, mask_key_policy: MaskKeyPolicy) -> FramePo
         max_fragments: limits
             .max_fragments
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        mask_key_policy: match mask_key_policy {
-            MaskKeyPolicy::Strict => policy::MaskKeyPolicy::Strict,
-            MaskKeyPolicy::Rfc => policy::MaskKeyPolicy::Rfc,
-        },
+        mask_key_policy,
     }
 }

@@ -50,7 +50,8 @@ fn burst(out: &mut String, key: &str, rate_key: &str, n: Option<NonZeroU32>, siz
     .ok();
 }
 
-fn rate(out: &mut String, r: &RateConfig) {
+fn rate(out: &mut String, rate: &RateConfig) {
+    let r = &rate.quota;
     let mps = "messages_per_second";
     let _ = writeln!(out, "{mps} = {}", on_off(r.messages_per_second, false));
     burst(out, "burst", mps, r.burst, false);
@@ -60,7 +61,7 @@ fn rate(out: &mut String, r: &RateConfig) {
     let cps = "control_per_second";
     let _ = writeln!(out, "{cps} = {}", on_off(r.control_per_second, false));
     burst(out, "control_burst", cps, r.control_burst, false);
-    let _ = writeln!(out, "on_limit = {}", q(&r.on_limit.to_string()));
+    let _ = writeln!(out, "on_limit = {}", q(&rate.on_limit.to_string()));
 }
 
 pub(super) fn render(c: &Config) -> String {

@@ -18,6 +18,8 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::limits::FrameRateConfig;
+
 pub use error::{ConfigErrors, ConfigProblem};
 pub use units::{format_duration, format_size};
 
@@ -172,21 +174,14 @@ pub enum OnLimit {
 }
 
 /// Token-bucket rates for one direction of one connection; `None` = no limit.
-/// After validation each burst is `Some` exactly when its rate is, and is >= it.
+/// After validation each burst is `Some` exactly when its rate is, and is >= it:
+/// `burst` defaults to 2 × `messages_per_second`, `burst_bytes` to 4 ×
+/// `bytes_per_second` (at most 4 GiB-1), `control_burst` to 2 ×
+/// `control_per_second`. The quotas are the rate limiter's own type, so the
+/// relay uses them as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateConfig {
-    /// Data frames per second.
-    pub messages_per_second: Option<NonZeroU32>,
-    /// Data frames at once; default 2 × `messages_per_second`.
-    pub burst: Option<NonZeroU32>,
-    /// Payload bytes per second.
-    pub bytes_per_second: Option<NonZeroU32>,
-    /// Payload bytes at once; default 4 × `bytes_per_second` (at most 4 GiB-1).
-    pub burst_bytes: Option<NonZeroU32>,
-    /// Ping/pong/close frames per second.
-    pub control_per_second: Option<NonZeroU32>,
-    /// Control frames at once; default 2 × `control_per_second`.
-    pub control_burst: Option<NonZeroU32>,
+    pub quota: FrameRateConfig,
     pub on_limit: OnLimit,
 }
 
@@ -241,14 +236,8 @@ pub struct FrameLimits {
     pub max_fragments: Option<u64>,
 }
 
-/// `[frames] mask_key_policy`: how strictly client mask keys are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaskKeyPolicy {
-    /// Also refuse (1008) an all-zero mask key or the same key on consecutive frames.
-    Strict,
-    /// Only what RFC 6455 requires: every client frame masked.
-    Rfc,
-}
+/// `[frames] mask_key_policy`: the frame engine's own type.
+pub use crate::policy::MaskKeyPolicy;
 
 /// One `[[route]]`: which request paths go to which backends.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,7 +47,7 @@ fn shipped_wsguard_toml_loads() {
         DEFAULT_DEMO_PAGE_LISTEN.parse().unwrap()
     );
     assert_eq!(c.admin.listen, Some("127.0.0.1:9091".parse().unwrap()));
-    assert_eq!(c.rate.messages_per_second, nz(DEFAULT_RATE_MESSAGES));
+    assert_eq!(c.rate.quota.messages_per_second, nz(DEFAULT_RATE_MESSAGES));
 }
 
 fn nz(n: u32) -> Option<NonZeroU32> {
@@ -63,7 +63,7 @@ fn shipped_conformance_toml_loads() {
     assert_eq!(c.frames.max_message_size, Some(20 << 20));
     assert_eq!(c.frames.max_fragments, Some(1_000_000));
     assert!(c.route_for("/runCase?case=1&agent=x").is_some());
-    let r = c.rate;
+    let r = c.rate.quota;
     for (name, v) in [
         ("messages_per_second", r.messages_per_second),
         ("burst", r.burst),
@@ -210,24 +210,21 @@ fn defaults_fill_in() {
     assert_eq!(
         c.rate,
         RateConfig {
-            messages_per_second: nz(100),
-            burst: nz(200),
-            bytes_per_second: nz(1 << 20),
-            burst_bytes: nz(4 << 20),
-            control_per_second: nz(20),
-            control_burst: nz(40),
+            quota: FrameRateConfig {
+                messages_per_second: nz(100),
+                burst: nz(200),
+                bytes_per_second: nz(1 << 20),
+                burst_bytes: nz(4 << 20),
+                control_per_second: nz(20),
+                control_burst: nz(40),
+            },
             on_limit: OnLimit::Close,
         }
     );
     assert_eq!(
         c.backend_rate,
         RateConfig {
-            messages_per_second: None,
-            burst: None,
-            bytes_per_second: None,
-            burst_bytes: None,
-            control_per_second: None,
-            control_burst: None,
+            quota: FrameRateConfig::default(),
             on_limit: OnLimit::Delay,
         }
     );
@@ -246,17 +243,20 @@ fn rates_bursts_and_off() {
     let src = "[rate]\nmessages_per_second = 500\nbytes_per_second = \"off\"\ncontrol_per_second = 5\ncontrol_burst = 5\n[backend_rate]\nbytes_per_second = 2048\non_limit = \"close\"\n".to_owned() + MINIMAL;
     let c = Config::from_str(&src, "t.toml").unwrap();
     assert_eq!(
-        (c.rate.messages_per_second, c.rate.burst),
+        (c.rate.quota.messages_per_second, c.rate.quota.burst),
         (nz(500), nz(1000))
     );
-    assert_eq!((c.rate.bytes_per_second, c.rate.burst_bytes), (None, None));
-    assert_eq!(c.rate.control_burst, nz(5));
-    assert_eq!(c.backend_rate.burst_bytes, nz(8192));
+    assert_eq!(
+        (c.rate.quota.bytes_per_second, c.rate.quota.burst_bytes),
+        (None, None)
+    );
+    assert_eq!(c.rate.quota.control_burst, nz(5));
+    assert_eq!(c.backend_rate.quota.burst_bytes, nz(8192));
     assert_eq!(c.backend_rate.on_limit, OnLimit::Close);
     // The default burst saturates at the largest value rather than overflowing.
     let src = "[rate]\nbytes_per_second = \"2 GiB\"\n".to_owned() + MINIMAL;
     let c = Config::from_str(&src, "t.toml").unwrap();
-    assert_eq!(c.rate.burst_bytes, nz(u32::MAX));
+    assert_eq!(c.rate.quota.burst_bytes, nz(u32::MAX));
 
     let err = errors(&("[rate]\nburst = 50\n".to_owned() + MINIMAL));
     assert!(err.contains("t.toml:2: rate.burst: 50 is smaller than rate.messages_per_second (100, the default); raise rate.burst to at least 100"), "{err}");

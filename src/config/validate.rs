@@ -757,12 +757,14 @@ impl Checker<'_> {
         let ((messages_per_second, burst), (bytes_per_second, burst_bytes)) = (messages?, bytes?);
         let (control_per_second, control_burst) = control?;
         Some(RateConfig {
-            messages_per_second,
-            burst,
-            bytes_per_second,
-            burst_bytes,
-            control_per_second,
-            control_burst,
+            quota: FrameRateConfig {
+                messages_per_second,
+                burst,
+                bytes_per_second,
+                burst_bytes,
+                control_per_second,
+                control_burst,
+            },
             on_limit: on_limit?,
         })
     }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 use tokio_rustls::server::TlsStream;
 
-use crate::config::OnLimit;
+use crate::config::RateConfig;
 use crate::frame::{Decoder, Violation};
 use crate::limits::FrameRate;
 use crate::policy::{FramePolicy, Role};
@@ -114,20 +114,14 @@ impl Split for TlsStream<TcpStream> {
     }
 }
 
-/// A direction's rate settings, turned into a quota per connection.
-#[derive(Debug, Clone)]
-pub struct RateSettings {
-    pub quota: crate::limits::FrameRateConfig,
-    pub on_limit: OnLimit,
-}
-
-/// Per-connection relay settings, from the configuration.
+/// Relay settings, from the configuration; each connection starts its own
+/// decoders and quotas from them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub client_policy: FramePolicy,
     pub backend_policy: FramePolicy,
-    pub client_rate: RateSettings,
-    pub backend_rate: RateSettings,
+    pub client_rate: RateConfig,
+    pub backend_rate: RateConfig,
     /// Wait for a peer's close frame or TCP close at most this long.
     pub close_timeout: Duration,
     /// No frame either way for this long: close 1001 both ways.
@@ -138,7 +132,7 @@ pub struct Settings {
     pub pong_timeout: Duration,
 }
 
-fn rate(settings: &RateSettings) -> Option<Rate> {
+fn rate(settings: &RateConfig) -> Option<Rate> {
     Some(Rate {
         quota: FrameRate::new(&settings.quota)?,
         on_limit: settings.on_limit,
