@@ -80,72 +80,39 @@ async fn a_ping_flood_hits_the_control_quota() {
 async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     let backend = tungstenite_echo().await;
     let origin = Some("https://chat.example.com");
-
-    let guard = start_guard(
-        false,
-        &with(backend.addr, "[limits]\nconnections_per_ip = 2\n"),
-    )
-    .await;
-    let _a = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let _b = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let answer = raw_request(
-        guard.addr,
-        false,
-        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
-    )
-    .await;
-    assert_eq!(status_of(&answer), 429, "{answer}");
-    drop((_a, _b));
-
-    let guard = start_guard(
-        false,
-        &with(
-            backend.addr,
-            "[limits]\nhandshakes_per_ip = 60\nhandshake_burst = 2\n",
+    // (limits, status of the third upgrade, header it must carry)
+    let cases = [
+        ("connections_per_ip = 2", 429, None),
+        (
+            "handshakes_per_ip = 60\nhandshake_burst = 2",
+            429,
+            Some("retry-after: 1\r\n"),
         ),
-    )
-    .await;
-    let _a = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let _b = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let answer = raw_request(
-        guard.addr,
-        false,
-        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
-    )
-    .await;
-    assert_eq!(status_of(&answer), 429, "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
-        "{answer}"
-    );
-
-    let guard = start_guard(
-        false,
-        &with(backend.addr, "[limits]\nmax_connections = 2\n"),
-    )
-    .await;
-    let _a = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let _b = ws_client(guard.addr, false, "/chat", origin, None)
-        .await
-        .unwrap();
-    let answer = raw_request(
-        guard.addr,
-        false,
-        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
-    )
-    .await;
-    assert_eq!(status_of(&answer), 503, "{answer}");
-    // Three backend connections per guard at most: the refused ones never got there.
+        ("max_connections = 2", 503, None),
+    ];
+    for (limits, status, header) in cases {
+        let guard = start_guard(false, &with(backend.addr, &format!("[limits]\n{limits}\n"))).await;
+        let _a = ws_client(guard.addr, false, "/chat", origin, None)
+            .await
+            .unwrap();
+        let _b = ws_client(guard.addr, false, "/chat", origin, None)
+            .await
+            .unwrap();
+        let answer = raw_request(
+            guard.addr,
+            false,
+            &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+        )
+        .await;
+        assert_eq!(status_of(&answer), status, "{limits}: {answer}");
+        if let Some(header) = header {
+            assert!(
+                answer.to_ascii_lowercase().contains(header),
+                "{limits}: {answer}"
+            );
+        }
+    }
+    // Two backend connections per guard: the refused ones never got there.
     assert_eq!(backend.seen.connections(), 6);
 }
 

@@ -193,18 +193,7 @@ async fn backend_conn(mut stream: TcpStream, answer: Answer, seen: Arc<Seen>) {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     seen.requests.lock().unwrap().push(head.clone());
-    let key = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("sec-websocket-key:")
-                .then(|| l[18..].trim().to_owned())
-        })
-        .unwrap_or_default();
-    let accept = wsguard::handshake::accept_key(key.as_bytes());
-    let ok = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
-    );
+    let ok = switching_protocols(&head);
     match &answer {
         Answer::Raw(raw) => {
             let _ = stream.write_all(raw.as_bytes()).await;
@@ -232,6 +221,23 @@ async fn backend_conn(mut stream: TcpStream, answer: Answer, seen: Arc<Seen>) {
     }
     buf.drain(..head_end);
     echo_frames(stream, buf, seen).await;
+}
+
+/// The head of a correct 101 for `request` (its `Sec-WebSocket-Key`), with
+/// no blank line yet so callers can add headers.
+fn switching_protocols(request: &str) -> String {
+    let key = request
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("sec-websocket-key:")
+                .then(|| l[18..].trim().to_owned())
+        })
+        .unwrap_or_default();
+    let accept = wsguard::handshake::accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    )
 }
 
 /// Parses frames, records them, echoes each one back unmasked.
@@ -671,19 +677,8 @@ where
                     }
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
-                let key = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .starts_with("sec-websocket-key:")
-                            .then(|| l[18..].trim().to_owned())
-                    })
-                    .unwrap_or_default();
+                let ok = switching_protocols(&head) + "\r\n";
                 seen.requests.lock().unwrap().push(head);
-                let accept = wsguard::handshake::accept_key(key.as_bytes());
-                let ok = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                );
                 if stream.write_all(ok.as_bytes()).await.is_ok() {
                     after(stream, seen).await;
                 }
