@@ -127,7 +127,7 @@ impl Proxy {
             connections_per_ip: limits.connections_per_ip,
             handshakes_per_ip_per_minute: limits.handshakes_per_ip,
             handshake_burst: limits.handshake_burst,
-            max_tracked_ips: limits.max_tracked_ips as usize,
+            max_tracked_ips: limits.max_tracked_ips,
         });
         let relay = relay::Settings {
             client_policy: frame_policy(&config.frames, config.mask_key_policy),
