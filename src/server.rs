@@ -717,32 +717,20 @@ fn printable(value: Option<&[u8]>) -> String {
     }
 }
 
-/// Reads a PROXY protocol v1/v2 header (bounded by the spec's sizes) and
-/// returns the client address it names (`None` for LOCAL/UNKNOWN).
+/// Reads a PROXY protocol v1/v2 header, no further than its end (the parser
+/// says how many bytes it still needs), and returns the client address it
+/// names (`None` for LOCAL/UNKNOWN).
 async fn read_proxy_header(stream: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
     use tokio::io::AsyncReadExt;
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    // 15 bytes: the shortest v1 line ("PROXY UNKNOWN\r\n"), or most of v2's
-    // fixed part. Reading no further than the header keeps the client's
-    // first TLS or HTTP bytes in the socket.
-    let mut buf = vec![0u8; 15];
-    stream.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(proxy_protocol::V1_MAX_LEN);
     loop {
-        match proxy_protocol::parse(&buf).map_err(|e| invalid(e.to_string()))? {
-            Parsed::Done { consumed, source } if consumed == buf.len() => return Ok(source),
-            Parsed::Done { .. } => return Err(invalid("data before the PROXY header end".into())),
-            Parsed::Incomplete => {
-                // v2 says its length at bytes 14..16; v1 ends at CRLF.
-                let want = if !buf.starts_with(&proxy_protocol::V2_SIGNATURE) {
-                    buf.len() + 1
-                } else if buf.len() < 16 {
-                    16
-                } else {
-                    16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]))
-                };
-
+        let parsed = proxy_protocol::parse(&buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        match parsed {
+            Parsed::Done { source, .. } => return Ok(source),
+            Parsed::Incomplete { need } => {
                 let have = buf.len();
-                buf.resize(want.max(have + 1), 0);
+                buf.resize(have + need, 0);
                 stream.read_exact(&mut buf[have..]).await?;
             }
         }
