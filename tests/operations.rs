@@ -11,10 +11,14 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-async fn start_admin(state: Arc<wsguard::server::State>) -> std::net::SocketAddr {
+async fn start_admin(state: Arc<wsguard::state::State>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(wsguard::admin::serve(listener, state));
+    tokio::spawn(wsguard::admin::serve(
+        listener,
+        state.metrics.clone(),
+        state.drain_signal(),
+    ));
     addr
 }
 

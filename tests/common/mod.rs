@@ -24,7 +24,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use wsguard::config::Config;
 use wsguard::frame::FrameHeader;
-use wsguard::server::{Proxy, Server, State};
+use wsguard::server::{Proxy, Server};
+use wsguard::state::State;
 
 /// Upper bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
