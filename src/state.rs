@@ -1,6 +1,6 @@
-//! Process-wide state that outlives configuration reloads: the metrics, the drain signal
-//! (the readiness `/healthz` reports), the set of live connection tasks and the count of open
-//! connections.
+//! Process-wide state that outlives configuration reloads: the metrics, the per-IP limit
+//! tables, the drain signal (the readiness `/healthz` reports), the set of live connection
+//! tasks and the count of open connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,10 +8,14 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::Metrics;
 
 pub struct State {
     pub metrics: Arc<Metrics>,
+    /// Connections and handshake buckets per client IP; a reload changes their quotas and
+    /// caps, never their counts.
+    pub ip_limits: Arc<IpLimits>,
     drain: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Connections open now, for `max_connections`.
@@ -21,9 +25,11 @@ pub struct State {
 // === impl State ===
 
 impl Default for State {
+    /// Per-IP limits off until a configuration applies them.
     fn default() -> Self {
         State {
             metrics: Arc::new(Metrics::new()),
+            ip_limits: Arc::new(IpLimits::new(&IpLimitsConfig::default())),
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),

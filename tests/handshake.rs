@@ -224,16 +224,7 @@ async fn every_refusal_has_its_status_and_never_reaches_the_backend() {
     }
     assert_eq!(backend.seen.connections(), 0, "the backend was contacted");
     // And the proxy still serves a good client afterwards.
-    let (mut ws, _) = ws_client(
-        guard.addr,
-        true,
-        "/chat",
-        Some("https://chat.example.com"),
-        None,
-    )
-    .await
-    .expect("still serving");
-    round_trip(&mut ws, "after the refusals").await;
+    chat_round_trip(guard.addr, true, "after the refusals").await;
 }
 
 #[tokio::test]
@@ -417,16 +408,7 @@ async fn garbage_instead_of_tls_costs_nothing() {
     let guard = start_guard(true, &chat_route(backend.addr)).await;
     let answer = raw_request(guard.addr, false, b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(!answer.contains("HTTP/1.1 2"), "{answer}");
-    let (mut ws, _) = ws_client(
-        guard.addr,
-        true,
-        "/chat",
-        Some("https://chat.example.com"),
-        None,
-    )
-    .await
-    .expect("still serving");
-    round_trip(&mut ws, "after garbage").await;
+    chat_round_trip(guard.addr, true, "after garbage").await;
 }
 
 #[tokio::test]

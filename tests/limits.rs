@@ -14,6 +14,17 @@ fn with(backend: std::net::SocketAddr, extra: &str) -> String {
     chat_route(backend) + extra
 }
 
+/// Two upgraded clients, to hold open.
+async fn two_clients(addr: std::net::SocketAddr) -> [Ws; 2] {
+    let origin = Some("https://chat.example.com");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (ws, _) = ws_client(addr, false, "/chat", origin, None).await.unwrap();
+        held.push(ws);
+    }
+    held.try_into().ok().expect("two clients")
+}
+
 async fn settle(backend: &Backend, frames: usize) -> Vec<Vec<u8>> {
     let deadline = tokio::time::Instant::now() + STEP;
     loop {
@@ -79,7 +90,6 @@ async fn a_ping_flood_hits_the_control_quota() {
 #[tokio::test]
 async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     let backend = tungstenite_echo().await;
-    let origin = Some("https://chat.example.com");
     // (limits, status of the third upgrade, header it must carry)
     let cases = [
         ("connections_per_ip = 2", 429, None),
@@ -92,12 +102,7 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     ];
     for (limits, status, header) in cases {
         let guard = start_guard(false, &with(backend.addr, &format!("[limits]\n{limits}\n"))).await;
-        let _a = ws_client(guard.addr, false, "/chat", origin, None)
-            .await
-            .unwrap();
-        let _b = ws_client(guard.addr, false, "/chat", origin, None)
-            .await
-            .unwrap();
+        let _held = two_clients(guard.addr).await;
         let answer = raw_request(
             guard.addr,
             false,
@@ -114,6 +119,41 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     }
     // Two backend connections per guard: the refused ones never got there.
     assert_eq!(backend.seen.connections(), 6);
+}
+
+/// A reload keeps what each client IP holds: its connections and its
+/// handshake bucket; the new quotas apply to them.
+#[tokio::test]
+async fn a_reload_keeps_per_ip_counts_and_applies_the_new_quotas() {
+    let backend = tungstenite_echo().await;
+    let third = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    let connections = with(backend.addr, "[limits]\nconnections_per_ip = 2\n");
+    let guard = start_guard(false, &connections).await;
+    let _held = two_clients(guard.addr).await;
+    guard.reload("", &connections);
+    let answer = raw_request(guard.addr, false, &third).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+
+    let handshakes = |burst: u32| {
+        with(
+            backend.addr,
+            &format!("[limits]\nhandshakes_per_ip = 60\nhandshake_burst = {burst}\n"),
+        )
+    };
+    let guard = start_guard(false, &handshakes(2)).await;
+    for _ in 0..2 {
+        chat_round_trip(guard.addr, false, "uses a handshake").await;
+    }
+    guard.reload("", &handshakes(2));
+    let answer = raw_request(guard.addr, false, &third).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(answer.contains("too many handshakes"), "{answer}");
+    // A larger burst applies to the bucket as it is: exactly one more fits.
+    guard.reload("", &handshakes(3));
+    chat_round_trip(guard.addr, false, "after the reload").await;
+    let answer = raw_request(guard.addr, false, &third).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
 }
 
 #[tokio::test]

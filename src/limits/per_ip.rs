@@ -1,13 +1,14 @@
 //! Per-client-IP limits ([`IpLimits`]): concurrent connections and the handshake quota of
 //! each client key ([`ip_key`]), the quota on `governor`'s GCRA. Pure: no sockets, no tokio;
-//! both tables have a stated bound.
+//! both tables have a stated bound. The tables outlive configuration reloads:
+//! [`IpLimits::reconfigure`] changes quotas and caps and keeps every count.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -33,7 +34,6 @@ pub const AUTO_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// whole /64 and can pick any address in it, so a per-address key would not limit anyone.
 pub const IPV6_KEY_PREFIX: u8 = 64;
 
-/// governor limiter for one quantity of one connection: a few words, no heap.
 /// Per-client-IP limits. `None` turns a limit off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IpLimitsConfig {
@@ -58,8 +58,18 @@ impl Default for IpLimitsConfig {
     }
 }
 
-/// Why [`IpLimits`] refused a client. Intended answers: 429, 429 with `Retry-After`, 503
-/// (the mapping itself belongs in `refusal.rs`).
+impl IpLimitsConfig {
+    fn handshake_quota(&self) -> Option<Quota> {
+        self.handshakes_per_ip_per_minute
+            .map(|rate| Quota::per_minute(rate).allow_burst(self.handshake_burst.unwrap_or(rate)))
+    }
+
+    fn max_keys(&self) -> usize {
+        usize::try_from(self.max_tracked_ips).unwrap_or(usize::MAX)
+    }
+}
+
+/// Why [`IpLimits`] refused a client. The answers are mapped in `refusal.rs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpRefusal {
     /// The client key already holds `connections_per_ip` connections.
@@ -86,12 +96,11 @@ impl fmt::Display for IpRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IpRefusal::TooManyConnections => f.write_str("too many connections from this client"),
-            IpRefusal::TooManyHandshakes { retry_after } => {
-                write!(
-                    f,
-                    "too many handshakes from this client; retry in {retry_after:?}"
-                )
-            }
+            IpRefusal::TooManyHandshakes { retry_after } => write!(
+                f,
+                "too many handshakes from this client; retry in {} ms",
+                retry_after.as_millis()
+            ),
             IpRefusal::TooManyTrackedIps => f.write_str("too many distinct clients connected"),
         }
     }
@@ -112,7 +121,14 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
 type HandshakeLimiter<C> =
     RateLimiter<IpAddr, BoundedStore, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// Per-client-IP limits, shared (`Arc`) by all connections.
+/// The handshake quota in force, as a limiter over the shared [`Buckets`].
+#[derive(Debug)]
+struct Handshakes<C: Clock> {
+    limiter: HandshakeLimiter<C>,
+    quota: Quota,
+}
+
+/// Per-client-IP limits, shared by all connections and kept across reloads.
 ///
 /// Bounds: the handshake table holds at most `max_tracked_ips` keys (plus at most one per
 /// concurrent caller of [`IpLimits::handshake`], from the unlocked size check). When a new key
@@ -122,13 +138,15 @@ type HandshakeLimiter<C> =
 /// evictable, once its bucket has refilled: at most `60 s × burst / rate` plus two refill
 /// intervals after its last handshake. The connection table holds only keys with a live
 /// connection, at most `max_tracked_ips`; past that new keys are refused
-/// ([`IpRefusal::TooManyTrackedIps`]): the connection cap never fails open.
+/// ([`IpRefusal::TooManyTrackedIps`]): the connection cap never fails open. A lower
+/// `max_tracked_ips` from [`IpLimits::reconfigure`] evicts nothing at once: new keys wait
+/// until the tables are below it.
 #[derive(Debug)]
 pub struct IpLimits<C: Clock = MonotonicClock> {
-    handshakes: Option<HandshakeLimiter<C>>,
-    untracked: Arc<AtomicU64>,
+    /// `None` while `handshakes_per_ip` is off.
+    handshakes: RwLock<Option<Handshakes<C>>>,
+    buckets: Arc<Buckets>,
     conns: Arc<ConnTable>,
-    max_tracked_ips: usize,
     /// Earliest time (ns since `start`) of the next automatic housekeeping.
     next_auto: AtomicU64,
     housekeeping_busy: AtomicBool,
@@ -137,60 +155,90 @@ pub struct IpLimits<C: Clock = MonotonicClock> {
 }
 
 impl IpLimits {
-    pub fn new(cfg: IpLimitsConfig) -> IpLimits {
+    pub fn new(cfg: &IpLimitsConfig) -> IpLimits {
         Self::with_clock(cfg, MonotonicClock)
     }
 }
 
 impl<C: Clock + Clone> IpLimits<C> {
     /// As [`IpLimits::new`] with a chosen clock (tests use `FakeRelativeClock`).
-    pub fn with_clock(cfg: IpLimitsConfig, clock: C) -> IpLimits<C> {
-        let max_tracked_ips = usize::try_from(cfg.max_tracked_ips).unwrap_or(usize::MAX);
-        let untracked = Arc::new(AtomicU64::new(0));
-        let handshakes = cfg.handshakes_per_ip_per_minute.map(|rate| {
-            let q = Quota::per_minute(rate).allow_burst(cfg.handshake_burst.unwrap_or(rate));
-            let store = BoundedStore {
-                map: DashMap::new(),
-                cap: max_tracked_ips,
-                untracked: Arc::clone(&untracked),
-            };
-            RateLimiter::new(q, store, clock.clone())
-        });
-        let conns = Arc::new(ConnTable {
-            counts: Mutex::new(HashMap::new()),
-            cap: cfg.connections_per_ip,
-            max_ips: max_tracked_ips,
-        });
+    pub fn with_clock(cfg: &IpLimitsConfig, clock: C) -> IpLimits<C> {
         let start = clock.now();
-        IpLimits {
-            handshakes,
-            untracked,
-            conns,
-            max_tracked_ips,
+        let limits = IpLimits {
+            handshakes: RwLock::new(None),
+            buckets: Arc::new(Buckets::default()),
+            conns: Arc::new(ConnTable::default()),
             next_auto: AtomicU64::new(0),
             housekeeping_busy: AtomicBool::new(false),
             clock,
             start,
+        };
+        limits.reconfigure(cfg);
+        limits
+    }
+
+    /// Applies new quotas and caps (a configuration reload). Connections held and handshake
+    /// buckets stay as they are and are measured against the new values from now on: each
+    /// bucket keeps the handshakes it holds, refilled at the new rate; turning
+    /// `handshakes_per_ip` off forgets the buckets. Connections opened while
+    /// `connections_per_ip` was off are not counted if it is turned on.
+    pub fn reconfigure(&self, cfg: &IpLimitsConfig) {
+        self.buckets.cap.store(cfg.max_keys(), Ordering::Relaxed);
+        self.conns.max_ips.store(cfg.max_keys(), Ordering::Relaxed);
+        let cap = cfg.connections_per_ip.map_or(0, NonZeroU32::get);
+        self.conns.cap.store(cap, Ordering::Relaxed);
+        let quota = cfg.handshake_quota();
+        let mut handshakes = self
+            .handshakes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = handshakes.as_ref().map(|h| h.quota);
+        if old == quota {
+            return;
+        }
+        let now = self.clock.now().duration_since(self.start).as_u64();
+        if let (Some(old), Some(new)) = (old, quota) {
+            // No handshake is checked meanwhile: the write lock is held.
+            self.buckets
+                .rescale(now, old.replenish_interval(), new.replenish_interval());
+        }
+        *handshakes = quota.map(|quota| {
+            // governor keeps times relative to the limiter's start, which it reads from the
+            // clock right after `now`: the stored times are off by the nanoseconds between
+            // the two reads, consistently for one limiter.
+            let offset = now;
+            let store = BoundedStore {
+                buckets: Arc::clone(&self.buckets),
+                offset,
+            };
+            Handshakes {
+                limiter: RateLimiter::new(quota, store, self.clock.clone()),
+                quota,
+            }
+        });
+        if handshakes.is_none() {
+            self.buckets.map.clear();
         }
     }
 
     /// Takes a connection slot for `ip` (keyed by [`ip_key`]); the permit frees it on drop.
     /// Call at accept, before TLS. Always `Ok` when `connections_per_ip` is off.
     pub fn connect(&self, ip: IpAddr) -> Result<ConnectionPermit, IpRefusal> {
-        let Some(cap) = self.conns.cap else {
+        let cap = self.conns.cap.load(Ordering::Relaxed);
+        if cap == 0 {
             return Ok(ConnectionPermit {
                 table: None,
                 key: ip,
             });
-        };
+        }
         let key = ip_key(ip);
         let mut counts = self.conns.lock();
         if let Some(n) = counts.get_mut(&key) {
-            if *n >= cap.get() {
+            if *n >= cap {
                 return Err(IpRefusal::TooManyConnections);
             }
             *n += 1;
-        } else if counts.len() >= self.conns.max_ips {
+        } else if counts.len() >= self.conns.max_ips.load(Ordering::Relaxed) {
             return Err(IpRefusal::TooManyTrackedIps);
         } else {
             counts.insert(key, 1);
@@ -204,16 +252,20 @@ impl<C: Clock + Clone> IpLimits<C> {
 
     /// Counts one handshake for `ip` (keyed by [`ip_key`]).
     pub fn handshake(&self, ip: IpAddr) -> Result<(), IpRefusal> {
-        let Some(limiter) = &self.handshakes else {
+        let handshakes = self
+            .handshakes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(Handshakes { limiter, .. }) = handshakes.as_ref() else {
             return Ok(());
         };
-        if limiter.len() >= self.max_tracked_ips {
-            self.auto_housekeeping();
+        if limiter.len() >= self.buckets.cap.load(Ordering::Relaxed) {
+            self.auto_housekeeping(limiter);
         }
         limiter
             .check_key(&ip_key(ip))
             .map_err(|not_until| IpRefusal::TooManyHandshakes {
-                retry_after: not_until.wait_time_from(limiter.clock().now()),
+                retry_after: not_until.wait_time_from(self.clock.now()),
             })
     }
 
@@ -221,7 +273,25 @@ impl<C: Clock + Clone> IpLimits<C> {
     /// frees the spare capacity of both tables. Call on a timer (every 10 s); also run by
     /// [`IpLimits::handshake`] when its table is full.
     pub fn housekeeping(&self) {
-        if let Some(limiter) = &self.handshakes {
+        let handshakes = self
+            .handshakes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.sweep(handshakes.as_ref().map(|h| &h.limiter));
+    }
+
+    /// Keys held by both tables together (≤ 2 × `max_tracked_ips`, see the type's doc).
+    pub fn tracked_ips(&self) -> usize {
+        self.buckets.map.len() + self.conns.lock().len()
+    }
+
+    /// Handshakes let through untracked because the table was full (a metric).
+    pub fn untracked_handshakes(&self) -> u64 {
+        self.buckets.untracked.load(Ordering::Relaxed)
+    }
+
+    fn sweep(&self, limiter: Option<&HandshakeLimiter<C>>) {
+        if let Some(limiter) = limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -232,18 +302,7 @@ impl<C: Clock + Clone> IpLimits<C> {
         }
     }
 
-    /// Keys held by both tables together (≤ 2 × `max_tracked_ips`, see the type's doc).
-    pub fn tracked_ips(&self) -> usize {
-        let handshakes = self.handshakes.as_ref().map_or(0, |l| l.len());
-        handshakes + self.conns.lock().len()
-    }
-
-    /// Handshakes let through untracked because the table was full (a metric).
-    pub fn untracked_handshakes(&self) -> u64 {
-        self.untracked.load(Ordering::Relaxed)
-    }
-
-    fn auto_housekeeping(&self) {
+    fn auto_housekeeping(&self, limiter: &HandshakeLimiter<C>) {
         let now = self.clock.now().duration_since(self.start).as_u64();
         let next = self.next_auto.load(Ordering::Acquire);
         let interval = u64::try_from(AUTO_HOUSEKEEPING_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
@@ -252,7 +311,7 @@ impl<C: Clock + Clone> IpLimits<C> {
         }
         self.next_auto
             .store(now.saturating_add(interval), Ordering::Release);
-        self.housekeeping();
+        self.sweep(Some(limiter));
         self.housekeeping_busy.store(false, Ordering::Release);
     }
 }
@@ -288,15 +347,16 @@ impl Drop for ConnectionPermit {
 }
 
 /// Live connections per client key; an entry exists only while its count is above zero.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ConnTable {
     counts: Mutex<HashMap<IpAddr, u32>>,
-    cap: Option<NonZeroU32>,
-    max_ips: usize,
+    /// `connections_per_ip`; 0 = off.
+    cap: AtomicU32,
+    max_ips: AtomicUsize,
 }
 
 impl ConnTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
         // Every critical section is a single counter update, so a panic cannot leave it torn.
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -304,15 +364,65 @@ impl ConnTable {
 
 // === impl BoundedStore ===
 
-/// governor's DashMap state store with a cap: a key that is not yet stored while the store
-/// is full is decided as a fresh key and not stored (fails open). governor's own
-/// `DashMapStateStore` inserts every key it is asked about, so it cannot keep a cap.
+/// The handshake buckets, kept across reloads.
+#[derive(Debug, Default)]
+struct Buckets {
+    /// Per key: GCRA theoretical arrival time in ns since the [`IpLimits`]' start; 0 = none.
+    map: DashMap<IpAddr, AtomicU64>,
+    cap: AtomicUsize,
+    untracked: AtomicU64,
+}
+
+impl Buckets {
+    /// Restates every bucket's debt (how far its theoretical arrival time is ahead of `now`)
+    /// from one refill interval to another: a bucket keeps the number of handshakes it holds.
+    fn rescale(&self, now: u64, from: Duration, to: Duration) {
+        let (from, to) = (from.as_nanos().max(1), to.as_nanos().max(1));
+        if from == to {
+            return;
+        }
+        for cell in self.map.iter() {
+            let tat = cell.load(Ordering::Relaxed);
+            if tat > now {
+                let debt = u128::from(tat - now) * to / from;
+                let debt = u64::try_from(debt).unwrap_or(u64::MAX);
+                cell.store(now.saturating_add(debt), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// governor's state store over [`Buckets`], with a cap: a key that is not yet stored while the
+/// store is full is decided as a fresh key and not stored (fails open). governor's own
+/// `DashMapStateStore` inserts every key it is asked about, so it cannot keep a cap. governor
+/// sees times relative to its limiter's start, `offset` ns after the `IpLimits`' start; the
+/// buckets hold them relative to the latter, so a limiter with a new quota reads them as they
+/// are.
 #[derive(Debug)]
 struct BoundedStore {
-    /// Per key: GCRA theoretical arrival time in ns since the limiter's start; 0 = none.
-    map: DashMap<IpAddr, AtomicU64>,
-    cap: usize,
-    untracked: Arc<AtomicU64>,
+    buckets: Arc<Buckets>,
+    offset: u64,
+}
+
+impl BoundedStore {
+    /// The compare-and-swap loop of governor's `InMemoryState` (which is not public), across
+    /// the offset. A time before this limiter's start reads as its start: for GCRA both are
+    /// a full bucket.
+    fn replace<T, F, E>(&self, cell: &AtomicU64, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let decode = |v: u64| (v != 0).then(|| Nanos::new(v.saturating_sub(self.offset)));
+        let mut prev = cell.load(Ordering::Acquire);
+        loop {
+            let (outcome, next) = f(decode(prev))?;
+            let next = next.as_u64().saturating_add(self.offset);
+            match cell.compare_exchange_weak(prev, next, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(outcome),
+                Err(actual) => prev = actual,
+            }
+        }
+    }
 }
 
 impl StateStore for BoundedStore {
@@ -322,64 +432,51 @@ impl StateStore for BoundedStore {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if let Some(cell) = self.map.get(key) {
-            return measure_and_replace_one(&cell, f);
+        let buckets = &self.buckets;
+        if let Some(cell) = buckets.map.get(key) {
+            return self.replace(&cell, f);
         }
-        if self.map.len() >= self.cap {
-            self.untracked.fetch_add(1, Ordering::Relaxed);
+        if buckets.map.len() >= buckets.cap.load(Ordering::Relaxed) {
+            buckets.untracked.fetch_add(1, Ordering::Relaxed);
             return f(None).map(|(outcome, _)| outcome);
         }
-        let cell = self.map.entry(*key).or_default();
-        measure_and_replace_one(&cell, f)
+        let cell = buckets.map.entry(*key).or_default();
+        self.replace(&cell, f)
     }
 }
 
 impl ShrinkableKeyedStateStore<IpAddr> for BoundedStore {
     fn retain_recent(&self, drop_below: Nanos) {
-        self.map
-            .retain(|_, tat| tat.load(Ordering::Relaxed) > drop_below.as_u64());
+        let below = drop_below.as_u64().saturating_add(self.offset);
+        self.buckets
+            .map
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > below);
     }
 
     fn shrink_to_fit(&self) {
-        self.map.shrink_to_fit();
+        self.buckets.map.shrink_to_fit();
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.buckets.map.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
-
-/// The compare-and-swap loop of governor's `InMemoryState` (which is not public).
-fn measure_and_replace_one<T, F, E>(cell: &AtomicU64, f: F) -> Result<T, E>
-where
-    F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-{
-    let decode = |v: u64| (v != 0).then(|| Nanos::new(v));
-    let mut prev = cell.load(Ordering::Acquire);
-    loop {
-        let (outcome, next) = f(decode(prev))?;
-        match cell.compare_exchange_weak(prev, next.as_u64(), Ordering::Release, Ordering::Relaxed)
-        {
-            Ok(_) => return Ok(outcome),
-            Err(actual) => prev = actual,
-        }
+        self.buckets.map.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::test_values::{ms, nz};
     use governor::clock::FakeRelativeClock;
     use std::net::Ipv4Addr;
 
+    use crate::limits::test_values::{ms, nz};
+
     fn ip_limits(cfg: IpLimitsConfig) -> (Arc<IpLimits<FakeRelativeClock>>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
-        (Arc::new(IpLimits::with_clock(cfg, clock.clone())), clock)
+        (Arc::new(IpLimits::with_clock(&cfg, clock.clone())), clock)
     }
 
     fn v4(n: u32) -> IpAddr {
@@ -575,5 +672,102 @@ mod tests {
             (limits.tracked_ips(), limits.untracked_handshakes()),
             (1, 2)
         );
+    }
+
+    #[test]
+    fn reconfigure_keeps_the_counts_and_applies_new_quotas_and_caps() {
+        let cfg = |conns: u32, burst: u32| IpLimitsConfig {
+            connections_per_ip: nz(conns),
+            handshakes_per_ip_per_minute: nz(6),
+            handshake_burst: nz(burst),
+            ..Default::default()
+        };
+        let (limits, clock) = ip_limits(cfg(2, 2));
+        let _held = [
+            limits.connect(v4(1)).unwrap(),
+            limits.connect(v4(1)).unwrap(),
+        ];
+        limits.handshake(v4(1)).unwrap();
+        limits.handshake(v4(1)).unwrap();
+        clock.advance(ms(500));
+        limits.reconfigure(&cfg(2, 2));
+        assert_eq!(
+            limits.connect(v4(1)).unwrap_err(),
+            IpRefusal::TooManyConnections
+        );
+        // The same quota: the same bucket, to the nanosecond.
+        assert_eq!(
+            limits.handshake(v4(1)).unwrap_err(),
+            IpRefusal::TooManyHandshakes {
+                retry_after: ms(9_500)
+            }
+        );
+        // A larger burst and cap apply to what is held now.
+        limits.reconfigure(&cfg(3, 3));
+        let _third = limits.connect(v4(1)).unwrap();
+        assert_eq!(
+            limits.connect(v4(1)).unwrap_err(),
+            IpRefusal::TooManyConnections
+        );
+        limits.handshake(v4(1)).unwrap();
+        assert!(limits.handshake(v4(1)).is_err());
+        // Off forgets the buckets; on again starts from full ones.
+        limits.reconfigure(&IpLimitsConfig::default());
+        assert_eq!(
+            limits.tracked_ips(),
+            1,
+            "no buckets; the held connections' key"
+        );
+        limits.reconfigure(&cfg(3, 1));
+        limits.handshake(v4(1)).unwrap();
+        assert!(limits.handshake(v4(1)).is_err());
+    }
+
+    #[test]
+    fn a_new_quota_on_the_real_clock_reads_the_buckets_as_they_are() {
+        let per_minute = |rate: u32| IpLimitsConfig {
+            handshakes_per_ip_per_minute: nz(rate),
+            handshake_burst: nz(2),
+            ..Default::default()
+        };
+        let limits = IpLimits::new(&per_minute(6));
+        limits.handshake(v4(1)).unwrap();
+        limits.handshake(v4(1)).unwrap();
+        limits.reconfigure(&per_minute(12));
+        // Twice the rate: the next cell is due in about 5 s, not 10 s.
+        let Err(IpRefusal::TooManyHandshakes { retry_after }) = limits.handshake(v4(1)) else {
+            panic!("the emptied bucket was kept");
+        };
+        assert!(
+            retry_after > ms(4_900) && retry_after <= ms(5_000),
+            "{retry_after:?}"
+        );
+        // And back: the bucket holds the same two handshakes at the old rate.
+        limits.reconfigure(&per_minute(6));
+        let Err(IpRefusal::TooManyHandshakes { retry_after }) = limits.handshake(v4(1)) else {
+            panic!("the emptied bucket was kept");
+        };
+        assert!(
+            retry_after > ms(9_900) && retry_after <= ms(10_000),
+            "{retry_after:?}"
+        );
+    }
+
+    #[test]
+    fn a_lower_max_tracked_ips_refuses_new_keys_until_there_is_room() {
+        let cfg = |max: u32| IpLimitsConfig {
+            connections_per_ip: nz(1),
+            max_tracked_ips: max,
+            ..Default::default()
+        };
+        let (limits, _clock) = ip_limits(cfg(3));
+        let held: Vec<_> = (0..3).map(|i| limits.connect(v4(i)).unwrap()).collect();
+        limits.reconfigure(&cfg(2));
+        assert_eq!(
+            limits.connect(v4(9)).unwrap_err(),
+            IpRefusal::TooManyTrackedIps
+        );
+        drop(held);
+        let _new = limits.connect(v4(9)).unwrap();
     }
 }

@@ -36,7 +36,7 @@ pub struct Server {
 // === impl Server ===
 
 impl Server {
-    /// Binds the listen address; `state` outlives the configurations.
+    /// Binds the listen address and puts `proxy` in force over `state`.
     pub async fn bind(proxy: Proxy, state: Arc<State>) -> Result<Server, StartError> {
         let addr = proxy.config.server.listen;
         let listener = TcpListener::bind(addr)
@@ -44,7 +44,7 @@ impl Server {
             .map_err(|e| StartError::Bind(addr, e))?;
         Ok(Server {
             listener,
-            proxy: ProxyHandle::new(proxy),
+            proxy: ProxyHandle::new(proxy, state.clone()),
             state,
         })
     }
@@ -77,7 +77,7 @@ impl Server {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = housekeeping.tick() => self.proxy.current().ip_limits.housekeeping(),
+                _ = housekeeping.tick() => self.state.ip_limits.housekeeping(),
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => self.accept(stream, peer),
                     Err(e) => {

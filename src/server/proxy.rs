@@ -1,5 +1,5 @@
 //! The configuration in force: [`Proxy`] is what one configuration compiles to (TLS
-//! acceptor, allow-list, trusted proxies, per-IP tables, relay settings), and [`ProxyHandle`]
+//! acceptor, allow-list, trusted proxies, per-IP quotas, relay settings), and [`ProxyHandle`]
 //! swaps it on reload. Connections keep the `Arc<Proxy>` they started with.
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,10 +9,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, LimitsConfig, MaskKeyPolicy};
-use crate::limits::{IpLimits, IpLimitsConfig};
+use crate::limits::IpLimitsConfig;
 use crate::origin::AllowList;
 use crate::policy::FramePolicy;
 use crate::relay;
+use crate::state::State;
 use crate::upstream::RoundRobin;
 
 /// Everything a connection needs, shared read-only between connections.
@@ -22,9 +23,8 @@ pub struct Proxy {
     pub(super) round_robin: Vec<RoundRobin>,
     pub(super) tls: Option<TlsAcceptor>,
     pub(super) trusted: TrustedProxies,
-    /// Per-IP state; a reload starts a fresh table (connections opened
-    /// before it release their slots in the old one).
-    pub(super) ip_limits: IpLimits,
+    /// Applied to the process-wide per-IP tables when this configuration takes over.
+    ip_limits: IpLimitsConfig,
     /// What every relay starts from, built once per configuration.
     pub(super) relay: relay::Settings,
 }
@@ -100,7 +100,7 @@ impl Proxy {
             pong_timeout: config.server.pong_timeout,
         };
         Ok(Proxy {
-            ip_limits: IpLimits::new(ip_limits(&config.limits)),
+            ip_limits: ip_limits(&config.limits),
             config,
             origins,
             round_robin,
@@ -143,26 +143,36 @@ fn frame_policy(limits: &FrameLimits, mask_key_policy: MaskKeyPolicy) -> FramePo
 /// The configuration in force. A reload swaps it; connections keep the
 /// `Arc<Proxy>` they started with, so they go on untouched.
 #[derive(Clone)]
-pub struct ProxyHandle(Arc<RwLock<Arc<Proxy>>>);
+pub struct ProxyHandle {
+    current: Arc<RwLock<Arc<Proxy>>>,
+    state: Arc<State>,
+}
 
 // === impl ProxyHandle ===
 
 impl ProxyHandle {
-    pub(super) fn new(proxy: Proxy) -> ProxyHandle {
-        ProxyHandle(Arc::new(RwLock::new(Arc::new(proxy))))
+    /// Puts `proxy` in force over `state`'s per-IP tables.
+    pub(super) fn new(proxy: Proxy, state: Arc<State>) -> ProxyHandle {
+        state.ip_limits.reconfigure(&proxy.ip_limits);
+        ProxyHandle {
+            current: Arc::new(RwLock::new(Arc::new(proxy))),
+            state,
+        }
     }
 
     pub fn current(&self) -> Arc<Proxy> {
-        match self.0.read() {
+        match self.current.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Applies `proxy` to connections accepted from now on (SIGHUP).
+    /// Applies `proxy` to connections accepted from now on (SIGHUP), and its per-IP quotas
+    /// and caps to the process-wide tables, whose counts stay as they are.
     pub fn replace(&self, proxy: Proxy) {
+        self.state.ip_limits.reconfigure(&proxy.ip_limits);
         let proxy = Arc::new(proxy);
-        match self.0.write() {
+        match self.current.write() {
             Ok(mut p) => *p = proxy,
             Err(poisoned) => *poisoned.into_inner() = proxy,
         }

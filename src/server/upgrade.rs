@@ -99,14 +99,9 @@ async fn prepare(conn: &Conn, parts: &Parts, origin: &str) -> Result<Ready, Refu
     }
     let client_ip = client_at_accept(&proxy.trusted, conn.peer.ip(), conn.proxy_header)
         .unwrap_or_else(|| forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers));
-    proxy
-        .ip_limits
-        .handshake(client_ip)
-        .map_err(Refusal::ClientIp)?;
-    let permit = proxy
-        .ip_limits
-        .connect(client_ip)
-        .map_err(Refusal::ClientIp)?;
+    let limits = &conn.state.ip_limits;
+    limits.handshake(client_ip).map_err(Refusal::ClientIp)?;
+    let permit = limits.connect(client_ip).map_err(Refusal::ClientIp)?;
     if let Some(rule) = upgrade.origin_report {
         metrics
             .origins_reported

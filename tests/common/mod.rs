@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use wsguard::config::Config;
 use wsguard::frame::FrameHeader;
-use wsguard::server::{Proxy, Server};
+use wsguard::server::{Proxy, ProxyHandle, Server};
 use wsguard::state::State;
 
 /// Upper bound for any single step of a test.
@@ -44,6 +44,8 @@ pub fn certs() -> std::path::PathBuf {
 pub struct Guard {
     pub addr: SocketAddr,
     pub state: Arc<State>,
+    handle: ProxyHandle,
+    tls: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -59,6 +61,14 @@ impl Guard {
     /// Waits for the server task to finish its drain.
     pub async fn stopped(&mut self) {
         within("drain", &mut self.task).await.unwrap();
+    }
+
+    /// Applies a new configuration (same TLS setting, `server` and `body` as
+    /// for [`start_guard_with`]) the way SIGHUP does.
+    pub fn reload(&self, server: &str, body: &str) {
+        let config = test_config(self.tls, server, body);
+        self.handle
+            .replace(Proxy::new(config).expect("reloaded proxy starts"));
     }
 }
 
@@ -76,6 +86,28 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
 
 /// As [`start_guard`], with extra `[server]` keys.
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
+    let proxy = Proxy::new(test_config(tls, server, body)).expect("proxy starts");
+    let state = Arc::new(State::default());
+    let server = Server::bind(proxy, state.clone()).await.expect("binds");
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Guard {
+        addr,
+        state,
+        handle,
+        tls,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// The test configuration: an ephemeral port, short timeouts, `server`
+/// keys and then `body`.
+fn test_config(tls: bool, server: &str, body: &str) -> Config {
     let certs = certs();
     let tls_keys = if tls {
         format!(
@@ -89,21 +121,7 @@ pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     let src = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{server}{body}"
     );
-    let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
-    let proxy = Proxy::new(config).expect("proxy starts");
-    let state = Arc::new(State::default());
-    let server = Server::bind(proxy, state.clone()).await.expect("binds");
-    let addr = server.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Guard {
-        addr,
-        state,
-        shutdown: Some(tx),
-        task,
-    }
+    Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"))
 }
 
 /// A config body with one route `/chat` to `backend` and the usual origins.
@@ -354,6 +372,15 @@ pub async fn ws_client(
         tokio_tungstenite::client_async_with_config(req.body(()).unwrap(), io, Some(config)),
     )
     .await
+}
+
+/// A normal client (the allowed Origin, `/chat`) still upgrades and gets `text` echoed.
+pub async fn chat_round_trip(addr: SocketAddr, tls: bool, text: &str) {
+    let origin = Some("https://chat.example.com");
+    let (mut ws, _) = ws_client(addr, tls, "/chat", origin, None)
+        .await
+        .expect("a normal client still upgrades");
+    round_trip(&mut ws, text).await;
 }
 
 /// Sends a text message and waits for its echo.
