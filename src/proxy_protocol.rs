@@ -116,6 +116,12 @@ impl fmt::Display for ProxyHeaderError {
 
 impl std::error::Error for ProxyHeaderError {}
 
+/// Whether `buf` (a peer's first bytes) starts with a whole v1 or v2 signature: a PROXY
+/// header, even if it is not valid after that.
+pub fn starts_with_signature(buf: &[u8]) -> bool {
+    buf.starts_with(V1_PREFIX) || buf.starts_with(&V2_SIGNATURE)
+}
+
 /// Parses a PROXY header at the start of `buf` (all bytes read so far on the connection).
 /// Reads at most [`V1_MAX_LEN`] or [`V2_MAX_LEN`] bytes; `Incomplete` only below that cap.
 /// Errors as soon as the prefix read so far cannot start a valid header.
@@ -576,6 +582,21 @@ mod tests {
                 }
             }
             assert!(failed);
+        }
+    }
+
+    #[test]
+    fn signatures_are_told_from_tls_and_http() {
+        assert!(starts_with_signature(b"PROXY TCP4"));
+        assert!(starts_with_signature(&v2(0x21, 0x11, &v4_block(), &[])));
+        for other in [
+            &b"PROXY"[..],
+            b"PUT / HTTP/1.1",
+            b"\x16\x03\x01",
+            b"\r\n\r\n\0\r\nQUI",
+            b"",
+        ] {
+            assert!(!starts_with_signature(other), "{other:?}");
         }
     }
 

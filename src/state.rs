@@ -27,9 +27,11 @@ pub struct State {
 impl Default for State {
     /// Per-IP limits off until a configuration applies them.
     fn default() -> Self {
+        let ip_limits = Arc::new(IpLimits::new(&IpLimitsConfig::default()));
+        let counted = Arc::clone(&ip_limits);
         State {
-            metrics: Arc::new(Metrics::new()),
-            ip_limits: Arc::new(IpLimits::new(&IpLimitsConfig::default())),
+            metrics: Arc::new(Metrics::new(move || counted.untracked_handshakes())),
+            ip_limits,
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),

@@ -173,13 +173,54 @@ async fn proxy_protocol_is_believed_from_trusted_peers_only() {
         "{request}"
     );
 
-    // From an untrusted peer the same header is not a request: 400, no backend.
+    // From an untrusted peer the same header is refused before TLS or HTTP:
+    // closed without an answer, no backend.
+    let logs = Logs::capture();
     let cfg = "[limits]\ntrusted_proxies = [\"10.9.9.9\"]\nproxy_protocol = true\n";
     let untrusted = start_backend(Answer::Echo { protocol: None }).await;
     let guard = start_guard(false, &with(untrusted.addr, cfg)).await;
     let answer = raw_request(guard.addr, false, &req).await;
-    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert_eq!(answer, "");
     assert_eq!(untrusted.seen.connections(), 0);
+    let dropped = "wsguard_connections_dropped_total{reason=\"proxy_header_untrusted\"}";
+    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
+    assert_eq!(
+        logs.count("connection dropped", "proxy_header_untrusted"),
+        1
+    );
+    // A client that sends no PROXY header is served as usual.
+    let _io = upgrade_raw(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_and_late_proxy_headers_are_dropped_counted_and_logged_once() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let invalid: [&[u8]; 3] = [
+        b"PROXY TCP9 203.0.113.7 10.0.0.1 5555 443\r\n",
+        b"GET /chat HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xff\xff",
+    ];
+    for bytes in invalid {
+        assert_eq!(raw_request(guard.addr, false, bytes).await, "");
+    }
+    // Half a header, then silence: cut at the handshake timeout (2 s).
+    let mut io = connect(guard.addr, false).await;
+    io.write_all(b"PROXY TCP4 203.0.113.7").await.unwrap();
+    expect_eof(&mut io).await;
+    let reason = |r: &str| format!("wsguard_connections_dropped_total{{reason=\"{r}\"}}");
+    assert_eq!(guard.metric(&reason("proxy_header_invalid")), 3.0);
+    assert_eq!(guard.metric(&reason("proxy_header_timeout")), 1.0);
+    assert_eq!(logs.count("connection dropped", "proxy_header_invalid"), 3);
+    assert_eq!(logs.count("connection dropped", "proxy_header_timeout"), 1);
+    assert_eq!(backend.seen.connections(), 0);
 }
 
 #[tokio::test]
@@ -252,6 +293,8 @@ async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     }
     assert!(started.elapsed() >= Duration::from_millis(1500));
+    let timeouts = "wsguard_tls_handshake_failures_total{reason=\"timeout\"}";
+    assert_eq!(guard.metric(timeouts), 1000.0, "{}", guard.metrics());
 }
 
 #[tokio::test]

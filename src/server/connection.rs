@@ -1,5 +1,7 @@
-//! A connection's stages before its request: the PROXY header of a trusted proxy, TLS
-//! within the handshake timeout, then HTTP/1.1 (hyper) for the one upgrade request.
+//! A connection's stages before its request: the PROXY header of a trusted proxy (or a
+//! check that an untrusted peer sends none), TLS within the handshake timeout, then HTTP/1.1
+//! (hyper) for the one upgrade request, with what hyper refuses by itself accounted like
+//! wsguard's own refusals. Each way a connection ends here is counted and logged once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,9 +14,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use super::outcome::{self, Asked, Dropped, TlsFailure};
 use super::proxy::Proxy;
 use super::upgrade::{self, Conn, Held};
 use crate::proxy_protocol::{self, Parsed, ProxyHeaderError};
+use crate::refusal::Refusal;
 use crate::relay;
 use crate::state::{OpenConnection, State};
 
@@ -31,27 +35,24 @@ pub(super) async fn run(
     accepted: Instant,
     open: OpenConnection,
 ) {
+    let metrics = &state.metrics;
     let _ = stream.set_nodelay(true);
     let deadline = accepted + proxy.config.server.handshake_timeout;
-    // A PROXY header is read only from trusted proxies; anyone else's would
-    // fail as a malformed TLS or HTTP start.
     let mut proxy_header = None;
     if proxy.reads_proxy_header(peer.ip()) {
         match timeout_at(deadline, read_proxy_header(&mut stream)).await {
             Ok(Ok(source)) => proxy_header = source.map(|a| a.ip()),
             Ok(Err(HeaderError::Invalid(e))) => {
-                tracing::info!(error = %e, "PROXY header refused; connection closed");
-                return;
+                return outcome::dropped(metrics, Dropped::ProxyHeaderInvalid, Some(&e))
             }
             Ok(Err(HeaderError::Closed(e))) => {
-                tracing::info!(error = %e, "PROXY header refused; connection closed");
-                return;
+                return outcome::dropped(metrics, Dropped::ProxyHeaderClosed, Some(&e))
             }
-            Err(_) => {
-                tracing::debug!("PROXY header timed out");
-                return;
-            }
+            Err(_) => return outcome::dropped(metrics, Dropped::ProxyHeaderTimeout, None),
         }
+    }
+    if proxy.refuses_proxy_header(peer.ip()) && sends_proxy_header(&stream, deadline).await {
+        return outcome::dropped(metrics, Dropped::ProxyHeaderUntrusted, None);
     }
     let conn = Conn {
         proxy: proxy.clone(),
@@ -65,16 +66,22 @@ pub(super) async fn run(
     match proxy.tls.clone() {
         Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => serve_http(conn, tls, deadline).await,
-            Ok(Err(e)) => {
-                state.metrics.tls_handshake_failures.inc();
-                tracing::debug!(error = %e, "TLS handshake failed");
-            }
-            Err(_) => {
-                state.metrics.tls_handshake_failures.inc();
-                tracing::debug!("TLS handshake timed out");
-            }
+            Ok(Err(e)) => outcome::tls_failed(metrics, tls_failure(&e), Some(&e)),
+            Err(_) => outcome::tls_failed(metrics, TlsFailure::Timeout, None),
         },
         None => serve_http(conn, stream, deadline).await,
+    }
+}
+
+/// Whether an untrusted peer's first bytes are a PROXY header: a peek bounded by the
+/// deadline, which leaves the bytes for TLS or HTTP. A signature split across packets is
+/// not seen here; TLS or HTTP then refuse what it looks like to them.
+async fn sends_proxy_header(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut first = [0u8; proxy_protocol::V2_SIGNATURE.len()];
+    match timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(n)) => proxy_protocol::starts_with_signature(&first[..n]),
+        // Timed out or failed: the TLS or HTTP stage meets the same and accounts for it.
+        _ => false,
     }
 }
 
@@ -103,12 +110,50 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>,
     }
 }
 
+/// The reason of a failed TLS handshake, from rustls' error inside the I/O error.
+fn tls_failure(e: &std::io::Error) -> TlsFailure {
+    use rustls::AlertDescription as A;
+    use std::io::ErrorKind as K;
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::PeerSentOversizedRecord) => {
+            TlsFailure::NotTls
+        }
+        Some(
+            rustls::Error::PeerIncompatible(_)
+            | rustls::Error::NoApplicationProtocol
+            | rustls::Error::AlertReceived(
+                A::ProtocolVersion | A::HandshakeFailure | A::InsufficientSecurity,
+            ),
+        ) => TlsFailure::Incompatible,
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied,
+        )) => TlsFailure::CertificateRejected,
+        Some(_) => TlsFailure::Other,
+        None => match e.kind() {
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                TlsFailure::PeerClosed
+            }
+            _ => TlsFailure::Other,
+        },
+    }
+}
+
 async fn serve_http<S>(conn: Conn, io: S, deadline: Instant)
 where
     S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
 {
     let max_head = usize::try_from(conn.proxy.config.server.max_request_head).unwrap_or(usize::MAX);
     let remaining = deadline.saturating_duration_since(Instant::now());
+    let state = conn.state.clone();
     let service = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(upgrade::upgrade::<S>(conn, req).await) }
@@ -121,6 +166,23 @@ where
         .with_upgrades()
         .await;
     if let Err(e) = served {
+        hyper_ended(&state, &e);
+    }
+}
+
+/// Accounts for a connection hyper ended with `e`: its own answers (431, 400) and its
+/// header-read timeout are refusals; anything else is the client leaving.
+fn hyper_ended(state: &State, e: &hyper::Error) {
+    let metrics = &state.metrics;
+    if e.is_timeout() {
+        outcome::dropped(metrics, Dropped::HeaderTimeout, None);
+    } else if e.is_parse_version_h2() {
+        outcome::dropped(metrics, Dropped::Http2, None);
+    } else if e.is_parse_too_large() {
+        outcome::refused(metrics, Refusal::HeadTooLarge, &Asked::UNPARSED);
+    } else if e.is_parse() {
+        outcome::refused(metrics, Refusal::MalformedRequest, &Asked::UNPARSED);
+    } else {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 }

@@ -20,6 +20,7 @@ use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
 use crate::state::State;
+use outcome::Dropped;
 
 pub use proxy::{Proxy, ProxyHandle, StartError};
 
@@ -112,14 +113,13 @@ impl Server {
         let proxy = self.proxy.current();
         let state = &self.state;
         state.metrics.connections_accepted.inc();
+        let span = tracing::info_span!("conn", %peer);
         // Over the cap, a connection still gets its 503 once its request is
         // read; far over it, it is dropped at once to keep file descriptors.
         let hard_cap = (proxy.config.limits.max_connections as usize).saturating_mul(2);
         if state.open_connections() >= hard_cap {
-            tracing::warn!(%peer, "connection dropped: twice max_connections open");
-            return;
+            return span.in_scope(|| outcome::dropped(&state.metrics, Dropped::HardCap, None));
         }
-        let span = tracing::info_span!("conn", %peer);
         let open = state.open_connection();
         let task = connection::run(proxy, state.clone(), stream, peer, accepted, open);
         state.tracker().spawn(task.instrument(span));

@@ -1,7 +1,10 @@
-//! How a request or a relayed connection ends, told once: the metrics and the one log line
-//! of a refused request (info when the client caused it, warn when the backend did) and of a
-//! relayed connection that closed.
+//! How a connection ends, told once: the metrics and the one log line of a connection
+//! dropped before any HTTP answer, of a failed TLS handshake, of a refused request and of a
+//! relayed connection that closed. Refusals are logged at info when the client caused them,
+//! at warn when the backend did or the proxy is overloaded; a peer that simply left is
+//! counted and logged at debug.
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -25,12 +28,147 @@ macro_rules! event_at {
     };
 }
 
-/// The request a refusal answers.
+/// Why a connection was closed before any HTTP answer. Closed set: each variant is one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dropped {
+    /// Twice `max_connections` open: dropped at accept to keep file descriptors.
+    HardCap,
+    /// A trusted peer's PROXY header is malformed.
+    ProxyHeaderInvalid,
+    /// A trusted peer did not finish its PROXY header within `handshake_timeout`.
+    ProxyHeaderTimeout,
+    /// A trusted peer closed before its PROXY header was complete.
+    ProxyHeaderClosed,
+    /// A peer that is not a trusted proxy sent a PROXY header.
+    ProxyHeaderUntrusted,
+    /// No whole request head within `handshake_timeout`.
+    HeaderTimeout,
+    /// An HTTP/2 connection preface: WebSocket upgrades are HTTP/1.1.
+    Http2,
+}
+
+// === impl Dropped ===
+
+impl Dropped {
+    /// Metric and log label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Dropped::HardCap => "hard_cap",
+            Dropped::ProxyHeaderInvalid => "proxy_header_invalid",
+            Dropped::ProxyHeaderTimeout => "proxy_header_timeout",
+            Dropped::ProxyHeaderClosed => "proxy_header_closed",
+            Dropped::ProxyHeaderUntrusted => "proxy_header_untrusted",
+            Dropped::HeaderTimeout => "header_timeout",
+            Dropped::Http2 => "http2",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Dropped::HardCap => "twice max_connections open",
+            Dropped::ProxyHeaderInvalid => "malformed PROXY header",
+            Dropped::ProxyHeaderTimeout => "PROXY header not complete within handshake_timeout",
+            Dropped::ProxyHeaderClosed => "peer closed during its PROXY header",
+            Dropped::ProxyHeaderUntrusted => "PROXY header from a peer not in trusted_proxies",
+            Dropped::HeaderTimeout => "request head not complete within handshake_timeout",
+            Dropped::Http2 => "HTTP/2 preface; only HTTP/1.1 upgrades are served",
+        }
+    }
+
+    fn level(self) -> Level {
+        match self {
+            Dropped::HardCap => Level::WARN,
+            Dropped::ProxyHeaderClosed => Level::DEBUG,
+            _ => Level::INFO,
+        }
+    }
+}
+
+/// Counts and logs a connection closed before any HTTP answer; `detail` says what was wrong.
+pub(super) fn dropped(metrics: &Metrics, why: Dropped, detail: Option<&dyn Display>) {
+    metrics
+        .connections_dropped
+        .get_or_create(&ReasonLabels {
+            reason: why.label(),
+        })
+        .inc();
+    event_at!(
+        why.level(),
+        rule = why.label(),
+        error = detail.map(display),
+        "connection dropped: {}",
+        why.message()
+    );
+}
+
+/// Why a TLS handshake failed. Closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TlsFailure {
+    /// Not done within `handshake_timeout`.
+    Timeout,
+    /// The peer closed or reset the connection.
+    PeerClosed,
+    /// The bytes are not TLS records.
+    NotTls,
+    /// No protocol version, cipher suite, key exchange or ALPN protocol in common.
+    Incompatible,
+    /// The client refused our certificate (an alert: unknown CA, bad certificate, …).
+    CertificateRejected,
+    /// Anything else (the error says what).
+    Other,
+}
+
+// === impl TlsFailure ===
+
+impl TlsFailure {
+    /// Metric and log label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::PeerClosed => "peer_closed",
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::CertificateRejected => "certificate_rejected",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
+/// Counts and logs a failed TLS handshake.
+pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&std::io::Error>) {
+    metrics
+        .tls_handshake_failures
+        .get_or_create(&ReasonLabels {
+            reason: why.label(),
+        })
+        .inc();
+    let level = match why {
+        TlsFailure::PeerClosed => Level::DEBUG,
+        _ => Level::INFO,
+    };
+    event_at!(
+        level,
+        rule = why.label(),
+        error = error.map(display),
+        "TLS handshake failed"
+    );
+}
+
+/// The request a refusal answers, as far as it is known: hyper's own refusals come before
+/// any request is parsed ([`Asked::UNPARSED`]).
 pub(super) struct Asked<'a> {
     pub path: &'a str,
     /// The configured route, or "none".
     pub route: &'a str,
     pub origin: &'a str,
+}
+
+impl Asked<'static> {
+    pub(super) const UNPARSED: Asked<'static> = Asked {
+        path: "-",
+        route: "none",
+        origin: "-",
+    };
 }
 
 /// Counts and logs a refused request.

@@ -118,6 +118,11 @@ impl Proxy {
     pub(super) fn reads_proxy_header(&self, peer: IpAddr) -> bool {
         self.config.limits.proxy_protocol && self.trusted.contains(peer)
     }
+
+    /// Whether a connection from `peer` is checked for a PROXY header it may not send.
+    pub(super) fn refuses_proxy_header(&self, peer: IpAddr) -> bool {
+        self.config.limits.proxy_protocol && !self.trusted.contains(peer)
+    }
 }
 
 fn ip_limits(limits: &LimitsConfig) -> IpLimitsConfig {

@@ -70,12 +70,29 @@ impl Guard {
         self.handle
             .replace(Proxy::new(config).expect("reloaded proxy starts"));
     }
+
+    /// The Prometheus exposition, as `/metrics` serves it.
+    pub fn metrics(&self) -> String {
+        self.state.metrics.encode()
+    }
+
+    /// The value of one series (`name{labels}`), 0 when it has no sample yet.
+    pub fn metric(&self, series: &str) -> f64 {
+        sample(&self.metrics(), series).unwrap_or(0.0)
+    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The value of one sample line, e.g. `wsguard_frames_total{direction="up"}`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Starts wsguard with `extra` TOML appended to a base config that listens
@@ -744,4 +761,68 @@ pub async fn start_bin_guard(body: &str) -> BinGuard {
     ));
     let addr = process.addr().await;
     BinGuard { addr, process }
+}
+
+// === logs ===
+
+/// This test's log lines (JSON objects, INFO and above). `#[tokio::test]`
+/// runs the proxy's tasks on the test's own thread, so a thread-local
+/// subscriber sees exactly this test's lines; keep the value alive for the
+/// whole test.
+pub struct Logs {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn capture() -> Logs {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogBuf(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        Logs {
+            buf,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let buf = self.buf.lock().unwrap();
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "message": l }))
+            })
+            .collect()
+    }
+
+    /// Lines whose message starts with `message` and whose `rule` is `rule`.
+    pub fn count(&self, message: &str, rule: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+                    && v["rule"].as_str() == Some(rule)
+            })
+            .count()
+    }
 }
