@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn with(backend: std::net::SocketAddr, extra: &str) -> String {
@@ -23,6 +24,13 @@ async fn two_clients(addr: std::net::SocketAddr) -> [Ws; 2] {
         held.push(ws);
     }
     held.try_into().ok().expect("two clients")
+}
+
+/// Two upgraded clients, held, and the raw answer to a third upgrade from the same IP.
+async fn third_after_two(addr: std::net::SocketAddr) -> ([Ws; 2], String) {
+    let held = two_clients(addr).await;
+    let third = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    (held, raw_request(addr, false, &third).await)
 }
 
 async fn settle(backend: &Backend, frames: usize) -> Vec<Vec<u8>> {
@@ -88,11 +96,10 @@ async fn a_ping_flood_hits_the_control_quota() {
 }
 
 #[tokio::test]
-async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
+async fn the_handshake_quota_and_the_global_cap_answer_429_and_503() {
     let backend = tungstenite_echo().await;
     // (limits, status of the third upgrade, header it must carry)
     let cases = [
-        ("connections_per_ip = 2", 429, None),
         (
             "handshakes_per_ip = 60\nhandshake_burst = 2",
             429,
@@ -102,13 +109,7 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     ];
     for (limits, status, header) in cases {
         let guard = start_guard(false, &with(backend.addr, &format!("[limits]\n{limits}\n"))).await;
-        let _held = two_clients(guard.addr).await;
-        let answer = raw_request(
-            guard.addr,
-            false,
-            &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
-        )
-        .await;
+        let (_held, answer) = third_after_two(guard.addr).await;
         assert_eq!(status_of(&answer), status, "{limits}: {answer}");
         if let Some(header) = header {
             assert!(
@@ -118,7 +119,93 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
         }
     }
     // Two backend connections per guard: the refused ones never got there.
-    assert_eq!(backend.seen.connections(), 6);
+    assert_eq!(backend.seen.connections(), 4);
+}
+
+#[tokio::test]
+async fn over_connections_per_ip_a_connection_is_closed_at_accept_without_an_answer() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let guard = start_guard(
+        false,
+        &with(backend.addr, "[limits]\nconnections_per_ip = 2\n"),
+    )
+    .await;
+    let (_held, answer) = third_after_two(guard.addr).await;
+    assert_eq!(answer, "", "closed before any HTTP answer");
+    assert_eq!(backend.seen.connections(), 2);
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
+    assert_eq!(logs.count("connection dropped", "ip_connections"), 1);
+}
+
+/// One IP holding TLS handshakes it never finishes is cut at
+/// `connections_per_ip` before TLS, while another IP is still served.
+#[tokio::test]
+async fn unfinished_tls_handshakes_from_one_ip_are_cut_at_its_limit() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let guard = start_guard_with(
+        true,
+        "handshake_timeout = \"30s\"\n",
+        &with(backend.addr, "[limits]\nconnections_per_ip = 3\n"),
+    )
+    .await;
+    let mut reads = futures_util::stream::FuturesUnordered::new();
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
+        // One byte of a TLS ClientHello, then nothing more.
+        s.write_all(&[0x16]).await.unwrap();
+        reads.push(async move {
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf).await;
+            (s, n)
+        });
+    }
+    // Seven are closed at once; three stay until the 30 s handshake timeout.
+    for _ in 0..7 {
+        let (_, n) = within("cut at accept", reads.next()).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    assert!(
+        wait_until(|| guard.metric("wsguard_connections_accepted_total") == 10.0).await,
+        "{}",
+        guard.metrics()
+    );
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 7.0, "{}", guard.metrics());
+    assert_eq!(guard.metric("wsguard_connections_active"), 3.0);
+    assert_eq!(logs.count("connection dropped", "ip_connections"), 7);
+
+    let other = "127.0.0.2".parse().unwrap();
+    let io = connect_from(other, guard.addr, true).await;
+    let request = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    let _served = upgrade_over(io, &request).await;
+    assert_eq!(reads.len(), 3, "the held three are still open");
+}
+
+#[tokio::test]
+async fn tls_handshakes_that_never_upgrade_use_up_the_handshake_quota() {
+    let backend = tungstenite_echo().await;
+    let limits = "[limits]\nhandshakes_per_ip = 60\nhandshake_burst = 2\n";
+    let guard = start_guard(true, &with(backend.addr, limits)).await;
+    for _ in 0..2 {
+        // A finished TLS handshake, then the client leaves without a request.
+        let io = connect(guard.addr, true).await;
+        drop(io);
+    }
+    let answer = raw_request(
+        guard.addr,
+        true,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+    assert_eq!(backend.seen.connections(), 0);
 }
 
 /// A reload keeps what each client IP holds: its connections and its
@@ -131,9 +218,9 @@ async fn a_reload_keeps_per_ip_counts_and_applies_the_new_quotas() {
     let guard = start_guard(false, &connections).await;
     let _held = two_clients(guard.addr).await;
     guard.reload("", &connections);
-    let answer = raw_request(guard.addr, false, &third).await;
-    assert_eq!(status_of(&answer), 429, "{answer}");
-    assert!(answer.contains("too many connections"), "{answer}");
+    assert_eq!(raw_request(guard.addr, false, &third).await, "");
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 1.0);
 
     let handshakes = |burst: u32| {
         with(
@@ -260,7 +347,9 @@ async fn forwarded_for_counts_only_from_a_trusted_peer() {
 #[tokio::test]
 async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
     let backend = tungstenite_echo().await;
-    let guard = start_guard(true, &chat_route(backend.addr)).await;
+    // Per-IP limits off: this is about a thousand held handshakes.
+    let off = "[limits]\nconnections_per_ip = \"off\"\nhandshakes_per_ip = \"off\"\n";
+    let guard = start_guard(true, &with(backend.addr, off)).await;
     let mut slow = Vec::new();
     for _ in 0..1000 {
         let mut s = tokio::net::TcpStream::connect(guard.addr).await.unwrap();

@@ -1,10 +1,10 @@
 //! A connection's stages before its request: the PROXY header of a trusted proxy (or a
-//! check that an untrusted peer sends none), TLS within the handshake timeout, then HTTP/1.1
-//! (hyper) for the one upgrade request, with what hyper refuses by itself accounted like
-//! wsguard's own refusals. Each way a connection ends here is counted and logged once.
+//! check that an untrusted peer sends none), the client IP's admission when only that header
+//! names it, TLS within the handshake timeout, then HTTP/1.1 (hyper) for the one upgrade
+//! request, with what hyper refuses by itself accounted like wsguard's own refusals.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hyper::server::conn::http1;
@@ -17,6 +17,8 @@ use tokio::time::{timeout_at, Instant};
 use super::outcome::{self, Asked, Dropped, TlsFailure};
 use super::proxy::Proxy;
 use super::upgrade::{self, Conn, Held};
+use crate::client_ip::client_at_accept;
+use crate::limits::{ConnectionPermit, IpLimits, IpRefusal};
 use crate::proxy_protocol::{self, Parsed, ProxyHeaderError};
 use crate::refusal::Refusal;
 use crate::relay;
@@ -26,7 +28,33 @@ use crate::state::{OpenConnection, State};
 /// values are enforced by wsguard's own count at the upgrade.
 const HYPER_MIN_BUF: usize = 8192;
 
-/// Runs a connection accepted at `accepted`.
+/// The client IP as far as it is known before the request.
+pub(super) enum Client {
+    /// Named at accept (TCP peer or PROXY header): its connection slot is taken and one
+    /// handshake charged to its quota, whose verdict is answered once the request is read.
+    Admitted {
+        ip: IpAddr,
+        permit: ConnectionPermit,
+        quota: Result<(), IpRefusal>,
+    },
+    /// Named by each request's `X-Forwarded-For` (a trusted proxy without a PROXY header):
+    /// limited at the upgrade.
+    Forwarded,
+}
+
+/// Takes `ip`'s connection slot and charges one handshake: at accept, so TLS handshakes
+/// that never reach an upgrade count too.
+pub(super) fn admit(limits: &IpLimits, ip: IpAddr) -> Result<Client, IpRefusal> {
+    let permit = limits.connect(ip)?;
+    Ok(Client::Admitted {
+        ip,
+        permit,
+        quota: limits.handshake(ip),
+    })
+}
+
+/// Runs a connection accepted at `accepted`; `client` is `None` while a PROXY header is
+/// still to name it.
 pub(super) async fn run(
     proxy: Arc<Proxy>,
     state: Arc<State>,
@@ -34,34 +62,48 @@ pub(super) async fn run(
     peer: SocketAddr,
     accepted: Instant,
     open: OpenConnection,
+    client: Option<Client>,
 ) {
     let metrics = &state.metrics;
     let _ = stream.set_nodelay(true);
     let deadline = accepted + proxy.config.server.handshake_timeout;
-    let mut proxy_header = None;
-    if proxy.reads_proxy_header(peer.ip()) {
-        match timeout_at(deadline, read_proxy_header(&mut stream)).await {
-            Ok(Ok(source)) => proxy_header = source.map(|a| a.ip()),
-            Ok(Err(HeaderError::Invalid(e))) => {
-                return outcome::dropped(metrics, Dropped::ProxyHeaderInvalid, Some(&e))
+    let client = match client {
+        Some(client) => client,
+        None => {
+            let header = match timeout_at(deadline, read_proxy_header(&mut stream)).await {
+                Ok(Ok(source)) => source.map(|a| a.ip()),
+                Ok(Err(HeaderError::Invalid(e))) => {
+                    return outcome::dropped(metrics, Dropped::ProxyHeaderInvalid, Some(&e))
+                }
+                Ok(Err(HeaderError::Closed(e))) => {
+                    return outcome::dropped(metrics, Dropped::ProxyHeaderClosed, Some(&e))
+                }
+                Err(_) => return outcome::dropped(metrics, Dropped::ProxyHeaderTimeout, None),
+            };
+            match client_at_accept(&proxy.trusted, peer.ip(), header) {
+                None => Client::Forwarded,
+                Some(ip) => match admit(&state.ip_limits, ip) {
+                    Ok(client) => client,
+                    Err(r) => return outcome::dropped(metrics, Dropped::ClientIp(r), None),
+                },
             }
-            Ok(Err(HeaderError::Closed(e))) => {
-                return outcome::dropped(metrics, Dropped::ProxyHeaderClosed, Some(&e))
-            }
-            Err(_) => return outcome::dropped(metrics, Dropped::ProxyHeaderTimeout, None),
         }
-    }
+    };
     if proxy.refuses_proxy_header(peer.ip()) && sends_proxy_header(&stream, deadline).await {
         return outcome::dropped(metrics, Dropped::ProxyHeaderUntrusted, None);
     }
+    let (admitted, permit) = match client {
+        Client::Admitted { ip, permit, quota } => (Some((ip, quota)), Some(permit)),
+        Client::Forwarded => (None, None),
+    };
     let conn = Conn {
         proxy: proxy.clone(),
         state: state.clone(),
         peer,
-        proxy_header,
+        admitted,
         tls: proxy.tls.is_some(),
         accepted,
-        held: Arc::new(Held::new(open)),
+        held: Arc::new(Held::new(open, permit)),
     };
     match proxy.tls.clone() {
         Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {

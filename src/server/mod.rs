@@ -1,6 +1,6 @@
-//! The listener and the drain loop: accept, the check that costs nothing before any byte is
-//! read (twice `max_connections` open), one task per connection, and on shutdown close 1001
-//! to every live connection. A
+//! The listener and the drain loop: accept, the checks that cost nothing before any byte is
+//! read (twice `max_connections` open; the client IP's connection slot and handshake quota),
+//! one task per connection, and on shutdown close 1001 to every live connection. A
 //! connection's stages: `connection` (PROXY header, TLS, HTTP), `upgrade` (the request, the
 //! backend, the relay) and `outcome` (its metrics and its one log line); `proxy` holds the
 //! configuration in force. One tracing span per connection.
@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
+use crate::client_ip::client_at_accept;
 use crate::state::State;
+use connection::Client;
 use outcome::Dropped;
 
 pub use proxy::{Proxy, ProxyHandle, StartError};
@@ -114,14 +116,28 @@ impl Server {
         let state = &self.state;
         state.metrics.connections_accepted.inc();
         let span = tracing::info_span!("conn", %peer);
+        let drop_now = |why| span.in_scope(|| outcome::dropped(&state.metrics, why, None));
         // Over the cap, a connection still gets its 503 once its request is
         // read; far over it, it is dropped at once to keep file descriptors.
         let hard_cap = (proxy.config.limits.max_connections as usize).saturating_mul(2);
         if state.open_connections() >= hard_cap {
-            return span.in_scope(|| outcome::dropped(&state.metrics, Dropped::HardCap, None));
+            return drop_now(Dropped::HardCap);
         }
+        // The client IP known now takes its slot before TLS; a trusted proxy's PROXY header
+        // names it once read, and X-Forwarded-For at the request.
+        let client = if proxy.reads_proxy_header(peer.ip()) {
+            None
+        } else {
+            match client_at_accept(&proxy.trusted, peer.ip(), None) {
+                None => Some(Client::Forwarded),
+                Some(ip) => match connection::admit(&state.ip_limits, ip) {
+                    Ok(client) => Some(client),
+                    Err(r) => return drop_now(Dropped::ClientIp(r)),
+                },
+            }
+        };
         let open = state.open_connection();
-        let task = connection::run(proxy, state.clone(), stream, peer, accepted, open);
+        let task = connection::run(proxy, state.clone(), stream, peer, accepted, open, client);
         state.tracker().spawn(task.instrument(span));
     }
 }

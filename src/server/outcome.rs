@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tracing::Level;
 
+use crate::limits::IpRefusal;
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
     ViolationLabels,
@@ -33,6 +34,8 @@ macro_rules! event_at {
 pub(super) enum Dropped {
     /// Twice `max_connections` open: dropped at accept to keep file descriptors.
     HardCap,
+    /// At accept, over `connections_per_ip`, or a new client IP with the per-IP table full.
+    ClientIp(IpRefusal),
     /// A trusted peer's PROXY header is malformed.
     ProxyHeaderInvalid,
     /// A trusted peer did not finish its PROXY header within `handshake_timeout`.
@@ -54,6 +57,7 @@ impl Dropped {
     pub(super) fn label(self) -> &'static str {
         match self {
             Dropped::HardCap => "hard_cap",
+            Dropped::ClientIp(r) => r.label(),
             Dropped::ProxyHeaderInvalid => "proxy_header_invalid",
             Dropped::ProxyHeaderTimeout => "proxy_header_timeout",
             Dropped::ProxyHeaderClosed => "proxy_header_closed",
@@ -66,6 +70,10 @@ impl Dropped {
     fn message(self) -> &'static str {
         match self {
             Dropped::HardCap => "twice max_connections open",
+            Dropped::ClientIp(IpRefusal::TooManyTrackedIps) => {
+                "a new client IP while max_tracked_ips hold connections"
+            }
+            Dropped::ClientIp(_) => "the client IP holds connections_per_ip connections",
             Dropped::ProxyHeaderInvalid => "malformed PROXY header",
             Dropped::ProxyHeaderTimeout => "PROXY header not complete within handshake_timeout",
             Dropped::ProxyHeaderClosed => "peer closed during its PROXY header",
@@ -92,6 +100,12 @@ pub(super) fn dropped(metrics: &Metrics, why: Dropped, detail: Option<&dyn Displ
             reason: why.label(),
         })
         .inc();
+    if let Dropped::ClientIp(r) = why {
+        metrics
+            .rate_limited
+            .get_or_create(&ReasonLabels { reason: r.label() })
+            .inc();
+    }
     event_at!(
         why.level(),
         rule = why.label(),

@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use super::outcome::{self, Asked, Relayed};
 use super::proxy::Proxy;
-use crate::client_ip::{client_at_accept, forwarded_client};
+use crate::client_ip::forwarded_client;
 use crate::handshake::{self, Upgrade};
-use crate::limits::ConnectionPermit;
+use crate::limits::{ConnectionPermit, IpRefusal};
 use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
 use crate::relay;
@@ -32,8 +32,9 @@ pub(super) struct Conn {
     pub proxy: Arc<Proxy>,
     pub state: Arc<State>,
     pub peer: SocketAddr,
-    /// The client address a trusted proxy's PROXY header named.
-    pub proxy_header: Option<IpAddr>,
+    /// The client IP and its handshake verdict when known at accept; `None` for
+    /// X-Forwarded-For.
+    pub admitted: Option<(IpAddr, Result<(), IpRefusal>)>,
     pub tls: bool,
     pub accepted: Instant,
     /// Held by the relay too, so the connection counts until it ends.
@@ -43,11 +44,15 @@ pub(super) struct Conn {
 /// The counts a connection holds while it lives.
 pub(super) struct Held {
     _open: OpenConnection,
+    _permit: Option<ConnectionPermit>,
 }
 
 impl Held {
-    pub(super) fn new(open: OpenConnection) -> Held {
-        Held { _open: open }
+    pub(super) fn new(open: OpenConnection, permit: Option<ConnectionPermit>) -> Held {
+        Held {
+            _open: open,
+            _permit: permit,
+        }
     }
 }
 
@@ -81,8 +86,8 @@ where
 struct Ready {
     upgrade: Upgrade,
     upstream: Upstream,
-    /// The client IP's connection slot, held as long as the relay.
-    permit: ConnectionPermit,
+    /// The slot of a client named by X-Forwarded-For (one named at accept holds its own).
+    permit: Option<ConnectionPermit>,
 }
 
 /// The checks in their documented order, then the backend handshake.
@@ -97,11 +102,18 @@ async fn prepare(conn: &Conn, parts: &Parts, origin: &str) -> Result<Ready, Refu
     if conn.state.open_connections() > config.limits.max_connections as usize {
         return Err(Refusal::Overloaded);
     }
-    let client_ip = client_at_accept(&proxy.trusted, conn.peer.ip(), conn.proxy_header)
-        .unwrap_or_else(|| forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers));
-    let limits = &conn.state.ip_limits;
-    limits.handshake(client_ip).map_err(Refusal::ClientIp)?;
-    let permit = limits.connect(client_ip).map_err(Refusal::ClientIp)?;
+    let (client_ip, permit) = match conn.admitted {
+        Some((ip, quota)) => {
+            quota.map_err(Refusal::ClientIp)?;
+            (ip, None)
+        }
+        None => {
+            let ip = forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers);
+            let limits = &conn.state.ip_limits;
+            limits.handshake(ip).map_err(Refusal::ClientIp)?;
+            (ip, Some(limits.connect(ip).map_err(Refusal::ClientIp)?))
+        }
+    };
     if let Some(rule) = upgrade.origin_report {
         metrics
             .origins_reported

@@ -3,7 +3,7 @@
 //! dev CA, and a raw socket client for hostile bytes). Every wait is bounded.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
@@ -101,7 +101,8 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
     start_guard_with(tls, "", body).await
 }
 
-/// As [`start_guard`], with extra `[server]` keys.
+/// As [`start_guard`], with extra `[server]` keys; a key given there
+/// replaces the test default of the same name.
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     let proxy = Proxy::new(test_config(tls, server, body)).expect("proxy starts");
     let state = Arc::new(State::default());
@@ -135,9 +136,16 @@ fn test_config(tls: bool, server: &str, body: &str) -> Config {
     } else {
         String::new()
     };
-    let src = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{server}{body}"
-    );
+    let defaults: String = [
+        ("handshake_timeout", "2s"),
+        ("close_timeout", "1s"),
+        ("backend_connect_timeout", "1s"),
+    ]
+    .iter()
+    .filter(|(key, _)| !server.contains(key))
+    .map(|(key, value)| format!("{key} = \"{value}\"\n"))
+    .collect();
+    let src = format!("[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}{defaults}{server}{body}");
     Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"))
 }
 
@@ -343,6 +351,23 @@ pub async fn connect(addr: SocketAddr, tls: bool) -> Box<dyn Io> {
     let tcp = within("tcp connect", TcpStream::connect(addr))
         .await
         .unwrap();
+    over(tcp, tls).await
+}
+
+/// As [`connect`], from the loopback address `source` (Linux routes all of
+/// 127/8 to lo, so each is a distinct client IP).
+pub async fn connect_from(source: IpAddr, addr: SocketAddr, tls: bool) -> Box<dyn Io> {
+    over(tcp_from(source, addr).await, tls).await
+}
+
+/// A plain TCP connection to `addr` from `source`.
+pub async fn tcp_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    within("tcp connect", socket.connect(addr)).await.unwrap()
+}
+
+async fn over(tcp: TcpStream, tls: bool) -> Box<dyn Io> {
     if tls {
         let name = ServerName::try_from("localhost").unwrap();
         Box::new(
@@ -480,7 +505,11 @@ pub async fn raw_ws(addr: SocketAddr, tls: bool, origin: &str) -> Box<dyn Io> {
 
 /// Sends `req`, reads the answer head byte by byte and asserts 101.
 pub async fn upgrade_raw(addr: SocketAddr, tls: bool, req: &[u8]) -> Box<dyn Io> {
-    let mut io = connect(addr, tls).await;
+    upgrade_over(connect(addr, tls).await, req).await
+}
+
+/// As [`upgrade_raw`], over a connection made by the caller.
+pub async fn upgrade_over(mut io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
     within("write upgrade", io.write_all(req)).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
