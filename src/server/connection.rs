@@ -221,9 +221,9 @@ fn hyper_ended(state: &State, e: &hyper::Error) {
     } else if e.is_parse_version_h2() {
         outcome::dropped(metrics, Dropped::Http2, None);
     } else if e.is_parse_too_large() {
-        outcome::refused(metrics, Refusal::HeadTooLarge, &Asked::UNPARSED);
+        outcome::refused(metrics, Refusal::HeadTooLarge, &Asked::UNPARSED, None);
     } else if e.is_parse() {
-        outcome::refused(metrics, Refusal::MalformedRequest, &Asked::UNPARSED);
+        outcome::refused(metrics, Refusal::MalformedRequest, &Asked::UNPARSED, None);
     } else {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }

@@ -17,6 +17,7 @@ use crate::metrics::{
 };
 use crate::refusal::{Refusal, Side};
 use crate::relay::{Ender, Summary};
+use crate::upstream::Failure;
 
 /// One event at a level chosen at run time (tracing fixes the level per call site).
 macro_rules! event_at {
@@ -185,8 +186,13 @@ impl Asked<'static> {
     };
 }
 
-/// Counts and logs a refused request.
-pub(super) fn refused(metrics: &Metrics, refusal: Refusal, asked: &Asked<'_>) {
+/// Counts and logs a refused request; `backend` says how the backend failed.
+pub(super) fn refused(
+    metrics: &Metrics,
+    refusal: Refusal,
+    asked: &Asked<'_>,
+    backend: Option<&Failure>,
+) {
     if let Refusal::ClientIp(r) = refusal {
         metrics
             .rate_limited
@@ -210,6 +216,9 @@ pub(super) fn refused(metrics: &Metrics, refusal: Refusal, asked: &Asked<'_>) {
         status = refusal.status().as_u16(),
         rule = refusal.label(),
         origin = %asked.origin,
+        backend = backend.map(|f| display(&f.backend)),
+        error = backend.and_then(|f| f.error.as_deref()),
+        tried = backend.map(|f| f.tried),
         "{what}: {}",
         refusal.message()
     );

@@ -24,7 +24,7 @@ use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
 use crate::relay;
 use crate::state::{OpenConnection, State};
-use crate::upstream::{self, ClientInfo, Upstream};
+use crate::upstream::{self, ClientInfo, Failure, Upstream};
 
 /// What a request handler knows about its connection.
 #[derive(Clone)]
@@ -67,7 +67,7 @@ where
     let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
     match prepare(&conn, &parts, &origin).await {
         Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
-        Err(refusal) => {
+        Err((refusal, failure)) => {
             let config = &conn.proxy.config;
             let asked = Asked {
                 path: parts.uri.path(),
@@ -76,7 +76,7 @@ where
                     .map_or("none", |r| r.path.as_str()),
                 origin: &origin,
             };
-            outcome::refused(&conn.state.metrics, refusal, &asked);
+            outcome::refused(&conn.state.metrics, refusal, &asked, failure.as_ref());
             answer(refusal)
         }
     }
@@ -91,27 +91,33 @@ struct Ready {
 }
 
 /// The checks in their documented order, then the backend handshake.
-async fn prepare(conn: &Conn, parts: &Parts, origin: &str) -> Result<Ready, Refusal> {
+async fn prepare(
+    conn: &Conn,
+    parts: &Parts,
+    origin: &str,
+) -> Result<Ready, (Refusal, Option<Failure>)> {
+    let refuse = |r: Refusal| (r, None);
     let proxy = &conn.proxy;
     let config = &proxy.config;
     let metrics = &conn.state.metrics;
     if head_len(parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
-        return Err(Refusal::HeadTooLarge);
+        return Err(refuse(Refusal::HeadTooLarge));
     }
-    let upgrade = handshake::check(parts, config, &proxy.origins)?;
+    let upgrade = handshake::check(parts, config, &proxy.origins).map_err(refuse)?;
     if conn.state.open_connections() > config.limits.max_connections as usize {
-        return Err(Refusal::Overloaded);
+        return Err(refuse(Refusal::Overloaded));
     }
     let (client_ip, permit) = match conn.admitted {
         Some((ip, quota)) => {
-            quota.map_err(Refusal::ClientIp)?;
+            quota.map_err(|r| refuse(Refusal::ClientIp(r)))?;
             (ip, None)
         }
         None => {
             let ip = forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers);
             let limits = &conn.state.ip_limits;
-            limits.handshake(ip).map_err(Refusal::ClientIp)?;
-            (ip, Some(limits.connect(ip).map_err(Refusal::ClientIp)?))
+            let client_ip = |r| refuse(Refusal::ClientIp(r));
+            limits.handshake(ip).map_err(client_ip)?;
+            (ip, Some(limits.connect(ip).map_err(client_ip)?))
         }
     };
     if let Some(rule) = upgrade.origin_report {
@@ -141,7 +147,8 @@ async fn prepare(conn: &Conn, parts: &Parts, origin: &str) -> Result<Ready, Refu
         config.server.backend_connect_timeout,
         metrics,
     )
-    .await?;
+    .await
+    .map_err(|failure| (failure.refusal, Some(failure)))?;
     Ok(Ready {
         upgrade,
         upstream,
