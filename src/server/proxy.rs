@@ -1,5 +1,5 @@
 //! The configuration in force: [`Proxy`] is what one configuration compiles to (TLS
-//! acceptor, allow-list, trusted proxies, per-IP quotas, relay settings), and [`ProxyHandle`]
+//! acceptor, trusted proxies, per-IP quotas, relay settings), and [`ProxyHandle`]
 //! swaps it on reload. Connections keep the `Arc<Proxy>` they started with.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, LimitsConfig, MaskKeyPolicy};
 use crate::limits::IpLimitsConfig;
-use crate::origin::AllowList;
 use crate::policy::FramePolicy;
 use crate::relay;
 use crate::state::State;
@@ -19,7 +18,6 @@ use crate::upstream::RoundRobin;
 /// Everything a connection needs, shared read-only between connections.
 pub struct Proxy {
     pub(super) config: Config,
-    pub(super) origins: AllowList,
     pub(super) round_robin: Vec<RoundRobin>,
     pub(super) tls: Option<TlsAcceptor>,
     pub(super) trusted: TrustedProxies,
@@ -33,9 +31,6 @@ pub struct Proxy {
 #[derive(Debug)]
 pub enum StartError {
     Tls(crate::tls::TlsError),
-    Origin(Vec<crate::origin::EntryError>),
-    /// `limits.trusted_proxies` entries that do not parse: (index, fix).
-    TrustedProxies(Vec<(usize, String)>),
     Bind(SocketAddr, std::io::Error),
 }
 
@@ -43,24 +38,6 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Tls(e) => write!(f, "TLS: {e}"),
-            StartError::Origin(errors) => {
-                for (i, e) in errors.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "origin.allow[{}] {:?}: {}", e.index, e.entry, e.message)?;
-                }
-                Ok(())
-            }
-            StartError::TrustedProxies(errors) => {
-                for (i, (index, message)) in errors.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "limits.trusted_proxies[{index}]: {message}")?;
-                }
-                Ok(())
-            }
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
         }
     }
@@ -71,11 +48,8 @@ impl std::error::Error for StartError {}
 // === impl Proxy ===
 
 impl Proxy {
-    /// Loads what the configuration points at (certificates) and compiles
-    /// the allow-list. Binds nothing.
+    /// Loads what the configuration points at (certificates). Binds nothing.
     pub fn new(config: Config) -> Result<Proxy, StartError> {
-        let origins = AllowList::new(&config.origin.allow, config.origin.allow_missing)
-            .map_err(StartError::Origin)?;
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(
                 crate::tls::server_config(cert, key).map_err(StartError::Tls)?,
@@ -87,8 +61,7 @@ impl Proxy {
             .iter()
             .map(|_| RoundRobin::default())
             .collect();
-        let trusted = TrustedProxies::parse(&config.limits.trusted_proxies)
-            .map_err(StartError::TrustedProxies)?;
+        let trusted = config.limits.trusted_proxies.clone();
         let relay = relay::Settings {
             client_policy: frame_policy(&config.frames, config.mask_key_policy),
             backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
@@ -102,7 +75,6 @@ impl Proxy {
         Ok(Proxy {
             ip_limits: ip_limits(&config.limits),
             config,
-            origins,
             round_robin,
             tls,
             trusted,

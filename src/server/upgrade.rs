@@ -103,7 +103,7 @@ async fn prepare(
     if head_len(parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
         return Err(refuse(Refusal::HeadTooLarge));
     }
-    let upgrade = handshake::check(parts, config, &proxy.origins).map_err(refuse)?;
+    let upgrade = handshake::check(parts, config).map_err(refuse)?;
     if conn.state.open_connections() > config.limits.max_connections as usize {
         return Err(refuse(Refusal::Overloaded));
     }
