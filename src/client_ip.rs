@@ -162,6 +162,39 @@ fn port(s: &str) -> Option<u16> {
     s.parse().ok()
 }
 
+// === the client of a connection ===
+
+/// The client IP known when a connection is accepted: the address in a trusted proxy's PROXY
+/// header, else the TCP peer's, unless the peer is a trusted proxy that named no client in a
+/// PROXY header. Then it is `None`: each request's `X-Forwarded-For` names the client
+/// ([`forwarded_client`]), and the trusted proxy's own address is never limited as a client.
+pub fn client_at_accept(
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    proxy_header: Option<IpAddr>,
+) -> Option<IpAddr> {
+    match proxy_header {
+        Some(ip) => Some(ip),
+        None if trusted.contains(peer) => None,
+        None => Some(peer),
+    }
+}
+
+/// The client IP of a request from a trusted proxy that named none in a PROXY header:
+/// [`TrustedProxies::client_ip`] over every `X-Forwarded-For` line, in order.
+pub fn forwarded_client(
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    headers: &http::HeaderMap,
+) -> IpAddr {
+    let xff: Vec<&[u8]> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    trusted.client_ip(peer, &xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +374,36 @@ mod tests {
             t.client_ip(ip("10.0.0.1"), &with_client),
             ip("10.0.0.1"),
             "empty entries count"
+        );
+    }
+}
+
+#[cfg(test)]
+mod client_of_a_connection {
+    use super::*;
+
+    #[test]
+    fn known_at_accept_unless_a_trusted_proxy_leaves_it_to_the_request() {
+        let trusted = TrustedProxies::new(vec![parse_network("10.0.0.0/8").unwrap()]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases = [
+            ("203.0.113.1", None, Some("203.0.113.1")),
+            ("10.0.0.1", Some("198.51.100.7"), Some("198.51.100.7")),
+            ("10.0.0.1", None, None),
+        ];
+        for (peer, header, want) in cases {
+            assert_eq!(
+                client_at_accept(&trusted, ip(peer), header.map(ip)),
+                want.map(ip),
+                "{peer} {header:?}"
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-forwarded-for", "6.6.6.6, 198.51.100.7".parse().unwrap());
+        headers.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        assert_eq!(
+            forwarded_client(&trusted, ip("10.0.0.1"), &headers),
+            ip("198.51.100.7")
         );
     }
 }

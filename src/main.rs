@@ -13,7 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use wsguard::config::Config;
-use wsguard::server::{Proxy, ProxyHandle, Server, State};
+use wsguard::server::{Proxy, ProxyHandle, Server};
+use wsguard::state::State;
 
 /// sysexits.h EX_USAGE: the configuration (our usage) is wrong; nothing was
 /// bound or started.
@@ -146,7 +147,11 @@ async fn serve(proxy: Proxy, path: &Path, demo: bool) -> Result<(), Box<dyn std:
     if let Some(addr) = proxy.config().admin.listen {
         let listener = bind(addr).await?;
         tracing::info!(listen = %listener.local_addr()?, "admin listening (/metrics, /healthz)");
-        tokio::spawn(wsguard::admin::serve(listener, state.clone()));
+        tokio::spawn(wsguard::admin::serve(
+            listener,
+            state.metrics.clone(),
+            state.drain_signal(),
+        ));
     }
     let server = Server::bind(proxy, state).await?;
     tokio::spawn(reload_on_sighup(server.handle(), path.to_owned()));

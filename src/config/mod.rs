@@ -102,7 +102,7 @@ pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 600;
 /// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (60).
 pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
 /// Default bound on client IPs with per-IP state (100,000).
-pub const DEFAULT_MAX_TRACKED_IPS: u32 = 100_000;
+pub use crate::limits::DEFAULT_MAX_TRACKED_IPS;
 /// Smallest `max_tracked_ips` (1,000): fewer lets a handful of addresses evict everyone's state.
 pub const MIN_MAX_TRACKED_IPS: u32 = 1_000;
 /// Largest `max_tracked_ips` (10,000,000): a bound on per-IP memory.
