@@ -9,7 +9,6 @@
 //!
 //! Refusals are closed enums mapped to the wire in one place each:
 //! [`refusal::Refusal`] (HTTP status) and [`frame::Violation`] (close code).
-#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod client_ip;
