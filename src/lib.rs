@@ -13,7 +13,10 @@
 pub mod admin;
 pub mod client_ip;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod dev_certs;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
