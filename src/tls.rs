@@ -37,9 +37,9 @@ fn error(path: &Path, message: impl Into<String>) -> TlsError {
 fn unreadable(what: &str, e: pem::Error) -> String {
     match e {
         pem::Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            "no such file; for local testing, `wsguard demo` creates it (signed by a development \
-             CA it makes beside it), or run certs/regen.sh to make certs/localhost.crt and \
-             certs/localhost.key; see certs/README.md"
+            "no such file; for local testing, `wsguard demo` makes it, signed by a development CA \
+             beside it (made too if missing), and certs/regen.sh makes a new CA and certificate \
+             in certs/; see certs/README.md"
                 .to_owned()
         }
         e => format!("cannot read {what}: {e}"),
