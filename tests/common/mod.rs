@@ -102,8 +102,8 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
 
 /// As [`start_guard`], with extra `[server]` keys.
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
-    let certs = certs();
     let tls_keys = if tls {
+        let certs = certs();
         format!(
             "tls_cert = {:?}\ntls_key = {:?}\n",
             certs.join("localhost.crt"),
