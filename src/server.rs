@@ -34,7 +34,6 @@ use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
     ViolationLabels,
 };
-use crate::origin::AllowList;
 use crate::policy::FramePolicy;
 use crate::proxy_protocol::{self, Parsed};
 use crate::refusal::{Refusal, Side};
@@ -51,7 +50,6 @@ const HOUSEKEEPING: Duration = Duration::from_secs(10);
 /// Everything a connection needs, shared read-only between connections.
 pub struct Proxy {
     config: Config,
-    origins: AllowList,
     round_robin: Vec<RoundRobin>,
     tls: Option<TlsAcceptor>,
     trusted: TrustedProxies,
@@ -66,9 +64,6 @@ pub struct Proxy {
 #[derive(Debug)]
 pub enum StartError {
     Tls(crate::tls::TlsError),
-    Origin(Vec<crate::origin::EntryError>),
-    /// `limits.trusted_proxies` entries that do not parse: (index, fix).
-    TrustedProxies(Vec<(usize, String)>),
     Bind(SocketAddr, std::io::Error),
 }
 
@@ -76,24 +71,6 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Tls(e) => write!(f, "TLS: {e}"),
-            StartError::Origin(errors) => {
-                for (i, e) in errors.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "origin.allow[{}] {:?}: {}", e.index, e.entry, e.message)?;
-                }
-                Ok(())
-            }
-            StartError::TrustedProxies(errors) => {
-                for (i, (index, message)) in errors.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "limits.trusted_proxies[{index}]: {message}")?;
-                }
-                Ok(())
-            }
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
         }
     }
@@ -104,11 +81,8 @@ impl std::error::Error for StartError {}
 // === impl Proxy ===
 
 impl Proxy {
-    /// Loads what the configuration points at (certificates) and compiles
-    /// the allow-list. Binds nothing.
+    /// Loads what the configuration points at (certificates). Binds nothing.
     pub fn new(config: Config) -> Result<Proxy, StartError> {
-        let origins = AllowList::new(&config.origin.allow, config.origin.allow_missing)
-            .map_err(StartError::Origin)?;
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(
                 crate::tls::server_config(cert, key).map_err(StartError::Tls)?,
@@ -120,8 +94,7 @@ impl Proxy {
             .iter()
             .map(|_| RoundRobin::default())
             .collect();
-        let trusted = TrustedProxies::parse(&config.limits.trusted_proxies)
-            .map_err(StartError::TrustedProxies)?;
+        let trusted = config.limits.trusted_proxies.clone();
         let limits = &config.limits;
         let ip_limits = IpLimits::new(IpLimitsConfig {
             connections_per_ip: limits.connections_per_ip,
@@ -141,7 +114,6 @@ impl Proxy {
         };
         Ok(Proxy {
             config,
-            origins,
             round_robin,
             tls,
             trusted,
@@ -432,7 +404,7 @@ where
     if head_len(&parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
         return refuse(Refusal::HeadTooLarge, &parts, config, metrics);
     }
-    let upgrade = match handshake::check(&parts, config, &proxy.origins) {
+    let upgrade = match handshake::check(&parts, config) {
         Ok(u) => u,
         Err(refusal) => return refuse(refusal, &parts, config, metrics),
     };
