@@ -72,6 +72,8 @@ cargo build --release --quiet -p wsguard --bins
 cargo build --release --quiet -p wsguard-bench
 BIN="${CARGO_TARGET_DIR:-target}/release"
 CERTS="$PWD/certs"
+# The development CA and localhost certificate, made on this machine if missing.
+"$BIN/wsguard" dev-certs --dir "$CERTS" >/dev/null
 
 mkdir -p target/bench docs
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -113,7 +115,8 @@ for p in "$BACKEND_PORT" "${WS_PORT[@]}" "${WSS_PORT[@]}"; do
 done
 
 # --- configs -------------------------------------------------------------------
-cat "$CERTS/localhost.crt" "$CERTS/localhost.key" >"$TMP/localhost.pem"
+# HAProxy wants certificate and key in one file; it holds the key, so only we may read it.
+(umask 077 && cat "$CERTS/localhost.crt" "$CERTS/localhost.key" >"$TMP/localhost.pem")
 
 nginx_conf() { # label, extra proxy directives
     local dir="$TMP/$1"

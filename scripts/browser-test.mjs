@@ -99,11 +99,8 @@ const args = [
   "--disable-default-apps",
   "--disable-extensions",
 ];
-if (process.env.BROWSER_TEST_TRUST === "spki") {
-  // Fallback only: accept exactly wsguard's dev certificate key, nothing else.
-  args.push(`--ignore-certificate-errors-spki-list=${env("BROWSER_TEST_SPKI")}`);
-}
-// A fresh profile every run; HOME (set by the script) holds the NSS db that trusts certs/ca.crt.
+// A fresh profile every run; HOME (set by the script) holds the NSS db that trusts certs/ca.crt:
+// no certificate error is ignored.
 const context = await chromium.launchPersistentContext(PROFILE, {
   executablePath: "/usr/bin/chromium",
   headless: true,

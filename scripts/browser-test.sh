@@ -11,12 +11,14 @@
 #                  and the allowed chat page on http://localhost:8080
 #   wsguard-page   the same page on http://127.0.0.1:8081, labelled "evil.example — not in the allow-list"
 # then runs scripts/browser-test.mjs twice: with [origin] mode = "enforce", then (wsguard restarted)
-# with mode = "report". Chromium trusts certs/ca.crt through a fresh NSS db in a temporary HOME
-# (certutil); only if that fails does it fall back to pinning localhost.crt's SPKI.
+# with mode = "report". The development CA and certificate in certs/ are made first if missing
+# (`wsguard dev-certs`); Chromium trusts certs/ca.crt through a fresh NSS db in a temporary HOME
+# (certutil), like a user who imported it, with no certificate error ignored.
 #
-# Needs chromium (Debian package; installed with apt if missing: if that is impossible the test is
-# SKIPPED with exit 0), node + npm (playwright-core is installed into target/browser, no browser
-# download). Logs and screenshots: target/browser/run/.
+# Needs chromium and certutil (Debian packages chromium, chromium-driver, libnss3-tools; installed
+# with apt if missing: if that is impossible the test is SKIPPED with exit 0), node + npm
+# (playwright-core is installed into target/browser, no browser download).
+# Logs and screenshots: target/browser/run/.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -85,13 +87,12 @@ as_root() {
 if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]] || ! command -v certutil >/dev/null; then
     echo "==> installing chromium, chromium-driver, libnss3-tools with apt"
     export DEBIAN_FRONTEND=noninteractive
-    if ! { as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver; }; then
-        skip "chromium and chromium-driver could not be installed with apt"
+    if ! { as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver libnss3-tools; }; then
+        skip "chromium, chromium-driver and libnss3-tools could not be installed with apt"
     fi
-    # certutil is only for the honest TLS trust; without it we pin the cert's key (see below).
-    as_root apt-get install -y -qq libnss3-tools || echo "==> libnss3-tools not installed"
 fi
 [[ -x /usr/bin/chromium ]] || skip "/usr/bin/chromium missing after install"
+command -v certutil >/dev/null || skip "certutil missing after installing libnss3-tools"
 command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed (apt-get install nodejs npm)"
 
 # --- playwright-core, pinned, no browser download --------------------------------
@@ -114,20 +115,14 @@ rm -rf "$OUT"
 mkdir -p "$OUT" "$tmp/home"
 certs=$(cd certs && pwd)
 
-trust=""
+# Before Chromium starts: the CA it is to trust, made on this machine if missing.
+"$BIN/wsguard" dev-certs --dir "$certs"
 nssdb=$tmp/home/.pki/nssdb
-if command -v certutil >/dev/null && mkdir -p "$nssdb" &&
-    certutil -d "sql:$nssdb" -N --empty-password &&
-    certutil -d "sql:$nssdb" -A -n "wsguard dev CA" -t "C,," -i "$certs/ca.crt"; then
-    trust=nss
-    echo "==> TLS trust: certs/ca.crt added as a CA to a fresh NSS db in a temporary HOME"
-else
-    trust=spki
-    spki=$(openssl x509 -in "$certs/localhost.crt" -pubkey -noout |
-        openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
-    export BROWSER_TEST_SPKI=$spki
-    echo "==> TLS trust: NSS db failed; pinning localhost.crt's key (--ignore-certificate-errors-spki-list=$spki)"
-fi
+mkdir -p "$nssdb"
+certutil -d "sql:$nssdb" -N --empty-password || die "certutil cannot create an NSS db in $nssdb"
+certutil -d "sql:$nssdb" -A -n "wsguard development CA" -t "C,," -i "$certs/ca.crt" ||
+    die "certutil cannot add certs/ca.crt to the NSS db"
+echo "==> TLS trust: certs/ca.crt added as a CA to a fresh NSS db in a temporary HOME"
 
 write_config() { # MODE FILE
     cat >"$2" <<EOF
@@ -205,7 +200,7 @@ run_node() { # PHASE
     # In the background and `wait`ed, so a signal to this script is handled at once.
     HOME=$tmp/home BROWSER_TEST_PHASE=$1 BROWSER_TEST_LOG="$OUT/wsguard-$1.log" \
         BROWSER_TEST_METRICS_URL="http://$ADMIN_ADDR/metrics" \
-        BROWSER_TEST_OUT=$OUT BROWSER_TEST_TRUST=$trust BROWSER_TEST_PROFILE="$tmp/profile-$1" \
+        BROWSER_TEST_OUT=$OUT BROWSER_TEST_PROFILE="$tmp/profile-$1" \
         BROWSER_TEST_NODE_MODULES="$PWD/$NODE_DIR/node_modules" \
         timeout "$NODE_TIMEOUT" node scripts/browser-test.mjs &
     pids+=($!)
@@ -224,4 +219,4 @@ if ((update_docs)); then
     cp "$OUT/chat-allowed.png" "$OUT/chat-evil-refused.png" docs/
     echo "==> screenshots copied to docs/"
 fi
-echo "==> browser test OK (TLS trust: $trust; logs and screenshots: $OUT/)"
+echo "==> browser test OK (TLS trust: certs/ca.crt through NSS; logs and screenshots: $OUT/)"

@@ -9,12 +9,14 @@
 //!
 //! Refusals are closed enums mapped to the wire in one place each:
 //! [`refusal::Refusal`] (HTTP status) and [`frame::Violation`] (close code).
-#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod client_ip;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod dev_certs;
 pub mod frame;
 pub mod handshake;
 pub mod limits;

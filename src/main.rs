@@ -13,6 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use wsguard::config::Config;
+#[cfg(feature = "demo")]
+use wsguard::dev_certs::{DevCerts, TRUST_HINT};
 use wsguard::server::{Proxy, ProxyHandle, Server};
 use wsguard::state::State;
 
@@ -66,13 +68,30 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective settings.
     Check,
-    /// Run the proxy with the embedded chat backend and chat page.
+    /// Run the proxy with the embedded chat backend and chat page; makes the
+    /// configured TLS certificate first if it is missing (see dev-certs).
+    #[cfg(feature = "demo")]
     Demo,
+    /// Make a development CA, limited to localhost, 127.0.0.1 and ::1, and a
+    /// localhost certificate signed by it: only the files that are missing.
+    #[cfg(feature = "demo")]
+    DevCerts {
+        /// Directory for ca.crt, ca.key, localhost.crt and localhost.key.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Replace all four files with new ones, CA included.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    #[cfg(feature = "demo")]
+    if let Some(Command::DevCerts { dir, force }) = &cli.command {
+        return dev_certs(dir, *force);
+    }
 
     let config = match Config::from_file(&cli.config) {
         Ok(c) => c,
@@ -81,6 +100,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    #[cfg(feature = "demo")]
+    if matches!(cli.command, Some(Command::Demo)) {
+        if let Err(e) = demo_certs(&config) {
+            eprintln!("wsguard demo: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let effective = config.to_effective_toml();
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
@@ -106,7 +132,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(proxy, &cli.config, matches!(command, Command::Demo))) {
+    let served: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
+        #[cfg(feature = "demo")]
+        if matches!(command, Command::Demo) {
+            start_demo(&proxy).await?;
+        }
+        serve(proxy, &cli.config).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsguard: {e}");
@@ -139,10 +172,7 @@ fn init_logs(format: Option<LogFormat>) {
     }
 }
 
-async fn serve(proxy: Proxy, path: &Path, demo: bool) -> Result<(), Box<dyn std::error::Error>> {
-    if demo {
-        start_demo(&proxy).await?;
-    }
+async fn serve(proxy: Proxy, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(State::default());
     if let Some(addr) = proxy.config().admin.listen {
         let listener = bind(addr).await?;
@@ -199,7 +229,57 @@ async fn reload_on_sighup(handle: ProxyHandle, path: PathBuf) {
     }
 }
 
+/// `wsguard dev-certs`: makes the missing development certificates in `dir`
+/// (all four anew with `force`) and says where the CA is.
+#[cfg(feature = "demo")]
+fn dev_certs(dir: &Path, force: bool) -> ExitCode {
+    let certs = DevCerts::in_dir(dir);
+    let made = if force {
+        certs.regenerate()
+    } else {
+        certs.ensure()
+    };
+    match made {
+        Ok(written) => {
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            if written.is_empty() {
+                println!("{} and its key exist; nothing to do", certs.cert.display());
+            }
+            if certs.ca_cert.exists() {
+                println!("CA: {}: {TRUST_HINT}", certs.ca_cert.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wsguard dev-certs: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Before `wsguard demo` loads its TLS certificate: makes it, and its CA,
+/// if missing, and logs where the CA is and how to trust it.
+#[cfg(feature = "demo")]
+fn demo_certs(config: &Config) -> Result<(), wsguard::tls::TlsError> {
+    let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) else {
+        return Ok(());
+    };
+    let certs = DevCerts::for_server(cert, key);
+    let written = certs.ensure()?;
+    if !written.is_empty() {
+        let files: Vec<_> = written.iter().map(|p| p.display().to_string()).collect();
+        tracing::info!(files = %files.join(", "), "demo: made development certificates (keys readable by you only)");
+    }
+    if certs.ca_cert.exists() {
+        tracing::info!(ca = %certs.ca_cert.display(), "demo: the TLS certificate is signed by this development CA (valid for localhost, 127.0.0.1 and ::1 only); to trust it, {TRUST_HINT}");
+    }
+    Ok(())
+}
+
 /// Starts the embedded chat backend and page named in `[demo]`.
+#[cfg(feature = "demo")]
 async fn start_demo(proxy: &Proxy) -> Result<(), Box<dyn std::error::Error>> {
     let config = proxy.config();
     let backend = bind(config.demo.backend_listen).await?;

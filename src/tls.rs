@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::crypto::ring::default_provider;
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A start-up error that names the file and says what is wrong with it.
@@ -33,10 +33,23 @@ fn error(path: &Path, message: impl Into<String>) -> TlsError {
     }
 }
 
+/// Why a PEM file could not be read; for a missing one, how to make one.
+fn unreadable(what: &str, e: pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "no such file; for local testing, `wsguard demo` makes it, signed by a development CA \
+             beside it (made too if missing), and certs/regen.sh makes a new CA and certificate \
+             in certs/; see certs/README.md"
+                .to_owned()
+        }
+        e => format!("cannot read {what}: {e}"),
+    }
+}
+
 /// Loads the certificate chain and key and checks that they belong together.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| error(cert_path, format!("cannot read certificates: {e}")))?
+        .map_err(|e| error(cert_path, unreadable("certificates", e)))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| error(cert_path, format!("bad PEM certificate: {e}")))?;
     if certs.is_empty() {
@@ -45,7 +58,7 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
         error(
             key_path,
-            format!("cannot read a PKCS#8, PKCS#1 or SEC1 private key: {e}"),
+            unreadable("a PKCS#8, PKCS#1 or SEC1 private key", e),
         )
     })?;
 
@@ -78,30 +91,43 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
 mod tests {
     use super::*;
 
-    fn certs_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+    #[test]
+    fn missing_file_is_named_with_how_to_make_it() {
+        let dir = Path::new("/nonexistent-wsguard-test");
+        let err = server_config(&dir.join("nope.crt"), &dir.join("nope.key")).unwrap_err();
+        assert_eq!(err.path, dir.join("nope.crt"));
+        assert!(err.message.contains("no such file"), "{err}");
+        assert!(err.message.contains("wsguard demo"), "{err}");
+        assert!(err.message.contains("certs/regen.sh"), "{err}");
     }
 
-    #[test]
-    fn dev_certificate_loads() {
-        let dir = certs_dir();
-        let config = server_config(&dir.join("localhost.crt"), &dir.join("localhost.key"))
-            .expect("dev certificate loads");
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
-    }
+    #[cfg(feature = "demo")]
+    mod with_dev_certs {
+        use super::*;
+        use crate::dev_certs::TestDir;
 
-    #[test]
-    fn missing_file_is_named() {
-        let dir = certs_dir();
-        let err = server_config(&dir.join("nope.crt"), &dir.join("localhost.key")).unwrap_err();
-        assert!(err.to_string().contains("nope.crt"), "{err}");
-    }
+        #[test]
+        fn dev_certificate_loads() {
+            let (_dir, certs) = TestDir::with_dev_certs();
+            let config = server_config(&certs.cert, &certs.key).expect("dev certificate loads");
+            assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        }
 
-    #[test]
-    fn mismatched_key_is_refused() {
-        // The CA key does not belong to the server certificate.
-        let dir = certs_dir();
-        let err = server_config(&dir.join("localhost.crt"), &dir.join("ca.key")).unwrap_err();
-        assert!(err.to_string().contains("does not match"), "{err}");
+        #[test]
+        fn missing_key_is_named_with_how_to_make_it() {
+            let (_dir, certs) = TestDir::with_dev_certs();
+            std::fs::remove_file(&certs.key).unwrap();
+            let err = server_config(&certs.cert, &certs.key).unwrap_err();
+            assert_eq!(err.path, certs.key);
+            assert!(err.message.contains("wsguard demo"), "{err}");
+        }
+
+        #[test]
+        fn mismatched_key_is_refused() {
+            // The CA key does not belong to the server certificate.
+            let (_dir, certs) = TestDir::with_dev_certs();
+            let err = server_config(&certs.cert, &certs.ca_key).unwrap_err();
+            assert!(err.to_string().contains("does not match"), "{err}");
+        }
     }
 }

@@ -430,6 +430,7 @@ async fn garbage_instead_of_tls_costs_nothing() {
     chat_round_trip(guard.addr, true, "after garbage").await;
 }
 
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn demo_room_broadcasts_between_two_clients() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

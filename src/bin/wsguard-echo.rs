@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use wsguard::handshake::accept_key;
 
 /// Largest frame and message either mode accepts (Autobahn section 9 sends 16 MiB).
 const MAX_SIZE: usize = 64 << 20;
@@ -124,16 +125,6 @@ async fn strict(tcp: TcpStream) {
 }
 
 // --------------------------------------------------------------- lenient ---
-
-/// Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2).
-fn accept_key(key: &[u8]) -> String {
-    use base64::Engine as _;
-    use sha1::{Digest as _, Sha1};
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
 
 /// Value of the first header named `name` (ASCII case-insensitive), trimmed.
 fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -279,14 +270,6 @@ async fn echo_frames<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc_accept_key() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
 
     #[test]
     fn header_lookup() {

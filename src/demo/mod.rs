@@ -51,7 +51,7 @@ type Rooms = Arc<Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>>;
 pub async fn run_chat_backend(listener: TcpListener) -> io::Result<()> {
     let rooms: Rooms = Arc::default();
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-    tracing::info!(addr = ?listener.local_addr().ok(), "demo chat backend listening");
+    tracing::info!(addr = %listener.local_addr()?, "demo chat backend listening");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -202,7 +202,7 @@ pub async fn run_labelled_page_server(
         html: PageHtml::new(&ws_url, banner.as_deref()),
         connect_src,
     });
-    tracing::info!(addr = ?listener.local_addr().ok(), %ws_url, banner = banner.as_deref().unwrap_or(""), "demo page server listening");
+    tracing::info!(addr = %listener.local_addr()?, %ws_url, banner = banner.as_deref().unwrap_or(""), "demo page server listening");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,8 +35,36 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// A directory with throwaway development certificates (ca.crt, ca.key,
+/// localhost.crt, localhost.key), made once per test process by wsguard's
+/// own generator under target/tmp; those of processes that have ended are
+/// removed first.
+#[cfg(feature = "demo")]
 pub fn certs() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+    use std::path::{Path, PathBuf};
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("certs-"));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = parent.join(format!("certs-{}", std::process::id()));
+        wsguard::dev_certs::DevCerts::in_dir(&dir)
+            .regenerate()
+            .expect("development certificates");
+        dir
+    })
+    .clone()
+}
+
+/// The certificate generator is part of the `demo` feature.
+#[cfg(not(feature = "demo"))]
+pub fn certs() -> std::path::PathBuf {
+    panic!("TLS tests need the default `demo` feature: it holds the certificate generator")
 }
 
 /// A running wsguard.
@@ -126,8 +153,8 @@ pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
 /// The test configuration: an ephemeral port, short timeouts, `server`
 /// keys and then `body`.
 fn test_config(tls: bool, server: &str, body: &str) -> Config {
-    let certs = certs();
     let tls_keys = if tls {
+        let certs = certs();
         format!(
             "tls_cert = {:?}\ntls_key = {:?}\n",
             certs.join("localhost.crt"),
@@ -329,8 +356,13 @@ async fn echo_frames(mut stream: TcpStream, mut buf: Vec<u8>, seen: Arc<Seen>) {
 // === clients ===
 
 pub fn tls_connector() -> TlsConnector {
+    tls_connector_trusting(&certs().join("ca.crt"))
+}
+
+/// A TLS client that trusts only the CA certificates in the PEM file `ca`.
+pub fn tls_connector_trusting(ca: &std::path::Path) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(certs().join("ca.crt")).unwrap() {
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -627,10 +659,16 @@ impl Drop for Process {
 
 impl Process {
     pub fn start(config_body: &str) -> Process {
+        Process::start_with(&[], config_body)
+    }
+
+    /// As [`Process::start`], with `args` (e.g. a subcommand) first.
+    pub fn start_with(args: &[&str], config_body: &str) -> Process {
         let dir = TempDir::new("proc");
         let config = dir.0.join("wsguard.toml");
         std::fs::write(&config, config_body).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsguard"))
+            .args(args)
             .arg("--config")
             .arg(&config)
             .arg("--log-format")
