@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wsguard::frame::mask::apply_mask;
 use wsguard::frame::utf8::Utf8Validator;
 use wsguard::frame::{Decoder, FrameHeader, OpCode};
-use wsguard::policy::{FramePolicy, MaskKeyPolicy, Role};
+use wsguard::frame::{FramePolicy, MaskKeyPolicy, Role};
 
 const SIZES: [usize; 6] = [64, 512, 4 << 10, 16 << 10, 64 << 10, 1 << 20];
 

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, MaskKeyPolicy};
+use crate::frame::FramePolicy;
 use crate::handshake;
 use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::{
@@ -35,7 +36,6 @@ use crate::metrics::{
     ViolationLabels,
 };
 use crate::origin::AllowList;
-use crate::policy::FramePolicy;
 use crate::proxy_protocol::{self, Parsed};
 use crate::refusal::{Refusal, Side};
 use crate::relay::{self, Ender};

@@ -1,13 +1,13 @@
 //! Structure-aware: the fuzzer describes a sequence of frames, this target
 //! encodes them and checks the decoder's events and close code against a small
 //! reference model written from the README "Frames" table, independently of
-//! `src/policy.rs` and `src/frame/`.
+//! `src/frame/`.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wsguard::frame::{Decoder, Event, OpCode};
-use wsguard::policy::{FramePolicy, MaskKeyPolicy, Role};
+use wsguard::frame::{FramePolicy, MaskKeyPolicy, Role};
 
 #[derive(Arbitrary, Debug)]
 enum Mask {

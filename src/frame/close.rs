@@ -1,9 +1,10 @@
 //! Close frames (RFC 6455 §5.5.1, §7.4): which status codes may travel on the wire,
 //! parsing a received close payload, and encoding the proxy's own close frames.
 
-use super::header::{FrameHeader, OpCode};
+use super::coding::OpCode;
+use super::error::Violation;
+use super::header::FrameHeader;
 use super::mask::apply_mask;
-use crate::policy::Violation;
 
 /// A close payload is at most 125 bytes (§5.5): 2 for the code, 123 for the reason.
 pub const MAX_CLOSE_REASON: usize = 123;

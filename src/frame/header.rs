@@ -2,59 +2,13 @@
 //! (<https://www.rfc-editor.org/rfc/rfc6455#section-5.2>): parse without consuming on
 //! short input, encode with the minimal length form.
 
-use crate::policy::Violation;
+use super::coding::OpCode;
+use super::error::Violation;
 
 /// Longest possible header: 2 fixed bytes, 8 length bytes, 4 mask-key bytes.
 pub const MAX_HEADER_LEN: usize = 14;
 
-/// Frame opcode (RFC 6455 §5.2, §11.8). Values 3–7 and 11–15 are kept as `Reserved`
-/// so the policy can refuse them by name instead of the parser guessing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpCode {
-    Continue,
-    Text,
-    Binary,
-    Close,
-    Ping,
-    Pong,
-    Reserved(u8),
-}
-
-// === impl OpCode ===
-
-impl OpCode {
-    /// Decodes the low four bits of `v`.
-    pub fn from_u8(v: u8) -> Self {
-        match v & 0x0F {
-            0 => Self::Continue,
-            1 => Self::Text,
-            2 => Self::Binary,
-            8 => Self::Close,
-            9 => Self::Ping,
-            10 => Self::Pong,
-            other => Self::Reserved(other),
-        }
-    }
-
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Self::Continue => 0,
-            Self::Text => 1,
-            Self::Binary => 2,
-            Self::Close => 8,
-            Self::Ping => 9,
-            Self::Pong => 10,
-            Self::Reserved(v) => v & 0x0F,
-        }
-    }
-
-    /// Control opcodes have the high bit of the nibble set (§5.5).
-    pub fn is_control(self) -> bool {
-        self.as_u8() & 0x08 != 0
-    }
-}
-
-/// One parsed frame header. `payload_len` is as sent; caps are checked by the policy.
+/// One parsed frame header. `payload_len` is as sent; caps are checked by the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
@@ -194,13 +148,5 @@ mod tests {
         let mut bytes = vec![0x82, 0xFF];
         bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(FrameHeader::parse(&bytes), Err(Violation::LengthMsbSet));
-    }
-
-    #[test]
-    fn opcode_nibble_round_trips() {
-        for v in 0..16u8 {
-            assert_eq!(OpCode::from_u8(v).as_u8(), v);
-            assert_eq!(OpCode::from_u8(v).is_control(), v >= 8);
-        }
     }
 }

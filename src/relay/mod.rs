@@ -21,8 +21,8 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
 use crate::frame::{Decoder, Violation};
+use crate::frame::{FramePolicy, Role};
 use crate::limits::FrameRate;
-use crate::policy::{FramePolicy, Role};
 use pump::{Dir, Pump, Rate, Stop, PING_TOKEN};
 
 /// Which peer ended the connection, and how: the connection's log line.

@@ -2,7 +2,7 @@
 //! valid stream, and fail-fast UTF-8.
 
 use super::*;
-use crate::policy::{MaskKeyPolicy, MASK_KEY_REPEAT_LIMIT};
+use crate::frame::rules::{MaskKeyPolicy, MASK_KEY_REPEAT_LIMIT};
 
 fn unlimited() -> FramePolicy {
     FramePolicy {
