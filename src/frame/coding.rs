@@ -1,10 +1,26 @@
 //! The numbers RFC 6455 puts on the wire that every layer of the codec
-//! shares: opcodes (§5.2, §11.8) and the control-frame payload cap (§5.5).
-//! Depends on nothing, so the error type and the header parser below can
-//! both use it.
+//! shares: opcodes (§5.2, §11.8), the control-frame payload cap (§5.5) and
+//! the close status codes wsguard sends (§7.4.1). Depends on nothing, so the
+//! error type and the header parser above it can both use it.
 
 /// Largest control-frame payload (§5.5).
 pub const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// Close status codes (§7.4.1) that the proxy sends or maps a broken rule to.
+pub mod close_code {
+    /// A peer goes away: the proxy shuts down, a connection idles out, or
+    /// the other peer left.
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Text (or a close reason) that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The mask-key policy or a rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame or message over its cap.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Sent to the client when the backend failed.
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
 
 /// Frame opcode (RFC 6455 §5.2, §11.8). Values 3–7 and 11–15 are kept as `Reserved`
 /// so the rules can refuse them by name instead of the parser guessing.

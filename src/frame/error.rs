@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+use super::coding::close_code::{
+    INVALID_PAYLOAD, MESSAGE_TOO_BIG, POLICY_VIOLATION, PROTOCOL_ERROR,
+};
 use super::coding::MAX_CONTROL_PAYLOAD;
 
 /// A broken frame rule. Cheap to copy; maps to the wire in [`Violation::close_code`].
@@ -37,12 +40,14 @@ impl Violation {
     /// The close code sent to the peer that broke the rule (§7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::ZeroMaskKey | Self::RepeatedMaskKey { .. } => 1008,
+            Self::ZeroMaskKey | Self::RepeatedMaskKey { .. } => POLICY_VIOLATION,
             Self::FrameTooLarge { .. }
             | Self::MessageTooLarge { .. }
-            | Self::TooManyFragments { .. } => 1009,
-            Self::InvalidUtf8Text | Self::TruncatedUtf8Text | Self::InvalidUtf8CloseReason => 1007,
-            _ => 1002,
+            | Self::TooManyFragments { .. } => MESSAGE_TOO_BIG,
+            Self::InvalidUtf8Text | Self::TruncatedUtf8Text | Self::InvalidUtf8CloseReason => {
+                INVALID_PAYLOAD
+            }
+            _ => PROTOCOL_ERROR,
         }
     }
 

@@ -20,6 +20,7 @@ use tokio::time::{timeout, Instant};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
+use crate::frame::coding::close_code::{GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION};
 use crate::frame::{Decoder, Violation};
 use crate::frame::{FramePolicy, Role};
 use crate::limits::FrameRate;
@@ -184,23 +185,23 @@ where
             stop = up.run() => break on_up_stop(stop, &mut up, &mut down, wait).await,
             stop = down.run() => break on_down_stop(stop, &mut up, &mut down, wait).await,
             () = draining(&mut drain) => {
-                let going_away = Some((1001, "going away"));
+                let going_away = Some((GOING_AWAY, "going away"));
                 fail(&mut up, &mut down, going_away, going_away, wait).await;
-                break (Ender::Shutdown, None, Some(1001));
+                break (Ender::Shutdown, None, Some(GOING_AWAY));
             }
             () = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
                 let last = up.last_frame.max(down.last_frame);
                 if now >= last + settings.idle_timeout {
-                    let idle = Some((1001, "idle timeout"));
+                    let idle = Some((GOING_AWAY, "idle timeout"));
                     fail(&mut up, &mut down, idle, idle, wait).await;
-                    break (Ender::Idle, None, Some(1001));
+                    break (Ender::Idle, None, Some(GOING_AWAY));
                 }
                 match (ping_sent, up.proxy_ping) {
                     (Some(sent), Some(_)) if now >= sent + settings.pong_timeout => {
-                        let gone = Some((1001, "no pong"));
+                        let gone = Some((GOING_AWAY, "no pong"));
                         fail(&mut up, &mut down, gone, gone, wait).await;
-                        break (Ender::NoPong, None, Some(1001));
+                        break (Ender::NoPong, None, Some(GOING_AWAY));
                     }
                     (_, None) => ping_sent = None,
                     _ => {}
@@ -298,7 +299,7 @@ where
             // already accepted (its close reply is not relayed), so the
             // client loses nothing it was owed; then close the client.
             let code = v.close_code();
-            let told = timeout(wait, up.send_close(1001, "", true))
+            let told = timeout(wait, up.send_close(GOING_AWAY, "", true))
                 .await
                 .is_ok_and(|r| r.is_ok());
             if told {
@@ -306,7 +307,7 @@ where
                 let _ = timeout(wait, down.run()).await;
                 let _ = timeout(wait, up.dst.shutdown()).await;
             }
-            let to_backend = (!told).then_some((1001, ""));
+            let to_backend = (!told).then_some((GOING_AWAY, ""));
             fail(up, down, Some((code, v.reason())), to_backend, wait).await;
             if told {
                 let _ = timeout(wait, down.drain()).await;
@@ -314,17 +315,24 @@ where
             (Ender::ClientViolation, Some(v), Some(code))
         }
         Stop::RateLimited => {
-            let limit = Some((1008, "rate limit"));
-            fail(up, down, limit, Some((1001, "")), wait).await;
-            (Ender::ClientRateLimited, None, Some(1008))
+            let limit = Some((POLICY_VIOLATION, "rate limit"));
+            fail(up, down, limit, Some((GOING_AWAY, "")), wait).await;
+            (Ender::ClientRateLimited, None, Some(POLICY_VIOLATION))
         }
         Stop::SourceGone => {
-            fail(up, down, None, Some((1001, "client went away")), wait).await;
+            fail(up, down, None, Some((GOING_AWAY, "client went away")), wait).await;
             (Ender::ClientGone, None, None)
         }
         Stop::DestinationGone => {
-            fail(up, down, Some((1011, "backend went away")), None, wait).await;
-            (Ender::BackendGone, None, Some(1011))
+            fail(
+                up,
+                down,
+                Some((INTERNAL_ERROR, "backend went away")),
+                None,
+                wait,
+            )
+            .await;
+            (Ender::BackendGone, None, Some(INTERNAL_ERROR))
         }
     }
 }
@@ -356,24 +364,38 @@ where
             fail(
                 up,
                 down,
-                Some((1011, "backend protocol error")),
+                Some((INTERNAL_ERROR, "backend protocol error")),
                 Some((v.close_code(), v.reason())),
                 wait,
             )
             .await;
-            (Ender::BackendViolation, Some(v), Some(1011))
+            (Ender::BackendViolation, Some(v), Some(INTERNAL_ERROR))
         }
         Stop::RateLimited => {
-            let to_client = Some((1011, "backend rate limit"));
-            fail(up, down, to_client, Some((1008, "rate limit")), wait).await;
-            (Ender::BackendRateLimited, None, Some(1011))
+            let to_client = Some((INTERNAL_ERROR, "backend rate limit"));
+            fail(
+                up,
+                down,
+                to_client,
+                Some((POLICY_VIOLATION, "rate limit")),
+                wait,
+            )
+            .await;
+            (Ender::BackendRateLimited, None, Some(INTERNAL_ERROR))
         }
         Stop::SourceGone => {
-            fail(up, down, Some((1011, "backend went away")), None, wait).await;
-            (Ender::BackendGone, None, Some(1011))
+            fail(
+                up,
+                down,
+                Some((INTERNAL_ERROR, "backend went away")),
+                None,
+                wait,
+            )
+            .await;
+            (Ender::BackendGone, None, Some(INTERNAL_ERROR))
         }
         Stop::DestinationGone => {
-            fail(up, down, None, Some((1001, "client went away")), wait).await;
+            fail(up, down, None, Some((GOING_AWAY, "client went away")), wait).await;
             (Ender::ClientGone, None, None)
         }
     }
