@@ -76,30 +76,44 @@ impl FrameHeader {
         Ok(Some((header, used)))
     }
 
-    /// Appends the header to `out`, using the shortest length form (§5.2 requires it).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let b0 = u8::from(self.fin) << 7
+    /// The header's wire bytes and their count, with the shortest length form
+    /// (§5.2 requires it).
+    pub fn to_bytes(&self) -> ([u8; MAX_HEADER_LEN], usize) {
+        let mut out = [0; MAX_HEADER_LEN];
+        out[0] = u8::from(self.fin) << 7
             | u8::from(self.rsv1) << 6
             | u8::from(self.rsv2) << 5
             | u8::from(self.rsv3) << 4
             | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        out.push(b0);
-        match self.payload_len {
+        let mut used = match self.payload_len {
             // The match arms bound the value, so the narrowing casts are exact.
-            n @ 0..=125 => out.push(mask_bit | n as u8),
+            n @ 0..=125 => {
+                out[1] = mask_bit | n as u8;
+                2
+            }
             n @ 126..=0xFFFF => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
+                out[1] = mask_bit | 126;
+                out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
             }
             n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&n.to_be_bytes());
+                out[1] = mask_bit | 127;
+                out[2..10].copy_from_slice(&n.to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            out.extend_from_slice(&key);
+            out[used..used + 4].copy_from_slice(&key);
+            used += 4;
         }
+        (out, used)
+    }
+
+    /// Appends [`FrameHeader::to_bytes`] to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (bytes, used) = self.to_bytes();
+        out.extend_from_slice(&bytes[..used]);
     }
 }
 

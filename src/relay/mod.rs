@@ -21,7 +21,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
 use crate::frame::coding::close_code::{GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION};
-use crate::frame::{Decoder, Violation};
+use crate::frame::{ControlFrame, Decoder, Violation};
 use crate::frame::{FramePolicy, Role};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, Stop, PING_TOKEN};
@@ -209,10 +209,9 @@ where
                 if let Some(interval) = settings.ping_interval {
                     if ping_sent.is_none() && now >= up.last_frame + interval && down.idle_output() {
                         let token = ping_token();
-                        // FIN ping, unmasked (we are the server towards the client).
-                        let mut frame = vec![0x89, PING_TOKEN as u8];
-                        frame.extend_from_slice(&token);
-                        if timeout(wait, down.send_frame(&frame)).await.is_ok_and(|r| r.is_ok()) {
+                        // Unmasked: we are the server towards the client.
+                        let frame = ControlFrame::ping(&token, None);
+                        if timeout(wait, down.send_frame(frame.as_bytes())).await.is_ok_and(|r| r.is_ok()) {
                             up.proxy_ping = Some(token);
                             ping_sent = Some(now);
                         }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::config::OnLimit;
-use crate::frame::{close, Decoder, Event, Violation};
+use crate::frame::{ControlFrame, Decoder, Event, Violation};
 use crate::limits::FrameRate;
 
 /// Largest per-direction buffer. Frames that fit are forwarded whole, so a
@@ -392,10 +392,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     }
 
     pub async fn send_close(&mut self, code: u16, reason: &str, masked: bool) -> io::Result<()> {
-        // 2-byte header, 4-byte mask, at most 125 bytes of payload.
-        let mut frame = Vec::with_capacity(131);
-        close::encode_close(code, reason, masked.then(random_mask), &mut frame);
-        self.send_frame(&frame).await
+        let frame = ControlFrame::close(code, reason, masked.then(random_mask));
+        self.send_frame(frame.as_bytes()).await
     }
 
     /// Reads and discards until the source ends, so the peer's close reply
