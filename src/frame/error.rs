@@ -16,21 +16,45 @@ pub enum Violation {
     UnmaskedClientFrame,
     MaskedServerFrame,
     ZeroMaskKey,
-    RepeatedMaskKey { frames: u8 },
-    ReservedBits { rsv: u8 },
-    ReservedOpcode { opcode: u8 },
+    RepeatedMaskKey {
+        frames: u8,
+    },
+    ReservedBits {
+        rsv: u8,
+    },
+    ReservedOpcode {
+        opcode: u8,
+    },
     FragmentedControlFrame,
-    ControlFrameTooLong { len: u64 },
+    ControlFrameTooLong {
+        len: u64,
+    },
     CloseLengthOne,
     UnexpectedContinuation,
     ExpectedContinuation,
     LengthMsbSet,
-    FrameTooLarge { len: u64, max: u64 },
-    MessageTooLarge { size: u64, max: u64 },
-    TooManyFragments { max: u32 },
+    /// A 16-bit length field carrying at most 125, or a 64-bit one carrying at
+    /// most 0xFFFF: §5.2 requires the shortest form. `bits` is the field's width.
+    NonMinimalLength {
+        len: u64,
+        bits: u8,
+    },
+    FrameTooLarge {
+        len: u64,
+        max: u64,
+    },
+    MessageTooLarge {
+        size: u64,
+        max: u64,
+    },
+    TooManyFragments {
+        max: u32,
+    },
     InvalidUtf8Text,
     TruncatedUtf8Text,
-    InvalidCloseCode { code: u16 },
+    InvalidCloseCode {
+        code: u16,
+    },
     InvalidUtf8CloseReason,
 }
 
@@ -66,6 +90,7 @@ impl Violation {
             Self::UnexpectedContinuation => "continuation without a message",
             Self::ExpectedContinuation => "new message inside a fragmented one",
             Self::LengthMsbSet => "64-bit length with top bit set",
+            Self::NonMinimalLength { .. } => "length not in its shortest form",
             Self::FrameTooLarge { .. } => "frame too large",
             Self::MessageTooLarge { .. } => "message too large",
             Self::TooManyFragments { .. } => "too many fragments",
@@ -91,6 +116,7 @@ impl Violation {
             Self::UnexpectedContinuation => "unexpected_continuation",
             Self::ExpectedContinuation => "expected_continuation",
             Self::LengthMsbSet => "length_msb_set",
+            Self::NonMinimalLength { .. } => "non_minimal_length",
             Self::FrameTooLarge { .. } => "frame_too_large",
             Self::MessageTooLarge { .. } => "message_too_large",
             Self::TooManyFragments { .. } => "too_many_fragments",
@@ -112,6 +138,12 @@ impl fmt::Display for Violation {
             Self::ReservedOpcode { opcode } => write!(f, "reserved opcode {opcode}"),
             Self::ControlFrameTooLong { len } => {
                 write!(f, "control frame of {len} bytes over {MAX_CONTROL_PAYLOAD}")
+            }
+            Self::NonMinimalLength { len, bits } => {
+                write!(
+                    f,
+                    "payload length {len} in a {bits}-bit field, not the shortest form"
+                )
             }
             Self::FrameTooLarge { len, max } => {
                 write!(f, "frame of {len} bytes over max_frame_size {max}")

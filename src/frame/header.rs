@@ -26,8 +26,9 @@ impl FrameHeader {
     /// Parses a header from the start of `input`.
     ///
     /// Returns `Ok(None)` while the header is incomplete (nothing is consumed), or the
-    /// header and its length in bytes. The only error is a 64-bit length with the most
-    /// significant bit set (§5.2), refused as soon as the 8 length bytes are present.
+    /// header and its length in bytes. The errors are the length field's own (§5.2),
+    /// refused as soon as its bytes are present: a 64-bit length with the most
+    /// significant bit set, and a length not in its shortest form.
     pub fn parse(input: &[u8]) -> Result<Option<(Self, usize)>, Violation> {
         let [b0, b1, rest @ ..] = input else {
             return Ok(None);
@@ -49,6 +50,19 @@ impl FrameHeader {
             },
             n => (u64::from(n), 0),
         };
+        // §5.2: "the minimal number of bytes MUST be used to encode the length".
+        let shortest = match payload_len {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        if ext != shortest {
+            let bits = if ext == 2 { 16 } else { 64 };
+            return Err(Violation::NonMinimalLength {
+                len: payload_len,
+                bits,
+            });
+        }
         let mut used = 2 + ext;
         let mask = if b1 & 0x80 != 0 {
             match input
@@ -155,6 +169,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn non_minimal_lengths_are_refused_from_the_length_field_alone() {
+        let wide16 = |len: u16| [&[0x82, 0x80 | 126][..], &len.to_be_bytes()].concat();
+        let wide64 = |len: u64| [&[0x82, 0x80 | 127][..], &len.to_be_bytes()].concat();
+        for len in [0, 1, 125] {
+            // The mask key is not there yet: the length field is enough.
+            assert_eq!(
+                FrameHeader::parse(&wide16(len)),
+                Err(Violation::NonMinimalLength {
+                    len: u64::from(len),
+                    bits: 16
+                })
+            );
+        }
+        for len in [0, 125, 126, 0xFFFF] {
+            assert_eq!(
+                FrameHeader::parse(&wide64(len)),
+                Err(Violation::NonMinimalLength { len, bits: 64 })
+            );
+        }
+        // The smallest length each wide form exists for is accepted.
+        assert_eq!(FrameHeader::parse(&wide16(126)), Ok(None));
+        assert_eq!(FrameHeader::parse(&wide64(0x1_0000)), Ok(None));
     }
 
     #[test]

@@ -79,9 +79,9 @@ impl RuleState {
 /// 5. caps (1009): frame size, message size, fragment count.
 ///
 /// Protocol errors (1002) come before policy (1008) and caps (1009) so a malformed
-/// frame is reported as malformed. A 64-bit length with the top bit set is refused
-/// earlier still, by [`FrameHeader::parse`]. On error `state` may be partly updated;
-/// the connection is closed anyway.
+/// frame is reported as malformed. A length field with the top bit set or not in its
+/// shortest form is refused earlier still, by [`FrameHeader::parse`]. On error `state`
+/// may be partly updated; the connection is closed anyway.
 pub fn check_header(
     role: Role,
     policy: &FramePolicy,

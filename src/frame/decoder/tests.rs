@@ -13,7 +13,8 @@ fn unlimited() -> FramePolicy {
     }
 }
 
-/// Length field form for a built frame: minimal, or forced wider (non-minimal).
+/// Length field form for a built frame: minimal, or forced wider (non-minimal,
+/// which §5.2 forbids).
 #[derive(Clone, Copy)]
 enum LenForm {
     Minimal,
@@ -208,10 +209,6 @@ fn valid_stream(wire: &mut Wire) -> Vec<u8> {
     std::mem::take(&mut wire.bytes)
 }
 
-fn events(log: &Log) -> Vec<(Event, Vec<u8>)> {
-    log.iter().map(|(_, e, p)| (*e, p.clone())).collect()
-}
-
 #[test]
 fn stream_is_split_invariant() {
     for (role, mut wire) in [
@@ -236,19 +233,35 @@ fn stream_is_split_invariant() {
         for seed in [1, 7, 0xDEAD_BEEF, 42] {
             assert_eq!(run(role, unlimited(), &bytes, &mut xorshift(seed)), whole);
         }
-        // Wider, non-minimal length fields: same events, frame ends shift.
-        for form in [LenForm::Bits16, LenForm::Bits64] {
-            let mut wide = Wire {
-                form,
-                ..Wire::client()
-            };
-            wide.masked = role == Role::Client;
-            let wide_bytes = valid_stream(&mut wide);
-            let once = run(role, unlimited(), &wide_bytes, &mut || usize::MAX);
-            assert_eq!(events(&once), events(&whole));
-            assert_eq!(run(role, unlimited(), &wide_bytes, &mut xorshift(3)), once);
-            assert_eq!(once.last().map(|l| l.0), Some(wide_bytes.len()));
+    }
+}
+
+#[test]
+fn non_minimal_length_is_a_protocol_error_in_both_directions() {
+    for role in [Role::Client, Role::Server] {
+        let wire = |form| Wire {
+            form,
+            masked: role == Role::Client,
+            ..Wire::client()
+        };
+        for (form, payload, bits) in [
+            (LenForm::Bits16, &[1u8; 125][..], 16),
+            (LenForm::Bits64, &[1; 0xFFFF][..], 64),
+            (LenForm::Bits64, &[], 64),
+        ] {
+            let mut w = wire(form);
+            w.frame(true, OpCode::Binary, payload);
+            let v = refuse(role, unlimited(), &w.bytes);
+            let len = payload.len() as u64;
+            assert_eq!(v, Violation::NonMinimalLength { len, bits });
+            assert_eq!((v.close_code(), v.label()), (1002, "non_minimal_length"));
         }
+        // A control frame too, before its other rules.
+        let bytes = wire(LenForm::Bits16)
+            .frame(true, OpCode::Close, b"\x03\xe8")
+            .bytes
+            .clone();
+        assert_refused(role, unlimited(), &bytes, 1002, "non_minimal_length");
     }
 }
 
@@ -642,6 +655,7 @@ fn violation_texts_are_short_and_numbered() {
         Violation::TooManyFragments { max: 3 },
         Violation::InvalidCloseCode { code: 1005 },
         Violation::ExpectedContinuation,
+        Violation::NonMinimalLength { len: 5, bits: 16 },
     ];
     for v in all {
         assert!(v.reason().len() <= 40);
@@ -657,6 +671,10 @@ fn violation_texts_are_short_and_numbered() {
         }
         .to_string(),
         "message of 101 bytes over max_message_size 100"
+    );
+    assert_eq!(
+        Violation::NonMinimalLength { len: 5, bits: 16 }.to_string(),
+        "payload length 5 in a 16-bit field, not the shortest form"
     );
 }
 
