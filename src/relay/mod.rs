@@ -186,22 +186,22 @@ where
             stop = down.run() => break on_down_stop(stop, &mut up, &mut down, wait).await,
             () = draining(&mut drain) => {
                 let going_away = Some((GOING_AWAY, "going away"));
-                fail(&mut up, &mut down, going_away, going_away, wait).await;
-                break (Ender::Shutdown, None, Some(GOING_AWAY));
+                let told = fail(&mut up, &mut down, going_away, going_away, wait).await;
+                break (Ender::Shutdown, None, told.then_some(GOING_AWAY));
             }
             () = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
                 let last = up.last_frame.max(down.last_frame);
                 if now >= last + settings.idle_timeout {
                     let idle = Some((GOING_AWAY, "idle timeout"));
-                    fail(&mut up, &mut down, idle, idle, wait).await;
-                    break (Ender::Idle, None, Some(GOING_AWAY));
+                    let told = fail(&mut up, &mut down, idle, idle, wait).await;
+                    break (Ender::Idle, None, told.then_some(GOING_AWAY));
                 }
                 match (ping_sent, up.proxy_ping) {
                     (Some(sent), Some(_)) if now >= sent + settings.pong_timeout => {
                         let gone = Some((GOING_AWAY, "no pong"));
-                        fail(&mut up, &mut down, gone, gone, wait).await;
-                        break (Ender::NoPong, None, Some(GOING_AWAY));
+                        let told = fail(&mut up, &mut down, gone, gone, wait).await;
+                        break (Ender::NoPong, None, told.then_some(GOING_AWAY));
                     }
                     (_, None) => ping_sent = None,
                     _ => {}
@@ -298,32 +298,37 @@ where
             // already accepted (its close reply is not relayed), so the
             // client loses nothing it was owed; then close the client.
             let code = v.close_code();
-            let told = timeout(wait, up.send_close(GOING_AWAY, "", true))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            let told = matches!(
+                timeout(wait, up.send_close(GOING_AWAY, "")).await,
+                Ok(Ok(true))
+            );
             if told {
                 down.swallow_close = true;
                 let _ = timeout(wait, down.run()).await;
                 let _ = timeout(wait, up.dst.shutdown()).await;
             }
             let to_backend = (!told).then_some((GOING_AWAY, ""));
-            fail(up, down, Some((code, v.reason())), to_backend, wait).await;
+            let client_told = fail(up, down, Some((code, v.reason())), to_backend, wait).await;
             if told {
                 let _ = timeout(wait, down.drain()).await;
             }
-            (Ender::ClientViolation, Some(v), Some(code))
+            (Ender::ClientViolation, Some(v), client_told.then_some(code))
         }
         Stop::RateLimited => {
             let limit = Some((POLICY_VIOLATION, "rate limit"));
-            fail(up, down, limit, Some((GOING_AWAY, "")), wait).await;
-            (Ender::ClientRateLimited, None, Some(POLICY_VIOLATION))
+            let told = fail(up, down, limit, Some((GOING_AWAY, "")), wait).await;
+            (
+                Ender::ClientRateLimited,
+                None,
+                told.then_some(POLICY_VIOLATION),
+            )
         }
         Stop::SourceGone => {
             fail(up, down, None, Some((GOING_AWAY, "client went away")), wait).await;
             (Ender::ClientGone, None, None)
         }
         Stop::DestinationGone => {
-            fail(
+            let told = fail(
                 up,
                 down,
                 Some((INTERNAL_ERROR, "backend went away")),
@@ -331,7 +336,7 @@ where
                 wait,
             )
             .await;
-            (Ender::BackendGone, None, Some(INTERNAL_ERROR))
+            (Ender::BackendGone, None, told.then_some(INTERNAL_ERROR))
         }
     }
 }
@@ -360,7 +365,7 @@ where
         }
         Stop::Violation(v) => {
             tracing::debug!(rule = v.label(), "backend broke a frame rule");
-            fail(
+            let told = fail(
                 up,
                 down,
                 Some((INTERNAL_ERROR, "backend protocol error")),
@@ -368,11 +373,15 @@ where
                 wait,
             )
             .await;
-            (Ender::BackendViolation, Some(v), Some(INTERNAL_ERROR))
+            (
+                Ender::BackendViolation,
+                Some(v),
+                told.then_some(INTERNAL_ERROR),
+            )
         }
         Stop::RateLimited => {
             let to_client = Some((INTERNAL_ERROR, "backend rate limit"));
-            fail(
+            let told = fail(
                 up,
                 down,
                 to_client,
@@ -380,10 +389,14 @@ where
                 wait,
             )
             .await;
-            (Ender::BackendRateLimited, None, Some(INTERNAL_ERROR))
+            (
+                Ender::BackendRateLimited,
+                None,
+                told.then_some(INTERNAL_ERROR),
+            )
         }
         Stop::SourceGone => {
-            fail(
+            let told = fail(
                 up,
                 down,
                 Some((INTERNAL_ERROR, "backend went away")),
@@ -391,7 +404,7 @@ where
                 wait,
             )
             .await;
-            (Ender::BackendGone, None, Some(INTERNAL_ERROR))
+            (Ender::BackendGone, None, told.then_some(INTERNAL_ERROR))
         }
         Stop::DestinationGone => {
             fail(up, down, None, Some((GOING_AWAY, "client went away")), wait).await;
@@ -402,14 +415,18 @@ where
 
 /// Fails the connection (RFC 6455 §7.1.7): delivers what was accepted,
 /// sends each live peer its close frame, closes our sending side and waits a
-/// bounded time for each peer to close theirs.
+/// bounded time for each peer to close theirs. A peer in the middle of a
+/// streamed frame cannot be sent a close frame: its connection is closed at
+/// once and no reply is awaited. Returns whether a close frame was meant for
+/// the client and it was not mid-frame.
 async fn fail<CR, CW, BR, BW>(
     up: &mut Pump<CR, BW>,
     down: &mut Pump<BR, CW>,
     to_client: Option<(u16, &str)>,
     to_backend: Option<(u16, &str)>,
     wait: Duration,
-) where
+) -> bool
+where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     BR: AsyncRead + Unpin,
@@ -417,22 +434,27 @@ async fn fail<CR, CW, BR, BW>(
 {
     // Writes first (each bounded), then wait for both peers at once.
     let mut drain_client = false;
+    let mut client_told = to_client.is_some();
     if let Some((code, reason)) = to_client {
         let sent = async {
-            down.flush().await?;
-            down.send_close(code, reason, false).await?;
-            down.dst.shutdown().await
+            let sent = down.send_close(code, reason).await?;
+            down.dst.shutdown().await?;
+            Ok::<_, std::io::Error>(sent)
         };
-        drain_client = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
+        match timeout(wait, sent).await {
+            Ok(Ok(true)) => drain_client = true,
+            Ok(Ok(false)) => client_told = false,
+            _ => {}
+        }
     }
     let mut drain_backend = false;
     if let Some((code, reason)) = to_backend {
         let sent = async {
-            up.flush().await?;
-            up.send_close(code, reason, true).await?;
-            up.dst.shutdown().await
+            let sent = up.send_close(code, reason).await?;
+            up.dst.shutdown().await?;
+            Ok::<_, std::io::Error>(sent)
         };
-        drain_backend = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
+        drain_backend = matches!(timeout(wait, sent).await, Ok(Ok(true)));
     }
     let _ = timeout(wait, async {
         tokio::join!(
@@ -449,4 +471,5 @@ async fn fail<CR, CW, BR, BW>(
         )
     })
     .await;
+    client_told
 }

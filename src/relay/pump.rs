@@ -76,9 +76,11 @@ pub(super) struct Pump<R, W> {
     end: usize,
     /// Wire bytes of the frame being decoded (for the byte quota).
     frame_bytes: u64,
-    /// The destination has received whole frames only, so a close frame may
-    /// be written to it.
-    aligned: bool,
+    /// Part of a frame larger than the buffer was released to the
+    /// destination and the rest was not: no frame of the proxy's own may be
+    /// written until the frame ends. Kept apart from the indices, which
+    /// compaction moves.
+    mid_frame: bool,
     closed: Option<Option<u16>>,
     /// Stop at a close frame without forwarding it: used when the proxy
     /// itself closed the other peer and answers in its own words.
@@ -126,7 +128,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             parsed: 0,
             end: early.len(),
             frame_bytes: 0,
-            aligned: true,
+            mid_frame: false,
             closed: None,
             swallow_close: false,
             backend_ping,
@@ -193,6 +195,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 // One frame is larger than the buffer: stream what the decoder
                 // accepted so far. Its rules have been checked up to here.
                 self.mark = self.parsed;
+                self.mid_frame = true;
                 continue;
             }
             if self.end == 0 && self.buf.len() > MIN_BUF {
@@ -312,6 +315,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         self.frames += 1;
         self.frame_end = self.parsed;
         self.mark = self.parsed;
+        // A streamed frame ends here: releasing its rest completes it.
+        self.mid_frame = false;
     }
 
     /// Drops everything after the last accepted frame.
@@ -342,7 +347,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             self.head += n;
             self.bytes += n as u64;
         }
-        self.aligned = self.head == self.frame_end;
         self.dst.flush().await
     }
 
@@ -377,23 +381,29 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     /// Whether the destination is between frames with nothing pending, so
     /// the proxy may write a frame of its own.
     pub fn idle_output(&self) -> bool {
-        self.aligned && self.head == self.mark
+        !self.mid_frame && self.head == self.mark
     }
 
-    /// Writes a frame of the proxy's own (close or ping) when the
-    /// destination is between frames; masked towards the backend (we are its
-    /// client, RFC 6455 §5.3).
+    /// Writes a frame of the proxy's own; the caller checks
+    /// [`Pump::idle_output`] first.
     pub async fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        if !self.aligned {
-            return Ok(());
-        }
         self.dst.write_all(frame).await?;
         self.dst.flush().await
     }
 
-    pub async fn send_close(&mut self, code: u16, reason: &str, masked: bool) -> io::Result<()> {
-        let frame = ControlFrame::close(code, reason, masked.then(random_mask));
-        self.send_frame(frame.as_bytes()).await
+    /// Delivers what was accepted, then the proxy's close frame, masked
+    /// towards the backend (we are its client, RFC 6455 §5.3). `Ok(false)`:
+    /// the destination is mid-frame, where no frame can go, and nothing
+    /// more was written.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<bool> {
+        self.flush().await?;
+        if self.mid_frame {
+            return Ok(false);
+        }
+        let mask = (self.dir == Dir::Up).then(random_mask);
+        self.send_frame(ControlFrame::close(code, reason, mask).as_bytes())
+            .await?;
+        Ok(true)
     }
 
     /// Reads and discards until the source ends, so the peer's close reply

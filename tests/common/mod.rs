@@ -85,9 +85,17 @@ pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     } else {
         String::new()
     };
-    let src = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}handshake_timeout = \"2s\"\nclose_timeout = \"1s\"\nbackend_connect_timeout = \"1s\"\n{server}{body}"
-    );
+    // A key set in `server` replaces the test default of the same name.
+    let defaults: String = [
+        ("handshake_timeout", "2s"),
+        ("close_timeout", "1s"),
+        ("backend_connect_timeout", "1s"),
+    ]
+    .into_iter()
+    .filter(|(key, _)| !server.contains(key))
+    .map(|(key, value)| format!("{key} = \"{value}\"\n"))
+    .collect();
+    let src = format!("[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}{defaults}{server}{body}");
     let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
     let proxy = Proxy::new(config).expect("proxy starts");
     let state = Arc::new(State::default());
