@@ -1,18 +1,19 @@
-//! The only async frame code: two directions over real sockets, each a
-//! [`pump::Pump`] that reads into one bounded buffer, runs every byte through
-//! the sans-I/O decoder and the direction's rate quota, and forwards the
-//! original bytes of whole frames with one write per burst. A slow reader
+//! The only async frame code: two directions over real sockets, each a pump
+//! that reads into one bounded buffer ([`buffer::FrameBuf`]), runs every
+//! byte through the sans-I/O decoder and the direction's rate quota, and
+//! forwards the original bytes of whole frames with one write per burst. A slow reader
 //! stops its writer (back-pressure). This module runs both pumps, the
 //! liveness timers (idle timeout, proxy pings) and the close handshake, and
 //! ends every failure with the close codes of `DESIGN.md`.
 
+pub mod buffer;
 mod pump;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -21,7 +22,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
 use crate::frame::coding::close_code::{GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION};
-use crate::frame::{ControlFrame, Decoder, Violation};
+use crate::frame::{Decoder, Violation};
 use crate::frame::{FramePolicy, Role};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, Stop, PING_TOKEN};
@@ -191,28 +192,26 @@ where
             }
             () = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
-                let last = up.last_frame.max(down.last_frame);
+                let last = up.last_frame().max(down.last_frame());
                 if now >= last + settings.idle_timeout {
                     let idle = Some((GOING_AWAY, "idle timeout"));
                     let told = fail(&mut up, &mut down, idle, idle, wait).await;
                     break (Ender::Idle, None, told.then_some(GOING_AWAY));
                 }
-                match (ping_sent, up.proxy_ping) {
-                    (Some(sent), Some(_)) if now >= sent + settings.pong_timeout => {
+                match (ping_sent, up.awaiting_pong()) {
+                    (Some(sent), true) if now >= sent + settings.pong_timeout => {
                         let gone = Some((GOING_AWAY, "no pong"));
                         let told = fail(&mut up, &mut down, gone, gone, wait).await;
                         break (Ender::NoPong, None, told.then_some(GOING_AWAY));
                     }
-                    (_, None) => ping_sent = None,
+                    (_, false) => ping_sent = None,
                     _ => {}
                 }
                 if let Some(interval) = settings.ping_interval {
-                    if ping_sent.is_none() && now >= up.last_frame + interval && down.idle_output() {
+                    if ping_sent.is_none() && now >= up.last_frame() + interval {
                         let token = ping_token();
-                        // Unmasked: we are the server towards the client.
-                        let frame = ControlFrame::ping(&token, None);
-                        if timeout(wait, down.send_frame(frame.as_bytes())).await.is_ok_and(|r| r.is_ok()) {
-                            up.proxy_ping = Some(token);
+                        if matches!(timeout(wait, down.send_ping(&token)).await, Ok(Ok(true))) {
+                            up.expect_pong(token);
                             ping_sent = Some(now);
                         }
                     }
@@ -220,6 +219,7 @@ where
             }
         }
     };
+    let (up, down) = (up.counts(), down.counts());
     Summary {
         ended_by,
         client_code,
@@ -241,12 +241,12 @@ fn next_timer<A, B, C, D>(
     down: &Pump<C, D>,
     ping_sent: Option<Instant>,
 ) -> Instant {
-    let last = up.last_frame.max(down.last_frame);
+    let last = up.last_frame().max(down.last_frame());
     let mut at = last + s.idle_timeout;
     if let Some(sent) = ping_sent {
         at = at.min(sent + s.pong_timeout);
     } else if let Some(interval) = s.ping_interval {
-        at = at.min(up.last_frame + interval);
+        at = at.min(up.last_frame() + interval);
     }
     at
 }
@@ -284,12 +284,12 @@ where
             // answer (and any frames before it), then close the client's TCP
             // connection first: the proxy is the server there (RFC 6455 §7.1.1).
             let reply = timeout(wait, down.run()).await;
-            let _ = timeout(wait, down.dst.shutdown()).await;
+            let _ = timeout(wait, down.shutdown()).await;
             let backend_code = match reply {
                 Ok(Stop::Closed(c)) => c,
                 _ => code,
             };
-            let _ = timeout(wait, up.dst.shutdown()).await;
+            let _ = timeout(wait, up.shutdown()).await;
             let _ = timeout(wait, down.drain()).await;
             (Ender::Client, None, backend_code)
         }
@@ -303,9 +303,9 @@ where
                 Ok(Ok(true))
             );
             if told {
-                down.swallow_close = true;
+                down.swallow_close();
                 let _ = timeout(wait, down.run()).await;
-                let _ = timeout(wait, up.dst.shutdown()).await;
+                let _ = timeout(wait, up.shutdown()).await;
             }
             let to_backend = (!told).then_some((GOING_AWAY, ""));
             let client_told = fail(up, down, Some((code, v.reason())), to_backend, wait).await;
@@ -358,8 +358,8 @@ where
             // The backend's close went to the client; relay the client's
             // answer to the backend, then close both.
             let _ = timeout(wait, up.run()).await;
-            let _ = timeout(wait, down.dst.shutdown()).await;
-            let _ = timeout(wait, up.dst.shutdown()).await;
+            let _ = timeout(wait, down.shutdown()).await;
+            let _ = timeout(wait, up.shutdown()).await;
             let _ = timeout(wait, down.drain()).await;
             (Ender::Backend, None, code)
         }
@@ -438,7 +438,7 @@ where
     if let Some((code, reason)) = to_client {
         let sent = async {
             let sent = down.send_close(code, reason).await?;
-            down.dst.shutdown().await?;
+            down.shutdown().await?;
             Ok::<_, std::io::Error>(sent)
         };
         match timeout(wait, sent).await {
@@ -451,7 +451,7 @@ where
     if let Some((code, reason)) = to_backend {
         let sent = async {
             let sent = up.send_close(code, reason).await?;
-            up.dst.shutdown().await?;
+            up.shutdown().await?;
             Ok::<_, std::io::Error>(sent)
         };
         drain_backend = matches!(timeout(wait, sent).await, Ok(Ok(true)));
