@@ -152,16 +152,7 @@ fn kind() -> impl Strategy<Value = (Kind, usize)> {
 
 /// One unmasked FIN frame whose payload bytes say which frame they belong to.
 fn wire_frame(opcode: OpCode, len: usize, tag: u8, out: &mut Vec<u8>) {
-    FrameHeader {
-        fin: true,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask: None,
-        payload_len: len as u64,
-    }
-    .encode(out);
+    FrameHeader::fin(opcode, None, len as u64).encode(out);
     out.extend((0..len).map(|i| tag.wrapping_add(i as u8)));
 }
 

@@ -53,16 +53,7 @@ impl ControlFrame {
     /// A frame whose payload is `parts` one after the other, cut to 125 bytes.
     fn new(opcode: OpCode, parts: [&[u8]; 2], mask: Option<[u8; 4]>) -> Self {
         let payload_len = (parts[0].len() + parts[1].len()).min(MAX_CONTROL_PAYLOAD as usize);
-        let header = FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len: payload_len as u64,
-        };
-        let (head, head_len) = header.to_bytes();
+        let (head, head_len) = FrameHeader::fin(opcode, mask, payload_len as u64).to_bytes();
         let mut frame = Self {
             bytes: [0; MAX_CONTROL_FRAME],
             len: head_len,

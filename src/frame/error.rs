@@ -77,53 +77,50 @@ impl Violation {
 
     /// Short reason for the close frame (at most 40 bytes).
     pub fn reason(&self) -> &'static str {
-        match self {
-            Self::UnmaskedClientFrame => "unmasked client frame",
-            Self::MaskedServerFrame => "masked server frame",
-            Self::ZeroMaskKey => "all-zero mask key",
-            Self::RepeatedMaskKey { .. } => "repeated mask key",
-            Self::ReservedBits { .. } => "reserved bits set",
-            Self::ReservedOpcode { .. } => "reserved opcode",
-            Self::FragmentedControlFrame => "fragmented control frame",
-            Self::ControlFrameTooLong { .. } => "control frame over 125 bytes",
-            Self::CloseLengthOne => "close payload of 1 byte",
-            Self::UnexpectedContinuation => "continuation without a message",
-            Self::ExpectedContinuation => "new message inside a fragmented one",
-            Self::LengthMsbSet => "64-bit length with top bit set",
-            Self::NonMinimalLength { .. } => "length not in its shortest form",
-            Self::FrameTooLarge { .. } => "frame too large",
-            Self::MessageTooLarge { .. } => "message too large",
-            Self::TooManyFragments { .. } => "too many fragments",
-            Self::InvalidUtf8Text => "invalid UTF-8 in text message",
-            Self::TruncatedUtf8Text => "text message ends mid code point",
-            Self::InvalidCloseCode { .. } => "invalid close code",
-            Self::InvalidUtf8CloseReason => "invalid UTF-8 in close reason",
-        }
+        self.names().1
     }
 
     /// Bounded metric/log label.
     pub fn label(&self) -> &'static str {
+        self.names().0
+    }
+
+    /// (label, reason) of each rule, side by side.
+    fn names(&self) -> (&'static str, &'static str) {
         match self {
-            Self::UnmaskedClientFrame => "unmasked_frame",
-            Self::MaskedServerFrame => "masked_frame",
-            Self::ZeroMaskKey => "zero_mask_key",
-            Self::RepeatedMaskKey { .. } => "repeated_mask_key",
-            Self::ReservedBits { .. } => "reserved_bits",
-            Self::ReservedOpcode { .. } => "reserved_opcode",
-            Self::FragmentedControlFrame => "fragmented_control_frame",
-            Self::ControlFrameTooLong { .. } => "control_frame_too_long",
-            Self::CloseLengthOne => "close_length_one",
-            Self::UnexpectedContinuation => "unexpected_continuation",
-            Self::ExpectedContinuation => "expected_continuation",
-            Self::LengthMsbSet => "length_msb_set",
-            Self::NonMinimalLength { .. } => "non_minimal_length",
-            Self::FrameTooLarge { .. } => "frame_too_large",
-            Self::MessageTooLarge { .. } => "message_too_large",
-            Self::TooManyFragments { .. } => "too_many_fragments",
-            Self::InvalidUtf8Text => "invalid_utf8_text",
-            Self::TruncatedUtf8Text => "truncated_utf8_text",
-            Self::InvalidCloseCode { .. } => "invalid_close_code",
-            Self::InvalidUtf8CloseReason => "invalid_utf8_close_reason",
+            Self::UnmaskedClientFrame => ("unmasked_frame", "unmasked client frame"),
+            Self::MaskedServerFrame => ("masked_frame", "masked server frame"),
+            Self::ZeroMaskKey => ("zero_mask_key", "all-zero mask key"),
+            Self::RepeatedMaskKey { .. } => ("repeated_mask_key", "repeated mask key"),
+            Self::ReservedBits { .. } => ("reserved_bits", "reserved bits set"),
+            Self::ReservedOpcode { .. } => ("reserved_opcode", "reserved opcode"),
+            Self::FragmentedControlFrame => {
+                ("fragmented_control_frame", "fragmented control frame")
+            }
+            Self::ControlFrameTooLong { .. } => {
+                ("control_frame_too_long", "control frame over 125 bytes")
+            }
+            Self::CloseLengthOne => ("close_length_one", "close payload of 1 byte"),
+            Self::UnexpectedContinuation => {
+                ("unexpected_continuation", "continuation without a message")
+            }
+            Self::ExpectedContinuation => (
+                "expected_continuation",
+                "new message inside a fragmented one",
+            ),
+            Self::LengthMsbSet => ("length_msb_set", "64-bit length with top bit set"),
+            Self::NonMinimalLength { .. } => {
+                ("non_minimal_length", "length not in its shortest form")
+            }
+            Self::FrameTooLarge { .. } => ("frame_too_large", "frame too large"),
+            Self::MessageTooLarge { .. } => ("message_too_large", "message too large"),
+            Self::TooManyFragments { .. } => ("too_many_fragments", "too many fragments"),
+            Self::InvalidUtf8Text => ("invalid_utf8_text", "invalid UTF-8 in text message"),
+            Self::TruncatedUtf8Text => ("truncated_utf8_text", "text message ends mid code point"),
+            Self::InvalidCloseCode { .. } => ("invalid_close_code", "invalid close code"),
+            Self::InvalidUtf8CloseReason => {
+                ("invalid_utf8_close_reason", "invalid UTF-8 in close reason")
+            }
         }
     }
 }

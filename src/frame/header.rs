@@ -23,6 +23,19 @@ pub struct FrameHeader {
 // === impl FrameHeader ===
 
 impl FrameHeader {
+    /// A FIN header without reserved bits, as every frame wsguard builds has.
+    pub fn fin(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> Self {
+        Self {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len,
+        }
+    }
+
     /// Parses a header from the start of `input`.
     ///
     /// Returns `Ok(None)` while the header is incomplete (nothing is consumed), or the
@@ -135,18 +148,6 @@ impl FrameHeader {
 mod tests {
     use super::*;
 
-    fn header(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> FrameHeader {
-        FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len,
-        }
-    }
-
     #[test]
     fn round_trip_all_length_forms() {
         let lens = [0, 1, 125, 126, 127, 0xFFFF, 0x1_0000, u64::MAX >> 1];
@@ -154,7 +155,7 @@ mod tests {
         for (len, size) in lens.into_iter().zip(expected_sizes) {
             for mask in [None, Some([1, 2, 3, 4])] {
                 for opcode in [OpCode::Text, OpCode::Ping, OpCode::Reserved(5)] {
-                    let mut h = header(opcode, mask, len);
+                    let mut h = FrameHeader::fin(opcode, mask, len);
                     h.fin = len % 2 == 0;
                     h.rsv2 = true;
                     let mut out = Vec::new();

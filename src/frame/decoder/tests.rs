@@ -73,12 +73,7 @@ impl Wire {
     ) -> &mut Self {
         let h = FrameHeader {
             fin,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
+            ..FrameHeader::fin(opcode, mask, payload.len() as u64)
         };
         let mut hdr = Vec::new();
         h.encode(&mut hdr);
