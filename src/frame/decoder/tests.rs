@@ -133,6 +133,19 @@ fn assert_refused(role: Role, policy: FramePolicy, bytes: &[u8], code: u16, labe
     assert!(v.reason().len() <= 40);
 }
 
+/// Frames built by `build` (client frames: masked) must be refused with this
+/// close code and label.
+fn client_refused(build: impl FnOnce(&mut Wire) -> &mut Wire, code: u16, label: &str) {
+    let bytes = build(&mut Wire::client()).bytes.clone();
+    assert_refused(Role::Client, unlimited(), &bytes, code, label);
+}
+
+/// As [`client_refused`], for backend frames (unmasked).
+fn server_refused(build: impl FnOnce(&mut Wire) -> &mut Wire, code: u16, label: &str) {
+    let bytes = build(&mut Wire::server()).bytes.clone();
+    assert_refused(Role::Server, unlimited(), &bytes, code, label);
+}
+
 type Log = Vec<(usize, Event, Vec<u8>)>;
 
 /// Relays `bytes` arriving in the given chunk sizes, like the relay does: append,
@@ -301,15 +314,11 @@ fn utf8_fails_at_bad_continuation_split_across_frames() {
 
 #[test]
 fn utf8_incomplete_at_message_end() {
-    let bytes = Wire::client()
-        .frame(false, OpCode::Text, b"ok")
-        .frame(true, OpCode::Continue, b"\xe2\x82")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &bytes,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Text, b"ok")
+                .frame(true, OpCode::Continue, b"\xe2\x82")
+        },
         1007,
         "truncated_utf8_text",
     );
@@ -408,14 +417,8 @@ fn reserved_bits_and_opcodes() {
 
 #[test]
 fn control_frame_shape() {
-    let long = Wire::client()
-        .frame(true, OpCode::Ping, &[0; 126])
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &long,
+    client_refused(
+        |w| w.frame(true, OpCode::Ping, &[0; 126]),
         1002,
         "control_frame_too_long",
     );
@@ -427,14 +430,8 @@ fn control_frame_shape() {
         1002,
         "fragmented_control_frame",
     );
-    let frag_close = Wire::server()
-        .frame(false, OpCode::Close, b"")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Server,
-        unlimited(),
-        &frag_close,
+    server_refused(
+        |w| w.frame(false, OpCode::Close, b""),
         1002,
         "fragmented_control_frame",
     );
@@ -442,40 +439,26 @@ fn control_frame_shape() {
 
 #[test]
 fn fragment_sequence() {
-    let cont = Wire::client()
-        .frame(true, OpCode::Continue, b"x")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &cont,
+    client_refused(
+        |w| w.frame(true, OpCode::Continue, b"x"),
         1002,
         "unexpected_continuation",
     );
-    let nested = Wire::client()
-        .frame(false, OpCode::Text, b"a")
-        .frame(true, OpCode::Ping, b"")
-        .frame(true, OpCode::Binary, b"b")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &nested,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Text, b"a")
+                .frame(true, OpCode::Ping, b"")
+                .frame(true, OpCode::Binary, b"b")
+        },
         1002,
         "expected_continuation",
     );
-    let after_end = Wire::client()
-        .frame(false, OpCode::Binary, b"a")
-        .frame(true, OpCode::Continue, b"b")
-        .frame(true, OpCode::Continue, b"c")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &after_end,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Binary, b"a")
+                .frame(true, OpCode::Continue, b"b")
+                .frame(true, OpCode::Continue, b"c")
+        },
         1002,
         "unexpected_continuation",
     );
@@ -584,11 +567,11 @@ fn fragment_count_cap() {
 
 #[test]
 fn close_payload_rules() {
-    let one = Wire::client()
-        .frame(true, OpCode::Close, b"\x03")
-        .bytes
-        .clone();
-    assert_refused(Role::Client, unlimited(), &one, 1002, "close_length_one");
+    client_refused(
+        |w| w.frame(true, OpCode::Close, b"\x03"),
+        1002,
+        "close_length_one",
+    );
     for code in [999u16, 1005, 1006, 1015, 2000, 5000] {
         let bytes = Wire::client()
             .frame(true, OpCode::Close, &code.to_be_bytes())
@@ -602,14 +585,8 @@ fn close_payload_rules() {
             "invalid_close_code",
         );
     }
-    let bad = Wire::server()
-        .frame(true, OpCode::Close, b"\x03\xe8\xc3\x28")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Server,
-        unlimited(),
-        &bad,
+    server_refused(
+        |w| w.frame(true, OpCode::Close, b"\x03\xe8\xc3\x28"),
         1007,
         "invalid_utf8_close_reason",
     );
