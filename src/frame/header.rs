@@ -1,6 +1,6 @@
 //! The 2–14 byte frame header of RFC 6455 §5.2
 //! (<https://www.rfc-editor.org/rfc/rfc6455#section-5.2>): parse without consuming on
-//! short input, encode with the minimal length form.
+//! short input, refuse a malformed length field, encode with the minimal length form.
 
 use super::coding::OpCode;
 use super::error::Violation;
