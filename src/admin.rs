@@ -1,6 +1,7 @@
 //! The admin listener (`[admin] listen`): `GET /metrics` in the Prometheus
 //! text format and `GET /healthz` (200 while accepting, 503 while draining).
-//! Plain HTTP/1.1; bind it to loopback or a private interface.
+//! Plain HTTP/1.1; bind it to loopback or a private interface. Knows the metrics and the
+//! drain signal, nothing of the proxy.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,14 +15,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::server::State;
+use crate::metrics::Metrics;
 
 /// A scraper that has not sent its request head by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Arc<State>) {
+/// Serves until the task is dropped. `draining` turns true when shutdown begins.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, draining: watch::Receiver<bool>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -31,11 +33,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
-        let state = state.clone();
+        let (metrics, draining) = (metrics.clone(), draining.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
+                let answer = answer(&metrics, *draining.borrow(), &req);
+                async move { Ok::<_, Infallible>(answer) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -46,14 +48,14 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-fn answer(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(metrics: &Metrics, draining: bool, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.encode(),
+            metrics.encode(),
         ),
-        (&Method::GET, "/healthz") if state.draining() => (
+        (&Method::GET, "/healthz") if draining => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "draining\n".to_owned(),

@@ -1,8 +1,10 @@
-//! Trusted proxies (CIDR list) and the client IP they vouch for in `X-Forwarded-For`:
-//! the right-most address not added by a trusted proxy. Pure; no headers are trusted
-//! unless the TCP peer itself is a trusted proxy.
+//! Trusted proxies (a list of networks) and the client IP they vouch for in
+//! `X-Forwarded-For`: the right-most address not added by a trusted proxy. Pure; no headers
+//! are trusted unless the TCP peer itself is a trusted proxy.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
 
 /// Most `X-Forwarded-For` entries looked at, right to left: 64. Real chains are a few hops;
 /// the cap bounds the work a client can cause with a long header.
@@ -16,51 +18,30 @@ pub const MAX_XFF_ENTRY_LEN: usize = 64;
 /// or from a socket, are treated as IPv4. Lookup is a linear scan: lists are a handful long.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
-    v4: Vec<(u32, u32)>,   // (network, mask)
-    v6: Vec<(u128, u128)>, // (network, mask)
+    /// In config order; IPv4-mapped networks already turned into IPv4 ones.
+    networks: Vec<IpNet>,
 }
 
 // === impl TrustedProxies ===
 
 impl TrustedProxies {
-    /// Parses CIDRs (`10.0.0.0/8`, `::1/128`) and bare addresses (`127.0.0.1` = `/32`).
-    /// Errors list each bad entry's index with a message that says the fix.
-    pub fn parse(list: &[String]) -> Result<TrustedProxies, Vec<(usize, String)>> {
-        let mut set = TrustedProxies::default();
-        let mut errors = Vec::new();
-        for (i, entry) in list.iter().enumerate() {
-            match parse_cidr(entry.trim()) {
-                Ok((IpAddr::V4(net), len)) => {
-                    set.v4.push((u32::from(net), mask_v4(len)));
-                }
-                Ok((IpAddr::V6(net), len)) => {
-                    set.v6.push((u128::from(net), mask_v6(len)));
-                }
-                Err(msg) => errors.push((i, msg)),
-            }
-        }
-        if errors.is_empty() {
-            Ok(set)
-        } else {
-            Err(errors)
-        }
+    /// The networks as parsed by [`parse_network`].
+    pub fn new(networks: Vec<IpNet>) -> TrustedProxies {
+        TrustedProxies { networks }
+    }
+
+    /// The networks in config order, for `wsguard check`.
+    pub fn networks(&self) -> &[IpNet] {
+        &self.networks
     }
 
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
+        self.networks.is_empty()
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                self.v4.iter().any(|&(net, mask)| a & mask == net)
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                self.v6.iter().any(|&(net, mask)| a & mask == net)
-            }
-        }
+        let ip = ip.to_canonical();
+        self.networks.iter().any(|net| net.contains(&ip))
     }
 
     /// The client IP, given the TCP peer and every `X-Forwarded-For` value in header order.
@@ -99,16 +80,12 @@ impl TrustedProxies {
     }
 }
 
-fn mask_v4(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
-}
-
-fn mask_v6(len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
-}
-
-/// `addr` or `addr/len`, host bits zero, canonical (IPv4-mapped `/96+` becomes IPv4).
-fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+/// One `[limits] trusted_proxies` entry: a CIDR (`10.0.0.0/8`, `::1/128`) or a bare address
+/// (`127.0.0.1` = `/32`, `::1` = `/128`); surrounding spaces are ignored. Host bits must be
+/// zero, and an IPv4-mapped network (`::ffff:10.0.0.0/104`) becomes the IPv4 one. The error
+/// repeats the entry and says the fix.
+pub fn parse_network(entry: &str) -> Result<IpNet, String> {
+    let s = entry.trim();
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
@@ -116,31 +93,44 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let ip: IpAddr = addr.parse().map_err(|_| {
         format!("{s:?} is not an IP address or CIDR; write e.g. \"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\"")
     })?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        None => max,
-        Some(l) => match l.parse::<u8>() {
-            Ok(n) if n <= max && (l == "0" || !l.starts_with('0')) => n,
-            _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
-        },
+    let net = match len {
+        None => IpNet::from(ip),
+        Some(l) => prefix_len(l)
+            .and_then(|n| IpNet::new(ip, n).ok())
+            .ok_or_else(|| {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                format!("{s:?}: prefix length must be 0-{max}")
+            })?,
     };
-    let (ip, len) = match ip {
-        IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
-            Some(v4) => (IpAddr::V4(v4), len - 96),
-            None => (ip, len),
-        },
-        _ => (ip, len),
-    };
-    let network = match ip {
-        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(len))),
-        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(len))),
-    };
-    if network != ip {
+    let net = unmap(net);
+    if net.trunc() != net {
         return Err(format!(
-            "{s:?} has host bits set; write \"{network}/{len}\""
+            "{s:?} has host bits set; write \"{}\"",
+            net.trunc()
         ));
     }
-    Ok((ip, len))
+    Ok(net)
+}
+
+/// Decimal digits without a leading zero ("08" could be read as octal), at most 3 of them.
+fn prefix_len(s: &str) -> Option<u8> {
+    let digits = !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `::ffff:a.b.c.d/96+n` is `a.b.c.d/n`: sockets report IPv4 peers of a dual-stack listener
+/// in that form, and [`TrustedProxies::contains`] compares them as IPv4.
+fn unmap(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
 }
 
 /// One `X-Forwarded-For` entry: `IPv4`, `IPv6`, `IPv4:port`, `[IPv6]` or `[IPv6]:port`.
@@ -172,12 +162,45 @@ fn port(s: &str) -> Option<u16> {
     s.parse().ok()
 }
 
+// === the client of a connection ===
+
+/// The client IP known when a connection is accepted: the address in a trusted proxy's PROXY
+/// header, else the TCP peer's, unless the peer is a trusted proxy that named no client in a
+/// PROXY header. Then it is `None`: each request's `X-Forwarded-For` names the client
+/// ([`forwarded_client`]), and the trusted proxy's own address is never limited as a client.
+pub fn client_at_accept(
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    proxy_header: Option<IpAddr>,
+) -> Option<IpAddr> {
+    match proxy_header {
+        Some(ip) => Some(ip),
+        None if trusted.contains(peer) => None,
+        None => Some(peer),
+    }
+}
+
+/// The client IP of a request from a trusted proxy that named none in a PROXY header:
+/// [`TrustedProxies::client_ip`] over every `X-Forwarded-For` line, in order.
+pub fn forwarded_client(
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    headers: &http::HeaderMap,
+) -> IpAddr {
+    let xff: Vec<&[u8]> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    trusted.client_ip(peer, &xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn trusted(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        TrustedProxies::new(list.iter().map(|s| parse_network(s).unwrap()).collect())
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -186,47 +209,64 @@ mod tests {
 
     #[test]
     fn parse_accepts_cidrs_and_bare_addresses() {
-        let t = trusted(&[
-            "10.0.0.0/8",
-            "::1/128",
-            "127.0.0.1",
-            " 192.168.0.0/16 ",
-            "fd00::/8",
-            "0.0.0.0/0",
-        ]);
-        assert_eq!((t.v4.len(), t.v6.len()), (4, 2));
-        assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
+        let cases = [
+            ("10.0.0.0/8", "10.0.0.0/8"),
+            ("::1/128", "::1/128"),
+            ("127.0.0.1", "127.0.0.1/32"),
+            ("::1", "::1/128"),
+            (" 192.168.0.0/16 ", "192.168.0.0/16"),
+            ("fd00::/8", "fd00::/8"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("::/0", "::/0"),
+            // IPv4-mapped entries become IPv4 networks.
+            ("::ffff:192.168.1.0/120", "192.168.1.0/24"),
+            ("::ffff:10.0.0.1", "10.0.0.1/32"),
+            ("::ffff:0:0/96", "0.0.0.0/0"),
+            // Below /96 the network is more than the mapped range: it stays IPv6.
+            ("::/95", "::/95"),
+        ];
+        for (entry, want) in cases {
+            let net = parse_network(entry).unwrap_or_else(|e| panic!("{entry}: {e}"));
+            assert_eq!(net.to_string(), want, "{entry}");
+            assert_eq!(parse_network(want), Ok(net), "{want} parses back");
+        }
+        assert!(TrustedProxies::default().is_empty());
         assert!(trusted(&["::/0"]).contains(ip("2001:db8::1")));
     }
 
     #[test]
-    fn parse_errors_name_the_index_and_the_fix() {
-        let list: Vec<String> = [
-            "10.0.0.0/8",
-            "10.0.0.1/8",
-            "nope",
-            "10.0.0.0/33",
-            "::1/129",
-            "1.2.3.4/",
-            "1.2.3.4/08",
-            "10.0.0.0/-1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let errors = TrustedProxies::parse(&list).unwrap_err();
-        let indexes: Vec<usize> = errors.iter().map(|(i, _)| *i).collect();
-        assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7]);
-        assert!(
-            errors[0].1.contains("write \"10.0.0.0/8\""),
-            "{}",
-            errors[0].1
-        );
-        assert!(errors[1]
-            .1
-            .contains("\"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\""));
-        assert!(errors[2].1.contains("0-32"));
-        assert!(errors[3].1.contains("0-128"));
+    fn parse_errors_say_the_fix() {
+        let cases = [
+            (
+                "10.0.0.1/8",
+                "\"10.0.0.1/8\" has host bits set; write \"10.0.0.0/8\"",
+            ),
+            (
+                "2001:db8::1/32",
+                "has host bits set; write \"2001:db8::/32\"",
+            ),
+            (
+                "::ffff:10.0.0.1/104",
+                "has host bits set; write \"10.0.0.0/8\"",
+            ),
+            ("nope", "\"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\""),
+            ("", "is not an IP address or CIDR"),
+            ("10.0.0.0/33", "prefix length must be 0-32"),
+            ("::1/129", "prefix length must be 0-128"),
+            ("1.2.3.4/", "prefix length must be 0-32"),
+            ("1.2.3.4/08", "prefix length must be 0-32"),
+            ("1.2.3.4/+8", "prefix length must be 0-32"),
+            ("1.2.3.4/0032", "prefix length must be 0-32"),
+            ("10.0.0.0/-1", "prefix length must be 0-32"),
+            ("10.0.0.0/8/8", "prefix length must be 0-32"),
+            ("010.0.0.0/8", "is not an IP address or CIDR"),
+            ("10.0.0/8", "is not an IP address or CIDR"),
+            ("fe80::1%eth0", "is not an IP address or CIDR"),
+        ];
+        for (entry, want) in cases {
+            let err = parse_network(entry).expect_err(entry);
+            assert!(err.contains(want), "{entry}: {err}");
+        }
     }
 
     #[test]
@@ -334,6 +374,36 @@ mod tests {
             t.client_ip(ip("10.0.0.1"), &with_client),
             ip("10.0.0.1"),
             "empty entries count"
+        );
+    }
+}
+
+#[cfg(test)]
+mod client_of_a_connection {
+    use super::*;
+
+    #[test]
+    fn known_at_accept_unless_a_trusted_proxy_leaves_it_to_the_request() {
+        let trusted = TrustedProxies::new(vec![parse_network("10.0.0.0/8").unwrap()]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases = [
+            ("203.0.113.1", None, Some("203.0.113.1")),
+            ("10.0.0.1", Some("198.51.100.7"), Some("198.51.100.7")),
+            ("10.0.0.1", None, None),
+        ];
+        for (peer, header, want) in cases {
+            assert_eq!(
+                client_at_accept(&trusted, ip(peer), header.map(ip)),
+                want.map(ip),
+                "{peer} {header:?}"
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-forwarded-for", "6.6.6.6, 198.51.100.7".parse().unwrap());
+        headers.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        assert_eq!(
+            forwarded_client(&trusted, ip("10.0.0.1"), &headers),
+            ip("198.51.100.7")
         );
     }
 }

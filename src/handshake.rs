@@ -11,7 +11,7 @@ use http::{Method, Version};
 use sha1::{Digest, Sha1};
 
 use crate::config::Config;
-use crate::origin::{AllowList, OriginRefusal};
+use crate::origin::OriginRefusal;
 use crate::refusal::Refusal;
 
 /// RFC 6455 §1.3: appended to the key before hashing.
@@ -35,7 +35,7 @@ pub struct Upgrade {
 }
 
 /// Checks an upgrade request in the documented order.
-pub fn check(req: &Parts, config: &Config, origins: &AllowList) -> Result<Upgrade, Refusal> {
+pub fn check(req: &Parts, config: &Config) -> Result<Upgrade, Refusal> {
     let h = &req.headers;
     let route = config
         .route_for(req.uri.path())
@@ -83,7 +83,7 @@ pub fn check(req: &Parts, config: &Config, origins: &AllowList) -> Result<Upgrad
         .take(2)
         .map(|v| v.as_bytes())
         .collect();
-    let origin_report = match origins.check(&values) {
+    let origin_report = match config.origin.allow.check(&values) {
         Ok(()) => None,
         Err(refusal) if config.origin.mode == crate::config::OriginMode::Report => Some(refusal),
         Err(refusal) => return Err(Refusal::Origin(refusal)),

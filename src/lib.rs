@@ -24,5 +24,6 @@ pub mod proxy_protocol;
 pub mod refusal;
 pub mod relay;
 pub mod server;
+pub mod state;
 pub mod tls;
 pub mod upstream;

@@ -13,7 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use wsguard::config::Config;
-use wsguard::server::{Proxy, ProxyHandle, Server, StartError, State};
+use wsguard::server::{Proxy, ProxyHandle, Server};
+use wsguard::state::State;
 
 /// sysexits.h EX_USAGE: the configuration (our usage) is wrong; nothing was
 /// bound or started.
@@ -81,38 +82,8 @@ fn main() -> ExitCode {
         }
     };
     let effective = config.to_effective_toml();
-    let lines = config.origin.allow_lines.clone();
-    let proxy_lines = config.limits.trusted_proxies_lines.clone();
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
-        Err(StartError::Origin(errors)) => {
-            // Same shape as the config loader's messages: file:line: key: fix.
-            for e in errors {
-                let line = lines
-                    .get(e.index)
-                    .map_or(String::new(), |l| format!("{l}:"));
-                eprintln!(
-                    "{}:{line} origin.allow[{}]: {:?}: {}",
-                    cli.config.display(),
-                    e.index,
-                    e.entry,
-                    e.message
-                );
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        Err(StartError::TrustedProxies(errors)) => {
-            for (index, message) in errors {
-                let line = proxy_lines
-                    .get(index)
-                    .map_or(String::new(), |l| format!("{l}:"));
-                eprintln!(
-                    "{}:{line} limits.trusted_proxies[{index}]: {message}",
-                    cli.config.display()
-                );
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
         Err(e) => {
             eprintln!("{}: {e}", cli.config.display());
             return ExitCode::from(EXIT_CONFIG);
@@ -176,7 +147,11 @@ async fn serve(proxy: Proxy, path: &Path, demo: bool) -> Result<(), Box<dyn std:
     if let Some(addr) = proxy.config().admin.listen {
         let listener = bind(addr).await?;
         tracing::info!(listen = %listener.local_addr()?, "admin listening (/metrics, /healthz)");
-        tokio::spawn(wsguard::admin::serve(listener, state.clone()));
+        tokio::spawn(wsguard::admin::serve(
+            listener,
+            state.metrics.clone(),
+            state.drain_signal(),
+        ));
     }
     let server = Server::bind(proxy, state).await?;
     tokio::spawn(reload_on_sighup(server.handle(), path.to_owned()));

@@ -3,9 +3,12 @@
 //! label, a configured route or backend, a known close code — so the number
 //! of series is bounded by the configuration, never by clients.
 
+use std::fmt;
+
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -58,7 +61,8 @@ pub struct Metrics {
     pub violations: Family<ViolationLabels, Counter>,
     pub backend_connect_failures: Family<BackendLabels, Counter>,
     pub rate_limited: Family<ReasonLabels, Counter>,
-    pub tls_handshake_failures: Counter,
+    pub connections_dropped: Family<ReasonLabels, Counter>,
+    pub tls_handshake_failures: Family<ReasonLabels, Counter>,
     pub handshake_seconds: Histogram,
     pub backend_connect_seconds: Histogram,
 }
@@ -71,14 +75,10 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 // === impl Metrics ===
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// `untracked_handshakes` reads, at each scrape, the count the per-IP handshake limiter
+    /// keeps of handshakes it let through untracked (its table was full).
+    pub fn new(untracked_handshakes: impl Fn() -> u64 + Send + Sync + 'static) -> Metrics {
         let mut registry = Registry::with_prefix("wsguard");
         let m = Metrics {
             connections_accepted: Counter::default(),
@@ -91,7 +91,8 @@ impl Metrics {
             violations: Family::default(),
             backend_connect_failures: Family::default(),
             rate_limited: Family::default(),
-            tls_handshake_failures: Counter::default(),
+            connections_dropped: Family::default(),
+            tls_handshake_failures: Family::default(),
             handshake_seconds: Histogram::new(latency_buckets()),
             backend_connect_seconds: Histogram::new(latency_buckets()),
             registry: Registry::default(),
@@ -147,10 +148,20 @@ impl Metrics {
             m.rate_limited.clone(),
         );
         registry.register(
+            "connections_dropped",
+            "Connections closed before any HTTP answer, by reason",
+            m.connections_dropped.clone(),
+        );
+        registry.register(
             "tls_handshake_failures",
-            "TLS handshakes that failed or timed out",
+            "TLS handshakes that failed or timed out, by reason",
             m.tls_handshake_failures.clone(),
         );
+        registry.register_collector(Box::new(ReadCounter {
+            name: "handshakes_untracked",
+            help: "Handshakes let through without a per-IP quota because its table was full",
+            read: Box::new(untracked_handshakes),
+        }));
         registry.register(
             "handshake_duration_seconds",
             "From TCP accept to the 101 sent to the client",
@@ -170,6 +181,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A counter kept elsewhere (by a module that does not know about metrics), read at each
+/// scrape.
+struct ReadCounter {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl fmt::Debug for ReadCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadCounter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for ReadCounter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let counter = ConstCounter::new((self.read)());
+        let metric =
+            encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
+        counter.encode(metric)
     }
 }
 
@@ -201,7 +237,7 @@ mod tests {
 
     #[test]
     fn exposition_has_every_family_and_bounded_codes() {
-        let m = Metrics::new();
+        let m = Metrics::new(|| 7);
         m.connections_accepted.inc();
         m.handshakes_refused
             .get_or_create(&RefusedLabels {
@@ -221,6 +257,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE wsguard_handshake_duration_seconds histogram"));
+        assert!(
+            text.contains("wsguard_handshakes_untracked_total 7\n"),
+            "{text}"
+        );
         assert_eq!(code_label(Some(4321)), "4xxx");
         assert_eq!(code_label(Some(1005)), "other");
     }

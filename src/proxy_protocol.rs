@@ -20,13 +20,17 @@ pub const V2_MAX_LEN: usize = 536;
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 const V1_PREFIX: &[u8] = b"PROXY ";
+/// Shortest header of either version: v1 "PROXY UNKNOWN\r\n" (v2's fixed part is 16).
+const MIN_LEN: usize = 15;
 const V2_FIXED_LEN: usize = 16;
 
 /// Result of [`parse`] on the bytes read so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parsed {
-    /// A valid prefix of a header below the cap: read more and call again with all bytes.
-    Incomplete,
+    /// A valid prefix of a header below the cap: read `need` more bytes (at least 1) and call
+    /// again with all bytes. `need` never reaches past the end of a valid header, so reading
+    /// exactly that many leaves the client's first TLS or HTTP bytes in the socket.
+    Incomplete { need: usize },
     /// A whole header: the first `consumed` bytes are the header; the stream goes on after
     /// them. `source` is the client's address; `None` for v1 `UNKNOWN`, v2 `LOCAL` (health
     /// checks), and v2 families without an IP (UNSPEC, UNIX): use the TCP peer then.
@@ -112,12 +116,18 @@ impl fmt::Display for ProxyHeaderError {
 
 impl std::error::Error for ProxyHeaderError {}
 
+/// Whether `buf` (a peer's first bytes) starts with a whole v1 or v2 signature: a PROXY
+/// header, even if it is not valid after that.
+pub fn starts_with_signature(buf: &[u8]) -> bool {
+    buf.starts_with(V1_PREFIX) || buf.starts_with(&V2_SIGNATURE)
+}
+
 /// Parses a PROXY header at the start of `buf` (all bytes read so far on the connection).
 /// Reads at most [`V1_MAX_LEN`] or [`V2_MAX_LEN`] bytes; `Incomplete` only below that cap.
 /// Errors as soon as the prefix read so far cannot start a valid header.
 pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     match buf.first() {
-        None => Ok(Parsed::Incomplete),
+        None => Ok(Parsed::Incomplete { need: MIN_LEN }),
         Some(b'P') => parse_v1(buf),
         Some(b'\r') => parse_v2(buf),
         Some(_) => Err(ProxyHeaderError::NotProxyHeader),
@@ -149,10 +159,13 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         }
         // The CRLF must still fit: with one byte of room left, that byte must be the LF.
         let room = V1_MAX_LEN - head.len();
-        return if room == 0 || (room == 1 && !head.ends_with(b"\r")) {
+        let crlf_left = if head.ends_with(b"\r") { 1 } else { 2 };
+        return if room < crlf_left {
             Err(V1TooLong)
         } else {
-            Ok(Parsed::Incomplete)
+            Ok(Parsed::Incomplete {
+                need: MIN_LEN.saturating_sub(head.len()).max(crlf_left),
+            })
         };
     };
     let line = head[..lf].strip_suffix(b"\r").ok_or(V1BadLineEnd)?;
@@ -206,8 +219,12 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     if !starts_like(buf, &V2_SIGNATURE) {
         return Err(NotProxyHeader);
     }
+    // Up to its length field, the rest of the fixed part is certainly header.
+    let fixed_part = Parsed::Incomplete {
+        need: V2_FIXED_LEN.saturating_sub(buf.len()),
+    };
     let local = match buf.get(12) {
-        None => return Ok(Parsed::Incomplete),
+        None => return Ok(fixed_part),
         Some(&ver_cmd) => {
             let (version, command) = (ver_cmd >> 4, ver_cmd & 0x0f);
             if version != 2 {
@@ -220,7 +237,7 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         }
     };
     let Some(&family) = buf.get(13) else {
-        return Ok(Parsed::Incomplete);
+        return Ok(fixed_part);
     };
     // LOCAL: the spec says to discard the whole block, family included.
     if !local {
@@ -231,7 +248,7 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         }
     }
     let [Some(&hi), Some(&lo)] = [buf.get(14), buf.get(15)] else {
-        return Ok(Parsed::Incomplete);
+        return Ok(fixed_part);
     };
     let total = V2_FIXED_LEN + usize::from(u16::from_be_bytes([hi, lo]));
     if total > V2_MAX_LEN {
@@ -241,7 +258,9 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         });
     }
     let Some(block) = buf.get(V2_FIXED_LEN..total) else {
-        return Ok(Parsed::Incomplete);
+        return Ok(Parsed::Incomplete {
+            need: total - buf.len(),
+        });
     };
     if local {
         return Ok(Parsed::Done {
@@ -399,13 +418,30 @@ mod tests {
     fn valid_headers_one_byte_at_a_time() {
         for (header, want) in valid_cases() {
             for n in 0..header.len() {
-                assert_eq!(
-                    parse(&header[..n]),
-                    Ok(Parsed::Incomplete),
-                    "{header:?}[..{n}]"
-                );
+                match parse(&header[..n]) {
+                    Ok(Parsed::Incomplete { need }) => assert!(
+                        need >= 1 && n + need <= header.len(),
+                        "{header:?}[..{n}] needs {need}"
+                    ),
+                    other => panic!("{header:?}[..{n}]: {other:?}"),
+                }
             }
             assert_eq!(parse(&header), want);
+        }
+    }
+
+    /// Reading exactly what the parser asks for ends at the header's last byte.
+    #[test]
+    fn reading_what_is_needed_ends_at_the_header_end() {
+        for (header, want) in valid_cases() {
+            let mut more = header.clone();
+            more.extend_from_slice(b"\x16\x03\x01 the client's first bytes");
+            let mut n = 0;
+            while let Ok(Parsed::Incomplete { need }) = parse(&more[..n]) {
+                n += need;
+            }
+            assert_eq!(n, header.len(), "{header:?}");
+            assert_eq!(parse(&more[..n]), want);
         }
     }
 
@@ -535,7 +571,9 @@ mod tests {
             let mut failed = false;
             for n in 0..=input.len() {
                 match parse(&input[..n]) {
-                    Ok(Parsed::Incomplete) => assert!(!failed, "{input:?}[..{n}] recovered"),
+                    Ok(Parsed::Incomplete { .. }) => {
+                        assert!(!failed, "{input:?}[..{n}] recovered")
+                    }
                     Err(e) => {
                         failed = true;
                         assert_eq!(e, want, "{input:?}[..{n}]");
@@ -544,6 +582,21 @@ mod tests {
                 }
             }
             assert!(failed);
+        }
+    }
+
+    #[test]
+    fn signatures_are_told_from_tls_and_http() {
+        assert!(starts_with_signature(b"PROXY TCP4"));
+        assert!(starts_with_signature(&v2(0x21, 0x11, &v4_block(), &[])));
+        for other in [
+            &b"PROXY"[..],
+            b"PUT / HTTP/1.1",
+            b"\x16\x03\x01",
+            b"\r\n\r\n\0\r\nQUI",
+            b"",
+        ] {
+            assert!(!starts_with_signature(other), "{other:?}");
         }
     }
 
@@ -573,9 +626,9 @@ mod tests {
         // A 107-byte line, CRLF included, is the longest v1 header.
         let mut line = b"PROXY UNKNOWN ".to_vec();
         line.resize(V1_MAX_LEN - 2, b'a');
-        assert_eq!(parse(&line), Ok(Parsed::Incomplete));
+        assert_eq!(parse(&line), Ok(Parsed::Incomplete { need: 2 }));
         line.push(b'\r');
-        assert_eq!(parse(&line), Ok(Parsed::Incomplete));
+        assert_eq!(parse(&line), Ok(Parsed::Incomplete { need: 1 }));
         line.push(b'\n');
         assert_eq!(parse(&line), done(V1_MAX_LEN, None));
         // One more byte before the CRLF can no longer fit: refused at byte 106.

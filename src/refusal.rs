@@ -37,8 +37,12 @@ pub enum Refusal {
     BadKey,
     /// `Host` missing or repeated.
     BadHost,
-    /// The request head is over `server.max_request_head`.
+    /// The request head is over `server.max_request_head`, or over hyper's read buffer
+    /// (hyper answers that one itself; a URI over 64 KiB gets its 414).
     HeadTooLarge,
+    /// Not an HTTP/1.1 request head (bad request line, header syntax, continuation lines):
+    /// hyper answers it itself.
+    MalformedRequest,
     /// The `Origin` check failed (cross-site WebSocket hijacking defence).
     Origin(OriginRefusal),
     /// The client IP is over `connections_per_ip` or `handshakes_per_ip`.
@@ -74,7 +78,8 @@ impl Refusal {
             | Refusal::NoConnectionUpgrade
             | Refusal::BodyOnUpgrade
             | Refusal::BadKey
-            | Refusal::BadHost => StatusCode::BAD_REQUEST,
+            | Refusal::BadHost
+            | Refusal::MalformedRequest => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Origin(_) => StatusCode::FORBIDDEN,
             Refusal::ClientIp(IpRefusal::TooManyTrackedIps) | Refusal::Overloaded => {
@@ -123,6 +128,7 @@ impl Refusal {
             Refusal::BadKey => "bad_key",
             Refusal::BadHost => "bad_host",
             Refusal::HeadTooLarge => "head_too_large",
+            Refusal::MalformedRequest => "malformed_request",
             Refusal::Origin(o) => o.label(),
             Refusal::ClientIp(r) => r.label(),
             Refusal::Overloaded => "max_connections",
@@ -145,6 +151,7 @@ impl Refusal {
             Refusal::BadKey => "Sec-WebSocket-Key must be one base64 value of 16 bytes",
             Refusal::BadHost => "exactly one Host header is required",
             Refusal::HeadTooLarge => "request head too large",
+            Refusal::MalformedRequest => "malformed request",
             Refusal::Origin(o) => o.reason(),
             Refusal::ClientIp(IpRefusal::TooManyConnections) => {
                 "too many connections from this client"
@@ -171,6 +178,8 @@ mod tests {
         assert_eq!(Refusal::NotWebSocket.status(), 426);
         assert_eq!(Refusal::UnsupportedVersion.status(), 426);
         assert_eq!(Refusal::BadKey.status(), 400);
+        assert_eq!(Refusal::MalformedRequest.status(), 400);
+        assert_eq!(Refusal::HeadTooLarge.status(), 431);
         assert_eq!(Refusal::NoRoute.status(), 404);
         assert_eq!(Refusal::Origin(OriginRefusal::NotAllowed).status(), 403);
         assert_eq!(Refusal::BackendUnavailable.status(), 502);

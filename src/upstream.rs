@@ -73,7 +73,19 @@ impl RoundRobin {
     }
 }
 
-/// Connects to a backend of `route` and performs the upgrade handshake.
+/// Why a route's backends did not take a connection: the refusal for the client, and for
+/// its one log line the backend that failed last, how, and how many were tried.
+#[derive(Debug)]
+pub struct Failure {
+    pub refusal: Refusal,
+    pub backend: String,
+    /// The connect error; `None` when the refusal's message says it all.
+    pub error: Option<String>,
+    pub tried: usize,
+}
+
+/// Connects to a backend of `route` and performs the upgrade handshake. Logs only a backend
+/// that failed before another one answered: a refusal is logged once, by the caller.
 pub async fn connect(
     route: &Route,
     rr: &RoundRobin,
@@ -82,9 +94,11 @@ pub async fn connect(
     client: &ClientInfo,
     connect_timeout: Duration,
     metrics: &Metrics,
-) -> Result<Upstream, Refusal> {
+) -> Result<Upstream, Failure> {
     let n = route.backends.len();
     let first = rr.start(n);
+    // (backend, error) of each failed attempt: at most one per backend of the route.
+    let mut failed: Vec<(String, String)> = Vec::new();
     for i in 0..n {
         let backend = &route.backends[(first + i) % n];
         let name = backend.to_string();
@@ -97,45 +111,62 @@ pub async fn connect(
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::warn!(backend = %name, error = %e, "backend connect failed");
                 count_failure(metrics, &name);
+                failed.push((name, e.to_string()));
                 continue;
             }
             Err(_) => {
-                tracing::warn!(backend = %name, timeout = ?connect_timeout, "backend connect timed out");
                 count_failure(metrics, &name);
+                let ms = connect_timeout.as_millis();
+                failed.push((name, format!("no answer within {ms} ms")));
                 continue;
             }
         };
         metrics
             .backend_connect_seconds
             .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(backend = %name, elapsed = ?started.elapsed(), "backend connected");
+        tracing::debug!(
+            backend = %name,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "backend connected"
+        );
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let remaining = connect_timeout.saturating_sub(started.elapsed());
-        return match timeout(remaining.max(Duration::from_millis(1)), async {
+        let answered = timeout(remaining.max(Duration::from_millis(1)), async {
             handshake(stream, req, upgrade, client).await
         })
         .await
-        {
-            Ok(Ok((stream, early, protocol))) => Ok(Upstream {
-                stream,
-                early,
-                protocol,
+        .unwrap_or(Err(Refusal::BackendBadHandshake(
+            "backend handshake timed out",
+        )));
+        return match answered {
+            Ok((stream, early, protocol)) => {
+                for (down, error) in &failed {
+                    tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
+                }
+                Ok(Upstream {
+                    stream,
+                    early,
+                    protocol,
+                    backend: name,
+                })
+            }
+            Err(refusal) => Err(Failure {
+                refusal,
                 backend: name,
+                error: None,
+                tried: i + 1,
             }),
-            Ok(Err(refusal)) => {
-                tracing::warn!(backend = %name, reason = refusal.message(), "backend handshake failed");
-                Err(refusal)
-            }
-            Err(_) => {
-                tracing::warn!(backend = %name, "backend handshake timed out");
-                Err(Refusal::BackendBadHandshake("backend handshake timed out"))
-            }
         };
     }
-    Err(Refusal::BackendUnavailable)
+    let (backend, error) = failed.pop().unwrap_or_default();
+    Err(Failure {
+        refusal: Refusal::BackendUnavailable,
+        backend,
+        error: Some(error),
+        tried: n,
+    })
 }
 
 fn count_failure(metrics: &Metrics, backend: &str) {

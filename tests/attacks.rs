@@ -35,10 +35,7 @@ async fn guarded() -> (Guard, Backend) {
 
 /// A normal client still gets a full round trip through `/chat`.
 async fn still_serves(addr: std::net::SocketAddr) {
-    let (mut ws, _) = ws_client(addr, false, "/chat", Some(ORIGIN), None)
-        .await
-        .expect("a normal client still upgrades");
-    round_trip(&mut ws, "still here").await;
+    chat_round_trip(addr, false, "still here").await;
 }
 
 /// Reads `count` whole server frames (header, payload), or fewer at EOF.

@@ -224,16 +224,7 @@ async fn every_refusal_has_its_status_and_never_reaches_the_backend() {
     }
     assert_eq!(backend.seen.connections(), 0, "the backend was contacted");
     // And the proxy still serves a good client afterwards.
-    let (mut ws, _) = ws_client(
-        guard.addr,
-        true,
-        "/chat",
-        Some("https://chat.example.com"),
-        None,
-    )
-    .await
-    .expect("still serving");
-    round_trip(&mut ws, "after the refusals").await;
+    chat_round_trip(guard.addr, true, "after the refusals").await;
 }
 
 #[tokio::test]
@@ -257,6 +248,7 @@ async fn backend_down_is_502() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
+    let logs = Logs::capture();
     let guard = start_guard(false, &chat_route(port)).await;
     let answer = raw_request(
         guard.addr,
@@ -265,6 +257,15 @@ async fn backend_down_is_502() {
     )
     .await;
     assert_eq!(status_of(&answer), 502, "{answer}");
+    // One refusal, one line: the failed attempt is part of it.
+    let lines: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.contains("backend")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["rule"], "backend_unavailable", "{lines:#?}");
+    assert_eq!(lines[0]["backend"], port.to_string(), "{lines:#?}");
 }
 
 #[tokio::test]
@@ -273,6 +274,7 @@ async fn second_backend_is_tried_when_the_first_is_down() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
+    let logs = Logs::capture();
     let backend = start_backend(Answer::Echo { protocol: None }).await;
     let body = format!(
         "[origin]\nallow = [\"https://chat.example.com\"]\n[[route]]\npath = \"/chat\"\nbackends = [\"{dead}\", \"{}\"]\n",
@@ -292,6 +294,14 @@ async fn second_backend_is_tried_when_the_first_is_down() {
         round_trip(&mut ws, "still up").await;
     }
     assert_eq!(backend.seen.connections(), 2);
+    // Round robin tried the dead one first once: one warning, naming it.
+    let down: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert_eq!(down.len(), 1, "{down:#?}");
+    assert_eq!(down[0]["backend"], dead.to_string(), "{down:#?}");
 }
 
 #[tokio::test]
@@ -417,16 +427,7 @@ async fn garbage_instead_of_tls_costs_nothing() {
     let guard = start_guard(true, &chat_route(backend.addr)).await;
     let answer = raw_request(guard.addr, false, b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(!answer.contains("HTTP/1.1 2"), "{answer}");
-    let (mut ws, _) = ws_client(
-        guard.addr,
-        true,
-        "/chat",
-        Some("https://chat.example.com"),
-        None,
-    )
-    .await
-    .expect("still serving");
-    round_trip(&mut ws, "after garbage").await;
+    chat_round_trip(guard.addr, true, "after garbage").await;
 }
 
 #[tokio::test]

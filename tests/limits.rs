@@ -8,10 +8,29 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn with(backend: std::net::SocketAddr, extra: &str) -> String {
     chat_route(backend) + extra
+}
+
+/// Two upgraded clients, to hold open.
+async fn two_clients(addr: std::net::SocketAddr) -> [Ws; 2] {
+    let origin = Some("https://chat.example.com");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (ws, _) = ws_client(addr, false, "/chat", origin, None).await.unwrap();
+        held.push(ws);
+    }
+    held.try_into().ok().expect("two clients")
+}
+
+/// Two upgraded clients, held, and the raw answer to a third upgrade from the same IP.
+async fn third_after_two(addr: std::net::SocketAddr) -> ([Ws; 2], String) {
+    let held = two_clients(addr).await;
+    let third = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    (held, raw_request(addr, false, &third).await)
 }
 
 async fn settle(backend: &Backend, frames: usize) -> Vec<Vec<u8>> {
@@ -77,12 +96,10 @@ async fn a_ping_flood_hits_the_control_quota() {
 }
 
 #[tokio::test]
-async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
+async fn the_handshake_quota_and_the_global_cap_answer_429_and_503() {
     let backend = tungstenite_echo().await;
-    let origin = Some("https://chat.example.com");
     // (limits, status of the third upgrade, header it must carry)
     let cases = [
-        ("connections_per_ip = 2", 429, None),
         (
             "handshakes_per_ip = 60\nhandshake_burst = 2",
             429,
@@ -92,18 +109,7 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
     ];
     for (limits, status, header) in cases {
         let guard = start_guard(false, &with(backend.addr, &format!("[limits]\n{limits}\n"))).await;
-        let _a = ws_client(guard.addr, false, "/chat", origin, None)
-            .await
-            .unwrap();
-        let _b = ws_client(guard.addr, false, "/chat", origin, None)
-            .await
-            .unwrap();
-        let answer = raw_request(
-            guard.addr,
-            false,
-            &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
-        )
-        .await;
+        let (_held, answer) = third_after_two(guard.addr).await;
         assert_eq!(status_of(&answer), status, "{limits}: {answer}");
         if let Some(header) = header {
             assert!(
@@ -113,7 +119,128 @@ async fn per_ip_connections_handshakes_and_the_global_cap_answer_429_and_503() {
         }
     }
     // Two backend connections per guard: the refused ones never got there.
-    assert_eq!(backend.seen.connections(), 6);
+    assert_eq!(backend.seen.connections(), 4);
+}
+
+#[tokio::test]
+async fn over_connections_per_ip_a_connection_is_closed_at_accept_without_an_answer() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let guard = start_guard(
+        false,
+        &with(backend.addr, "[limits]\nconnections_per_ip = 2\n"),
+    )
+    .await;
+    let (_held, answer) = third_after_two(guard.addr).await;
+    assert_eq!(answer, "", "closed before any HTTP answer");
+    assert_eq!(backend.seen.connections(), 2);
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
+    assert_eq!(logs.count("connection dropped", "ip_connections"), 1);
+}
+
+/// One IP holding TLS handshakes it never finishes is cut at
+/// `connections_per_ip` before TLS, while another IP is still served.
+#[tokio::test]
+async fn unfinished_tls_handshakes_from_one_ip_are_cut_at_its_limit() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let guard = start_guard_with(
+        true,
+        "handshake_timeout = \"30s\"\n",
+        &with(backend.addr, "[limits]\nconnections_per_ip = 3\n"),
+    )
+    .await;
+    let mut reads = futures_util::stream::FuturesUnordered::new();
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
+        // One byte of a TLS ClientHello, then nothing more.
+        s.write_all(&[0x16]).await.unwrap();
+        reads.push(async move {
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf).await;
+            (s, n)
+        });
+    }
+    // Seven are closed at once; three stay until the 30 s handshake timeout.
+    for _ in 0..7 {
+        let (_, n) = within("cut at accept", reads.next()).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    assert!(
+        wait_until(|| guard.metric("wsguard_connections_accepted_total") == 10.0).await,
+        "{}",
+        guard.metrics()
+    );
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 7.0, "{}", guard.metrics());
+    assert_eq!(guard.metric("wsguard_connections_active"), 3.0);
+    assert_eq!(logs.count("connection dropped", "ip_connections"), 7);
+
+    let other = "127.0.0.2".parse().unwrap();
+    let io = connect_from(other, guard.addr, true).await;
+    let request = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    let _served = upgrade_over(io, &request).await;
+    assert_eq!(reads.len(), 3, "the held three are still open");
+}
+
+#[tokio::test]
+async fn tls_handshakes_that_never_upgrade_use_up_the_handshake_quota() {
+    let backend = tungstenite_echo().await;
+    let limits = "[limits]\nhandshakes_per_ip = 60\nhandshake_burst = 2\n";
+    let guard = start_guard(true, &with(backend.addr, limits)).await;
+    for _ in 0..2 {
+        // A finished TLS handshake, then the client leaves without a request.
+        let io = connect(guard.addr, true).await;
+        drop(io);
+    }
+    let answer = raw_request(
+        guard.addr,
+        true,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+    assert_eq!(backend.seen.connections(), 0);
+}
+
+/// A reload keeps what each client IP holds: its connections and its
+/// handshake bucket; the new quotas apply to them.
+#[tokio::test]
+async fn a_reload_keeps_per_ip_counts_and_applies_the_new_quotas() {
+    let backend = tungstenite_echo().await;
+    let third = upgrade_request("/chat", "Origin: https://chat.example.com\r\n");
+    let connections = with(backend.addr, "[limits]\nconnections_per_ip = 2\n");
+    let guard = start_guard(false, &connections).await;
+    let _held = two_clients(guard.addr).await;
+    guard.reload("", &connections);
+    assert_eq!(raw_request(guard.addr, false, &third).await, "");
+    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
+    assert_eq!(guard.metric(dropped), 1.0);
+
+    let handshakes = |burst: u32| {
+        with(
+            backend.addr,
+            &format!("[limits]\nhandshakes_per_ip = 60\nhandshake_burst = {burst}\n"),
+        )
+    };
+    let guard = start_guard(false, &handshakes(2)).await;
+    for _ in 0..2 {
+        chat_round_trip(guard.addr, false, "uses a handshake").await;
+    }
+    guard.reload("", &handshakes(2));
+    let answer = raw_request(guard.addr, false, &third).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(answer.contains("too many handshakes"), "{answer}");
+    // A larger burst applies to the bucket as it is: exactly one more fits.
+    guard.reload("", &handshakes(3));
+    chat_round_trip(guard.addr, false, "after the reload").await;
+    let answer = raw_request(guard.addr, false, &third).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
 }
 
 #[tokio::test]
@@ -133,13 +260,54 @@ async fn proxy_protocol_is_believed_from_trusted_peers_only() {
         "{request}"
     );
 
-    // From an untrusted peer the same header is not a request: 400, no backend.
+    // From an untrusted peer the same header is refused before TLS or HTTP:
+    // closed without an answer, no backend.
+    let logs = Logs::capture();
     let cfg = "[limits]\ntrusted_proxies = [\"10.9.9.9\"]\nproxy_protocol = true\n";
     let untrusted = start_backend(Answer::Echo { protocol: None }).await;
     let guard = start_guard(false, &with(untrusted.addr, cfg)).await;
     let answer = raw_request(guard.addr, false, &req).await;
-    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert_eq!(answer, "");
     assert_eq!(untrusted.seen.connections(), 0);
+    let dropped = "wsguard_connections_dropped_total{reason=\"proxy_header_untrusted\"}";
+    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
+    assert_eq!(
+        logs.count("connection dropped", "proxy_header_untrusted"),
+        1
+    );
+    // A client that sends no PROXY header is served as usual.
+    let _io = upgrade_raw(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", "Origin: https://chat.example.com\r\n"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_and_late_proxy_headers_are_dropped_counted_and_logged_once() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let invalid: [&[u8]; 3] = [
+        b"PROXY TCP9 203.0.113.7 10.0.0.1 5555 443\r\n",
+        b"GET /chat HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xff\xff",
+    ];
+    for bytes in invalid {
+        assert_eq!(raw_request(guard.addr, false, bytes).await, "");
+    }
+    // Half a header, then silence: cut at the handshake timeout (2 s).
+    let mut io = connect(guard.addr, false).await;
+    io.write_all(b"PROXY TCP4 203.0.113.7").await.unwrap();
+    expect_eof(&mut io).await;
+    let reason = |r: &str| format!("wsguard_connections_dropped_total{{reason=\"{r}\"}}");
+    assert_eq!(guard.metric(&reason("proxy_header_invalid")), 3.0);
+    assert_eq!(guard.metric(&reason("proxy_header_timeout")), 1.0);
+    assert_eq!(logs.count("connection dropped", "proxy_header_invalid"), 3);
+    assert_eq!(logs.count("connection dropped", "proxy_header_timeout"), 1);
+    assert_eq!(backend.seen.connections(), 0);
 }
 
 #[tokio::test]
@@ -179,7 +347,9 @@ async fn forwarded_for_counts_only_from_a_trusted_peer() {
 #[tokio::test]
 async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
     let backend = tungstenite_echo().await;
-    let guard = start_guard(true, &chat_route(backend.addr)).await;
+    // Per-IP limits off: this is about a thousand held handshakes.
+    let off = "[limits]\nconnections_per_ip = \"off\"\nhandshakes_per_ip = \"off\"\n";
+    let guard = start_guard(true, &with(backend.addr, off)).await;
     let mut slow = Vec::new();
     for _ in 0..1000 {
         let mut s = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
@@ -212,6 +382,8 @@ async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     }
     assert!(started.elapsed() >= Duration::from_millis(1500));
+    let timeouts = "wsguard_tls_handshake_failures_total{reason=\"timeout\"}";
+    assert_eq!(guard.metric(timeouts), 1000.0, "{}", guard.metrics());
 }
 
 #[tokio::test]

@@ -11,10 +11,14 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-async fn start_admin(state: Arc<wsguard::server::State>) -> std::net::SocketAddr {
+async fn start_admin(state: Arc<wsguard::state::State>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(wsguard::admin::serve(listener, state));
+    tokio::spawn(wsguard::admin::serve(
+        listener,
+        state.metrics.clone(),
+        state.drain_signal(),
+    ));
     addr
 }
 
@@ -25,13 +29,6 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await
-}
-
-/// The value of one sample line, e.g. `wsguard_frames_total{direction="up"}`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test]
@@ -101,7 +98,7 @@ async fn metrics_count_a_scripted_session_exactly() {
         // 3+3 payload bytes + 2 close bytes, each with a 6-byte header.
         ("wsguard_bytes_total{direction=\"up\"}", 26.0),
         ("wsguard_handshake_duration_seconds_count", 2.0),
-        ("wsguard_tls_handshake_failures_total", 0.0),
+        ("wsguard_handshakes_untracked_total", 0.0),
     ];
     for (series, value) in expect {
         assert_eq!(sample(&text, series), Some(value), "{series}\n{text}");
@@ -135,6 +132,134 @@ async fn drain_sends_1001_both_ways_and_healthz_turns_503() {
     assert!(get(admin, "/healthz").await.starts_with("HTTP/1.1 503"));
     drop(clients);
     guard.stopped().await;
+}
+
+/// Each TLS failure is counted under its reason, and each refusal among
+/// them logged once; a client that leaves is counted, not logged at info.
+#[tokio::test]
+async fn tls_failures_are_counted_by_reason() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let guard = start_guard(true, &chat_route(backend.addr)).await;
+    let reason = |r: &str| format!("wsguard_tls_handshake_failures_total{{reason=\"{r}\"}}");
+
+    // Not TLS at all.
+    let answer = raw_request(guard.addr, false, b"GET / HTTP/1.1\r\n\r\n").await;
+    assert!(!answer.contains("HTTP/1.1"), "{answer}");
+    // A client that offers only h2: no protocol in common.
+    let mut h2_only = tls_connector().config().as_ref().clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    assert!(tls_with(guard.addr, h2_only).await.is_err());
+    // A client that does not trust our certificate says so with an alert.
+    let no_roots = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    assert!(tls_with(guard.addr, no_roots).await.is_err());
+    // One byte of a ClientHello, then silence until the handshake timeout.
+    let mut slow = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
+    slow.write_all(&[0x16]).await.unwrap();
+    let mut slow: Box<dyn Io> = Box::new(slow);
+    expect_eof(&mut slow).await;
+    // Connects and leaves.
+    drop(tokio::net::TcpStream::connect(guard.addr).await.unwrap());
+
+    assert!(
+        wait_until(|| guard.metric(&reason("peer_closed")) == 1.0).await,
+        "{}",
+        guard.metrics()
+    );
+    for rule in ["not_tls", "incompatible", "certificate_rejected", "timeout"] {
+        assert_eq!(
+            guard.metric(&reason(rule)),
+            1.0,
+            "{rule}\n{}",
+            guard.metrics()
+        );
+        assert_eq!(logs.count("TLS handshake failed", rule), 1, "{rule}");
+    }
+    assert_eq!(logs.count("TLS handshake failed", "peer_closed"), 0);
+    chat_round_trip(guard.addr, true, "after the failures").await;
+}
+
+/// A TLS handshake to wsguard with the client settings `config`.
+async fn tls_with(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    within("tls handshake", connector.connect(name, tcp)).await
+}
+
+#[tokio::test]
+async fn the_hard_cap_drop_is_counted_and_logged_once() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(
+        false,
+        &(chat_route(backend.addr) + "[limits]\nmax_connections = 1\n"),
+    )
+    .await;
+    // Twice max_connections held open (idle: no request yet).
+    let _held = [
+        connect(guard.addr, false).await,
+        connect(guard.addr, false).await,
+    ];
+    assert!(wait_until(|| guard.metric("wsguard_connections_active") == 2.0).await);
+    let answer = raw_request(guard.addr, false, &upgrade_request("/chat", "")).await;
+    assert_eq!(answer, "");
+    let dropped = "wsguard_connections_dropped_total{reason=\"hard_cap\"}";
+    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
+    assert_eq!(logs.count("connection dropped", "hard_cap"), 1);
+}
+
+/// hyper answers some requests itself (a head over its buffer, a malformed
+/// request) and cuts a slow head: each is wsguard's refusal all the same.
+#[tokio::test]
+async fn refusals_hyper_answers_are_counted_and_logged_once() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(false, &chat_route(backend.addr)).await;
+    let oversized = upgrade_request("/chat", &format!("X-Big: {}\r\n", "a".repeat(20 * 1024)));
+    for _ in 0..60 {
+        let answer = raw_request(guard.addr, false, &oversized).await;
+        assert_eq!(status_of(&answer), 431, "{answer}");
+    }
+    let folded = upgrade_request("/chat", "X-Folded: a\r\n b\r\n");
+    assert_eq!(
+        status_of(&raw_request(guard.addr, false, &folded).await),
+        400
+    );
+    let mut slow = connect(guard.addr, false).await;
+    slow.write_all(b"GET /chat HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    expect_eof(&mut slow).await;
+
+    let refused =
+        |r: &str| format!("wsguard_handshakes_refused_total{{reason=\"{r}\",route=\"none\"}}");
+    assert_eq!(
+        guard.metric(&refused("head_too_large")),
+        60.0,
+        "{}",
+        guard.metrics()
+    );
+    assert_eq!(guard.metric(&refused("malformed_request")), 1.0);
+    let timeout = "wsguard_connections_dropped_total{reason=\"header_timeout\"}";
+    assert!(
+        wait_until(|| guard.metric(timeout) == 1.0).await,
+        "{}",
+        guard.metrics()
+    );
+    assert_eq!(logs.count("handshake refused", "head_too_large"), 60);
+    assert_eq!(logs.count("handshake refused", "malformed_request"), 1);
+    assert_eq!(logs.count("connection dropped", "header_timeout"), 1);
+    assert_eq!(backend.seen.connections(), 0);
 }
 
 fn process_config(backend: std::net::SocketAddr, origin: &str) -> String {

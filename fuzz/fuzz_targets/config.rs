@@ -1,6 +1,6 @@
 //! Config parsing from arbitrary text. Besides "no panic" (and no hang on deep
 //! TOML): a config that parses prints effective settings that parse again to
-//! the same effective settings.
+//! the same settings, which print the same text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,5 +16,6 @@ fuzz_target!(|data: &[u8]| {
     let printed = config.to_effective_toml();
     let again = Config::from_str(&printed, "fuzz.toml")
         .unwrap_or_else(|e| panic!("effective settings do not parse: {e}\n{printed}"));
+    assert_eq!(again, config, "{printed}");
     assert_eq!(again.to_effective_toml(), printed);
 });

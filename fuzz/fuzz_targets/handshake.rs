@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use wsguard::config::Config;
 use wsguard::handshake;
-use wsguard::origin::AllowList;
 
 const CONFIG: &str = r#"
 [origin]
@@ -27,18 +26,13 @@ match = "prefix"
 backends = ["127.0.0.1:9001"]
 "#;
 
-fn setup() -> &'static (Config, AllowList) {
-    static SETUP: OnceLock<(Config, AllowList)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let config = Config::from_str(CONFIG, "fuzz.toml").expect("fuzz config is valid");
-        let allow = AllowList::new(&config.origin.allow, config.origin.allow_missing)
-            .expect("fuzz origins are valid");
-        (config, allow)
-    })
+fn setup() -> &'static Config {
+    static SETUP: OnceLock<Config> = OnceLock::new();
+    SETUP.get_or_init(|| Config::from_str(CONFIG, "fuzz.toml").expect("fuzz config is valid"))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (config, allow) = setup();
+    let config = setup();
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let Ok(httparse::Status::Complete(_)) = req.parse(data) else {
@@ -63,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (parts, ()) = request.into_parts();
-    let Ok(up) = handshake::check(&parts, config, allow) else {
+    let Ok(up) = handshake::check(&parts, config) else {
         return;
     };
 
@@ -83,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(up.accept, handshake::accept_key(key));
     assert_eq!(one("sec-websocket-version").trim_ascii(), b"13");
     assert!(!one("host").is_empty());
-    assert!(allow.check(&[one("origin")]).is_ok());
+    assert!(config.origin.allow.check(&[one("origin")]).is_ok());
     assert!(!h.contains_key("transfer-encoding"));
     assert!(h
         .get_all("content-length")

@@ -1,13 +1,13 @@
 //! Origin allow-list: entries and header values from fuzz bytes. Besides "no
-//! panic": building is all-or-nothing per entry, the verdict is the same for
-//! the same input, two values are always refused, values with bytes a
-//! serialized origin cannot hold are malformed, and adding entries never
-//! refuses a value that was allowed.
+//! panic": the verdict is the same for the same input, two values are always
+//! refused, values with bytes a serialized origin cannot hold are malformed,
+//! adding entries never refuses a value that was allowed, and the normalized
+//! entries build the same list again.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use wsguard::origin::{AllowList, OriginRefusal};
+use wsguard::origin::{AllowEntry, AllowList, OriginRefusal};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -17,13 +17,23 @@ struct Input {
     values: Vec<Vec<u8>>,
 }
 
+/// The list of `entries`, or `None` if any entry is refused.
+fn build<'a>(
+    entries: impl IntoIterator<Item = &'a String>,
+    allow_missing: bool,
+) -> Option<AllowList> {
+    let parsed: Result<Vec<AllowEntry>, _> = entries.into_iter().map(|e| e.parse()).collect();
+    parsed
+        .ok()
+        .map(|entries| AllowList::new(entries, allow_missing))
+}
+
 fuzz_target!(|input: Input| {
-    let Ok(list) = AllowList::new(&input.entries, input.allow_missing) else {
+    let Some(list) = build(&input.entries, input.allow_missing) else {
         return;
     };
     assert!(list.entries().count() <= input.entries.len());
-    let bigger: Vec<String> = input.entries.iter().chain(&input.more).cloned().collect();
-    let bigger = AllowList::new(&bigger, input.allow_missing).ok();
+    let bigger = build(input.entries.iter().chain(&input.more), input.allow_missing);
 
     assert_eq!(list.check(&[]).is_ok(), input.allow_missing);
     for v in &input.values {
@@ -45,6 +55,10 @@ fuzz_target!(|input: Input| {
             Err(OriginRefusal::Multiple)
         );
     }
+    // The normalized entries build the same list again (what `wsguard check`
+    // prints is what runs).
+    let shown: Vec<String> = list.entries().collect();
+    assert_eq!(build(&shown, input.allow_missing).as_ref(), Some(&list));
     // Every normalized entry, written back as a header value, is allowed by
     // its own list (wildcards excepted: `*` is not a host).
     for e in list.entries() {

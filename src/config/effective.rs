@@ -1,4 +1,5 @@
-// === Effective settings as TOML, every default filled in (for `wsguard check`) ===
+//! The effective settings as TOML, every default filled in (for `wsguard check`). What it
+//! prints parses back to the same settings.
 
 use std::fmt::Write;
 
@@ -116,8 +117,8 @@ pub(super) fn render(c: &Config) -> String {
     .ok();
 
     let org = &c.origin;
-    let _ = writeln!(o, "\n[origin]\nallow = {}", list(org.allow.iter().cloned()));
-    let _ = writeln!(o, "allow_missing = {}", org.allow_missing);
+    let _ = writeln!(o, "\n[origin]\nallow = {}", list(org.allow.entries()));
+    let _ = writeln!(o, "allow_missing = {}", org.allow.allows_missing());
     let _ = writeln!(o, "mode = {}", q(&org.mode.to_string()));
 
     o.push_str("\n[frames]\n");
@@ -145,7 +146,7 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(
         o,
         "trusted_proxies = {}",
-        list(l.trusted_proxies.iter().cloned())
+        list(l.trusted_proxies.networks().iter().map(|n| n.to_string()))
     );
     let _ = writeln!(o, "proxy_protocol = {}", l.proxy_protocol);
 

@@ -1,4 +1,5 @@
-// === ConfigErrors: every problem found, each with key path, line and fix ===
+//! [`ConfigErrors`]: every problem found, each with key path, line and fix; the byte offset →
+//! line map; "did you mean" suggestions.
 
 use std::fmt;
 use std::ops::Range;
@@ -15,7 +16,7 @@ pub struct ConfigProblem {
 }
 
 impl ConfigProblem {
-    /// A problem found outside this module (e.g. an origin allow-list entry), formatted the same way.
+    /// A problem with `key` (empty for syntax errors), at `line` when it has one.
     pub fn new(key: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),

@@ -1,10 +1,14 @@
 //! wsguard's policy file: TOML → raw serde structs (`deny_unknown_fields`) → validated [`Config`].
 //! Nothing is clamped or guessed; [`ConfigErrors`] lists every problem as `file:LINE: KEY: fix`.
 //! Units: sizes are bytes or binary units ("64 KiB"); durations need a unit ("10s", "500ms");
-//! limits that can be disabled also take "off".
+//! limits that can be disabled also take "off". Origins and trusted proxies are parsed during
+//! validation too, so [`Config`] carries the compiled allow-list and networks and nothing later
+//! can fail on them.
 
+mod check;
 mod effective;
 mod error;
+mod rates;
 mod raw;
 mod routes;
 #[cfg(test)]
@@ -18,7 +22,9 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::client_ip::TrustedProxies;
 use crate::limits::FrameRateConfig;
+use crate::origin::AllowList;
 
 pub use error::{ConfigErrors, ConfigProblem};
 pub use units::{format_duration, format_size};
@@ -96,7 +102,7 @@ pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 600;
 /// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (60).
 pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
 /// Default bound on client IPs with per-IP state (100,000).
-pub const DEFAULT_MAX_TRACKED_IPS: u32 = 100_000;
+pub use crate::limits::DEFAULT_MAX_TRACKED_IPS;
 /// Smallest `max_tracked_ips` (1,000): fewer lets a handful of addresses evict everyone's state.
 pub const MIN_MAX_TRACKED_IPS: u32 = 1_000;
 /// Largest `max_tracked_ips` (10,000,000): a bound on per-IP memory.
@@ -198,11 +204,8 @@ pub struct LimitsConfig {
     pub handshake_burst: Option<NonZeroU32>,
     /// Bound on client IPs with per-IP state.
     pub max_tracked_ips: u32,
-    /// CIDRs or addresses as written whose X-Forwarded-For / PROXY header is believed;
-    /// their syntax is checked at start-up by the module that uses them.
-    pub trusted_proxies: Vec<String>,
-    /// 1-based line of each `trusted_proxies` entry (same index).
-    pub trusted_proxies_lines: Vec<usize>,
+    /// Networks whose X-Forwarded-For / PROXY header is believed.
+    pub trusted_proxies: TrustedProxies,
     /// Expect a PROXY protocol v1/v2 header from trusted peers; validation guarantees
     /// `trusted_proxies` is not empty when this is true.
     pub proxy_protocol: bool,
@@ -211,11 +214,8 @@ pub struct LimitsConfig {
 /// `[origin]`: which browser origins may open a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginConfig {
-    /// Entries as written; their syntax is checked by the origin module.
-    pub allow: Vec<String>,
-    /// 1-based line of each `allow` entry (same index); see [`Config::origin_allow_line`].
-    pub allow_lines: Vec<usize>,
-    pub allow_missing: bool,
+    /// The parsed `allow` entries, and `allow_missing`.
+    pub allow: AllowList,
     pub mode: OriginMode,
 }
 
@@ -300,11 +300,6 @@ impl Config {
         matching()
             .find(|r| r.path_match == PathMatch::Exact)
             .or_else(|| matching().max_by_key(|r| r.path.len()))
-    }
-
-    /// The 1-based line of `[origin] allow` entry `index`.
-    pub fn origin_allow_line(&self, index: usize) -> Option<usize> {
-        self.origin.allow_lines.get(index).copied()
     }
 
     /// The effective settings, every default filled in, as TOML (for `wsguard check`).

@@ -1,7 +1,7 @@
-// === Raw serde structs (deny_unknown_fields) and the unknown-key pre-pass ===
-//
-// Every leaf is a `Spanned<Leaf>` that accepts any TOML value, so a wrong type is found by
-// validation (which reports every problem) rather than by serde (which stops at the first).
+//! Raw serde structs (`deny_unknown_fields`), their key lists, and the unknown-key pre-pass.
+//!
+//! Every leaf is a `Spanned<Leaf>` that accepts any TOML value, so a wrong type is found by
+//! validation (which reports every problem) rather than by serde (which stops at the first).
 
 use std::fmt;
 
@@ -82,182 +82,133 @@ impl<'de> Visitor<'de> for LeafVisitor {
 
 pub(super) type Field = Option<Spanned<Leaf>>;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    #[serde(default)]
-    pub server: RawServer,
-    #[serde(default)]
-    pub origin: RawOrigin,
-    #[serde(default)]
-    pub frames: RawFrames,
-    #[serde(default)]
-    pub backend_frames: RawBackendFrames,
-    #[serde(default)]
-    pub rate: RawRate,
-    #[serde(default)]
-    pub backend_rate: RawRate,
-    #[serde(default)]
-    pub limits: RawLimits,
-    #[serde(default)]
-    pub route: Vec<Spanned<RawRoute>>,
-    #[serde(default)]
-    pub admin: RawAdmin,
-    #[serde(default)]
-    pub demo: RawDemo,
+/// The keys of one section, as written in the file.
+pub(super) trait Section {
+    const KEYS: &'static [&'static str];
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawServer {
-    pub listen: Field,
-    pub tls_cert: Field,
-    pub tls_key: Field,
-    pub handshake_timeout: Field,
-    pub max_request_head: Field,
-    pub backend_connect_timeout: Field,
-    pub close_timeout: Field,
-    pub shutdown_timeout: Field,
-    pub idle_timeout: Field,
-    pub ping_interval: Field,
-    pub pong_timeout: Field,
+/// `[[route]]` is an array of tables, each with the keys of one route.
+impl<T: Section> Section for Vec<Spanned<T>> {
+    const KEYS: &'static [&'static str] = T::KEYS;
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawOrigin {
-    pub allow: Field,
-    pub allow_missing: Field,
-    pub mode: Field,
+/// Declares a section's raw struct and its [`Section::KEYS`] from one list of fields, so the
+/// keys the unknown-key pass knows are exactly the ones serde reads. `field as "key"` renames.
+macro_rules! raw_section {
+    ($(#[$doc:meta])* $name:ident { $($field:ident $(as $key:literal)?),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($(#[serde(rename = $key)])? pub $field: Field,)*
+        }
+
+        impl Section for $name {
+            const KEYS: &'static [&'static str] = &[$(raw_section!(@key $field $($key)?)),*];
+        }
+    };
+    (@key $field:ident $key:literal) => { $key };
+    (@key $field:ident) => { stringify!($field) };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawFrames {
-    pub max_frame_size: Field,
-    pub max_message_size: Field,
-    pub max_fragments: Field,
-    pub mask_key_policy: Field,
+/// Declares [`RawConfig`] and [`SCHEMA`] (section name → known keys) from one list.
+macro_rules! raw_config {
+    ($($section:ident: $ty:ty),* $(,)?) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawConfig {
+            $(#[serde(default)] pub $section: $ty,)*
+        }
+
+        /// Known keys per section.
+        pub(super) const SCHEMA: &[(&str, &[&str])] = &[$((stringify!($section), <$ty as Section>::KEYS)),*];
+    };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBackendFrames {
-    pub max_frame_size: Field,
-    pub max_message_size: Field,
-    pub max_fragments: Field,
+raw_config! {
+    server: RawServer,
+    origin: RawOrigin,
+    frames: RawFrames,
+    backend_frames: RawBackendFrames,
+    rate: RawRate,
+    backend_rate: RawRate,
+    limits: RawLimits,
+    route: Vec<Spanned<RawRoute>>,
+    admin: RawAdmin,
+    demo: RawDemo,
 }
 
-/// `[rate]` and `[backend_rate]` (same keys, different defaults).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRate {
-    pub messages_per_second: Field,
-    pub burst: Field,
-    pub bytes_per_second: Field,
-    pub burst_bytes: Field,
-    pub control_per_second: Field,
-    pub control_burst: Field,
-    pub on_limit: Field,
-}
+raw_section!(RawServer {
+    listen,
+    tls_cert,
+    tls_key,
+    handshake_timeout,
+    max_request_head,
+    backend_connect_timeout,
+    close_timeout,
+    shutdown_timeout,
+    idle_timeout,
+    ping_interval,
+    pong_timeout,
+});
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLimits {
-    pub max_connections: Field,
-    pub connections_per_ip: Field,
-    pub handshakes_per_ip: Field,
-    pub handshake_burst: Field,
-    pub max_tracked_ips: Field,
-    pub trusted_proxies: Field,
-    pub proxy_protocol: Field,
-}
+raw_section!(RawOrigin {
+    allow,
+    allow_missing,
+    mode
+});
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAdmin {
-    pub listen: Field,
-}
+raw_section!(RawFrames {
+    max_frame_size,
+    max_message_size,
+    max_fragments,
+    mask_key_policy,
+});
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRoute {
-    pub path: Field,
-    #[serde(rename = "match")]
-    pub path_match: Field,
-    pub backends: Field,
-    pub subprotocols: Field,
-}
+raw_section!(RawBackendFrames {
+    max_frame_size,
+    max_message_size,
+    max_fragments,
+});
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDemo {
-    pub backend_listen: Field,
-    pub page_listen: Field,
-}
+raw_section!(
+    /// `[rate]` and `[backend_rate]` (same keys, different defaults).
+    RawRate {
+        messages_per_second,
+        burst,
+        bytes_per_second,
+        burst_bytes,
+        control_per_second,
+        control_burst,
+        on_limit,
+    }
+);
+
+raw_section!(RawLimits {
+    max_connections,
+    connections_per_ip,
+    handshakes_per_ip,
+    handshake_burst,
+    max_tracked_ips,
+    trusted_proxies,
+    proxy_protocol,
+});
+
+raw_section!(RawAdmin { listen });
+
+raw_section!(RawRoute {
+    path,
+    path_match as "match",
+    backends,
+    subprotocols,
+});
+
+raw_section!(RawDemo {
+    backend_listen,
+    page_listen
+});
 
 // === schema pre-pass: all unknown keys at once, with suggestions ===
-
-const RATE_KEYS: &[&str] = &[
-    "messages_per_second",
-    "burst",
-    "bytes_per_second",
-    "burst_bytes",
-    "control_per_second",
-    "control_burst",
-    "on_limit",
-];
-
-/// Known keys per section; must match the raw structs above (the example.toml test checks it).
-const SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "server",
-        &[
-            "listen",
-            "tls_cert",
-            "tls_key",
-            "handshake_timeout",
-            "max_request_head",
-            "backend_connect_timeout",
-            "close_timeout",
-            "shutdown_timeout",
-            "idle_timeout",
-            "ping_interval",
-            "pong_timeout",
-        ],
-    ),
-    ("origin", &["allow", "allow_missing", "mode"]),
-    (
-        "frames",
-        &[
-            "max_frame_size",
-            "max_message_size",
-            "max_fragments",
-            "mask_key_policy",
-        ],
-    ),
-    (
-        "backend_frames",
-        &["max_frame_size", "max_message_size", "max_fragments"],
-    ),
-    ("rate", RATE_KEYS),
-    ("backend_rate", RATE_KEYS),
-    (
-        "limits",
-        &[
-            "max_connections",
-            "connections_per_ip",
-            "handshakes_per_ip",
-            "handshake_burst",
-            "max_tracked_ips",
-            "trusted_proxies",
-            "proxy_protocol",
-        ],
-    ),
-    ("route", &["path", "match", "backends", "subprotocols"]),
-    ("admin", &["listen"]),
-    ("demo", &["backend_listen", "page_listen"]),
-];
 
 /// Removes the unknown keys `check_keys` reported, so that validation can go
 /// on and report every other problem in the same run. Returns `false` when a

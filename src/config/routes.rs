@@ -1,12 +1,12 @@
-// === Route validation: paths, backends, subprotocols, duplicates ===
+//! `[[route]]` validation: paths, backends, subprotocols, duplicate routes.
 
 use std::ops::Range;
 
 use toml::Spanned;
 
+use super::check::Checker;
 use super::error::ConfigProblem;
 use super::raw::RawRoute;
-use super::validate::Checker;
 use super::{Backend, PathMatch, Route};
 
 impl Checker<'_> {
@@ -105,8 +105,14 @@ impl Checker<'_> {
             );
             return None;
         };
-        let items = self.list(&key, &r.backends, "an array like [\"127.0.0.1:9000\"]")?;
-        if items.is_empty() {
+        let backends = self.each(
+            &key,
+            &r.backends,
+            "an array like [\"127.0.0.1:9000\"]",
+            "a \"host:port\" string",
+            Backend::parse,
+        )?;
+        if backends.is_empty() {
             self.report(
                 &key,
                 Some(field.span()),
@@ -114,41 +120,27 @@ impl Checker<'_> {
             );
             return None;
         }
-        let mut out = Vec::new();
-        for (j, item) in items.iter().enumerate() {
-            let k = format!("{key}[{j}]");
-            if let Some(s) = self.string(&k, item, "a \"host:port\" string") {
-                match Backend::parse(s) {
-                    Ok(b) => out.push(b),
-                    Err(m) => self.report(&k, Some(item.span()), m),
-                }
-            }
-        }
-        (out.len() == items.len()).then_some(out)
+        Some(backends)
     }
 
     fn subprotocols(&mut self, i: usize, r: &RawRoute) -> Option<Vec<String>> {
-        let key = format!("route[{i}].subprotocols");
-        let items = self.list(&key, &r.subprotocols, "an array of subprotocol names")?;
-        let mut out: Vec<String> = Vec::new();
-        for (j, item) in items.iter().enumerate() {
-            let k = format!("{key}[{j}]");
-            let Some(s) = self.string(&k, item, "a subprotocol name") else {
-                continue;
-            };
-            if s.is_empty() || !s.bytes().all(is_tchar) {
-                self.report(&k, Some(item.span()), format!("\"{s}\" is not a valid subprotocol name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"));
-            } else if out.iter().any(|o| o == s) {
-                self.report(
-                    &k,
-                    Some(item.span()),
-                    format!("\"{s}\" is listed twice; remove one"),
-                );
-            } else {
-                out.push(s.to_owned());
-            }
-        }
-        (out.len() == items.len()).then_some(out)
+        let mut seen: Vec<String> = Vec::new();
+        self.each(
+            &format!("route[{i}].subprotocols"),
+            &r.subprotocols,
+            "an array of subprotocol names",
+            "a subprotocol name",
+            |s| {
+                if s.is_empty() || !s.bytes().all(is_tchar) {
+                    return Err(format!("\"{s}\" is not a valid subprotocol name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"));
+                }
+                if seen.iter().any(|o| o == s) {
+                    return Err(format!("\"{s}\" is listed twice; remove one"));
+                }
+                seen.push(s.to_owned());
+                Ok(s.to_owned())
+            },
+        )
     }
 }
 

@@ -1,4 +1,5 @@
-// === Tests: shipped configs load, invalid configs fail with their stated message ===
+//! Shipped configs load, invalid configs fail with their stated message, every problem is
+//! reported at its line, and the effective settings parse back to the same settings.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -20,6 +21,15 @@ fn errors(src: &str) -> String {
         .to_string()
 }
 
+/// One problem per line, in this order, each starting with its expected text.
+fn assert_lines_start_with(err: &str, expected: &[&str]) {
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (got, want) in lines.iter().zip(expected) {
+        assert!(got.starts_with(want), "got: {got}\nwant: {want}");
+    }
+}
+
 #[test]
 fn shipped_wsguard_toml_loads() {
     let c = load("wsguard.toml");
@@ -34,10 +44,9 @@ fn shipped_wsguard_toml_loads() {
         Path::new(MANIFEST).join("config/../certs/localhost.key")
     );
     assert_eq!(
-        c.origin.allow,
+        c.origin.allow.entries().collect::<Vec<_>>(),
         ["http://localhost:8080", "http://127.0.0.1:8080"]
     );
-    assert_eq!(c.origin.allow_lines, [10, 10]);
     assert_eq!(
         c.route_for("/chat").unwrap().backends[0].to_string(),
         "127.0.0.1:9000"
@@ -59,7 +68,7 @@ fn shipped_conformance_toml_loads() {
     let c = load("conformance.toml");
     assert!(c.server.tls_cert.is_none() && c.server.tls_key.is_none());
     assert_eq!(c.mask_key_policy, MaskKeyPolicy::Strict);
-    assert!(c.origin.allow_missing);
+    assert!(c.origin.allow.allows_missing());
     assert_eq!(c.frames.max_message_size, Some(20 << 20));
     assert_eq!(c.frames.max_fragments, Some(1_000_000));
     assert!(c.route_for("/runCase?case=1&agent=x").is_some());
@@ -89,69 +98,26 @@ fn shipped_example_toml_loads_and_sets_every_key() {
             port: 9100
         }
     );
-    // Every key the schema knows appears in example.toml.
+    // Every section and key the schema knows appears in example.toml.
     let text = std::fs::read_to_string(Path::new(MANIFEST).join("config/example.toml")).unwrap();
-    for section in [
-        "[server]",
-        "[admin]",
-        "[origin]",
-        "[frames]",
-        "[backend_frames]",
-        "[rate]",
-        "[backend_rate]",
-        "[limits]",
-        "[[route]]",
-        "[demo]",
-    ] {
-        assert!(
-            text.contains(&format!("\n{section}\n")),
-            "example.toml lacks {section}"
-        );
-    }
-    for key in [
-        "listen",
-        "tls_cert",
-        "tls_key",
-        "handshake_timeout",
-        "max_request_head",
-        "backend_connect_timeout",
-        "close_timeout",
-        "allow",
-        "allow_missing",
-        "mode",
-        "max_frame_size",
-        "max_message_size",
-        "max_fragments",
-        "mask_key_policy",
-        "path",
-        "match",
-        "backends",
-        "subprotocols",
-        "backend_listen",
-        "page_listen",
-        "shutdown_timeout",
-        "idle_timeout",
-        "ping_interval",
-        "pong_timeout",
-        "messages_per_second",
-        "burst",
-        "bytes_per_second",
-        "burst_bytes",
-        "control_per_second",
-        "control_burst",
-        "on_limit",
-        "max_connections",
-        "connections_per_ip",
-        "handshakes_per_ip",
-        "handshake_burst",
-        "max_tracked_ips",
-        "trusted_proxies",
-        "proxy_protocol",
-    ] {
-        assert!(
-            text.contains(&format!("\n{key} = ")),
-            "example.toml lacks {key}"
-        );
+    for (section, keys) in raw::SCHEMA {
+        let header = match *section {
+            "route" => "[[route]]".to_owned(),
+            s => format!("[{s}]"),
+        };
+        let start = text
+            .find(&format!("\n{header}\n"))
+            .unwrap_or_else(|| panic!("example.toml lacks {header}"));
+        let body = text[start + header.len() + 1..]
+            .split("\n[")
+            .next()
+            .unwrap_or_default();
+        for key in *keys {
+            assert!(
+                body.contains(&format!("\n{key} = ")),
+                "example.toml lacks {key} in {header}"
+            );
+        }
     }
 }
 
@@ -199,7 +165,7 @@ fn defaults_fill_in() {
     assert_eq!(c.mask_key_policy, MaskKeyPolicy::Strict);
     assert_eq!(c.backend_frames, FrameLimits::default());
     assert_eq!(c.origin.mode, OriginMode::Enforce);
-    assert!(!c.origin.allow_missing);
+    assert!(!c.origin.allow.allows_missing());
     assert_eq!(c.routes[0].path_match, PathMatch::Exact);
     let s = &c.server;
     assert_eq!(s.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
@@ -233,7 +199,7 @@ fn defaults_fill_in() {
     assert_eq!(l.connections_per_ip, nz(256));
     assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(600), nz(60)));
     assert_eq!(l.max_tracked_ips, 100_000);
-    assert!(l.trusted_proxies.is_empty() && l.trusted_proxies_lines.is_empty());
+    assert!(l.trusted_proxies.is_empty());
     assert!(!l.proxy_protocol);
 }
 
@@ -340,8 +306,13 @@ fn limits_are_checked() {
     assert_eq!(l.connections_per_ip, None);
     assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(10), nz(100)));
     assert_eq!(l.max_tracked_ips, 1000);
-    assert_eq!(l.trusted_proxies, ["10.0.0.0/8", "::1/128"]);
-    assert_eq!(l.trusted_proxies_lines, [8, 9]);
+    let networks: Vec<String> = l
+        .trusted_proxies
+        .networks()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(networks, ["10.0.0.0/8", "::1/128"]);
     assert!(l.proxy_protocol);
     let src = "[limits]\nhandshakes_per_ip = \"off\"\n".to_owned() + MINIMAL;
     let c = Config::from_str(&src, "t.toml").unwrap();
@@ -351,7 +322,6 @@ fn limits_are_checked() {
     );
 
     let err = errors(&("[limits]\nmax_connections = 0\nmax_tracked_ips = 999\nconnections_per_ip = 0\ntrusted_proxies = [\"10.0.0.0/8\", 7]\nproxy_protocol = \"yes\"\n".to_owned() + MINIMAL));
-    let lines: Vec<&str> = err.lines().collect();
     let expected = [
         "t.toml:2: limits.max_connections: 0 is out of range; use 1 to 1000000",
         "t.toml:3: limits.max_tracked_ips: 999 is out of range; use 1000 to 10000000",
@@ -359,10 +329,7 @@ fn limits_are_checked() {
         "t.toml:5: limits.trusted_proxies[1]: expected a CIDR or address string",
         "t.toml:6: limits.proxy_protocol: expected true or false, found a string",
     ];
-    assert_eq!(lines.len(), expected.len(), "{err}");
-    for (got, want) in lines.iter().zip(expected) {
-        assert!(got.starts_with(want), "got: {got}\nwant: {want}");
-    }
+    assert_lines_start_with(&err, &expected);
     let err = errors(
         &("[limits]\nhandshakes_per_ip = \"off\"\nhandshake_burst = 5\n".to_owned() + MINIMAL),
     );
@@ -418,7 +385,6 @@ path = "chat"
 backends = ["127.0.0.1:9000", "[::1]", "x:0"]
 "#;
     let err = errors(src);
-    let lines: Vec<&str> = err.lines().collect();
     let expected = [
         "t.toml:3: server.tls_key: is set but server.tls_cert is not",
         "t.toml:4: server.handshake_timeout: 0ms is out of range",
@@ -428,10 +394,7 @@ backends = ["127.0.0.1:9000", "[::1]", "x:0"]
         "t.toml:15: route[0].backends[1]: \"[::1]\" has no port",
         "t.toml:15: route[0].backends[2]: \"0\" in \"x:0\" is not a port",
     ];
-    assert_eq!(lines.len(), expected.len(), "{err}");
-    for (got, want) in lines.iter().zip(expected) {
-        assert!(got.starts_with(want), "got: {got}\nwant: {want}");
-    }
+    assert_lines_start_with(&err, &expected);
 }
 
 #[test]
@@ -524,14 +487,38 @@ fn same_path_with_different_match_is_not_a_duplicate() {
 }
 
 #[test]
-fn origin_allow_lines_map_entries_to_lines() {
-    let src = "[origin]\nallow = [\n  \"https://a.example\",\n\n  \"https://*.b.example\",\n]\n"
-        .to_owned()
+fn bad_origins_and_trusted_proxies_are_config_problems_at_their_lines() {
+    let src = "[origin]\nallow = [\n  \"https://a.example\",\n\n  \"https://*.com\",\n  7,\n]\n[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\",\n  \"::1/129\"]\n".to_owned()
+        + MINIMAL;
+    let err = errors(&src);
+    let expected = [
+        "t.toml:5: origin.allow[1]: \"https://*.com\": a wildcard over a whole top-level domain is too broad",
+        "t.toml:6: origin.allow[2]: expected an origin string like \"https://chat.example.com\", found an integer",
+        "t.toml:9: limits.trusted_proxies[1]: \"10.0.0.1/8\" has host bits set; write \"10.0.0.0/8\"",
+        "t.toml:10: limits.trusted_proxies[2]: \"::1/129\": prefix length must be 0-128",
+    ];
+    assert_lines_start_with(&err, &expected);
+}
+
+#[test]
+fn origins_and_trusted_proxies_are_parsed_once_and_printed_normalized() {
+    let src = "[origin]\nallow = [\"HTTPS://Chat.Example.com:443\", \"https://chat.example.com\", \"null\"]\nallow_missing = true\n[limits]\ntrusted_proxies = [\" 127.0.0.1 \", \"::ffff:10.0.0.0/104\"]\n".to_owned()
         + MINIMAL;
     let c = Config::from_str(&src, "t.toml").unwrap();
-    assert_eq!(c.origin_allow_line(0), Some(3));
-    assert_eq!(c.origin_allow_line(1), Some(5));
-    assert_eq!(c.origin_allow_line(2), None);
+    assert_eq!(c.origin.allow.check(&[b"https://chat.example.com"]), Ok(()));
+    assert!(c.origin.allow.check(&[]).is_ok());
+    assert!(c
+        .limits
+        .trusted_proxies
+        .contains("10.1.2.3".parse().unwrap()));
+    let text = c.to_effective_toml();
+    for line in [
+        "allow = [\"https://chat.example.com\", \"null\"]\nallow_missing = true\n",
+        "trusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n",
+    ] {
+        assert!(text.contains(line), "lacks {line}:\n{text}");
+    }
+    assert_eq!(Config::from_str(&text, "t.toml"), Ok(c));
 }
 
 #[test]
@@ -540,12 +527,7 @@ fn effective_toml_round_trips() {
         let src = std::fs::read_to_string(Path::new(MANIFEST).join("config").join(name)).unwrap();
         let c = Config::from_str(&src, name).unwrap();
         let text = c.to_effective_toml();
-        let mut again = Config::from_str(&text, name).unwrap_or_else(|e| panic!("{text}\n{e}"));
-        again.origin.allow_lines.clone_from(&c.origin.allow_lines);
-        again
-            .limits
-            .trusted_proxies_lines
-            .clone_from(&c.limits.trusted_proxies_lines);
+        let again = Config::from_str(&text, name).unwrap_or_else(|e| panic!("{text}\n{e}"));
         assert_eq!(c, again, "{text}");
     }
     let text = Config::from_str(MINIMAL, "t.toml")
@@ -571,11 +553,7 @@ fn effective_toml_round_trips() {
     let src = "[server]\nping_interval = \"30s\"\n[admin]\nlisten = \"127.0.0.1:9091\"\n[rate]\nmessages_per_second = \"off\"\nbytes_per_second = 1000\non_limit = \"delay\"\n[backend_rate]\ncontrol_per_second = 3\n[limits]\nhandshakes_per_ip = \"off\"\nconnections_per_ip = \"off\"\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n".to_owned() + MINIMAL;
     let c = Config::from_str(&src, "t.toml").unwrap();
     let text = c.to_effective_toml();
-    let mut again = Config::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{text}\n{e}"));
-    again
-        .limits
-        .trusted_proxies_lines
-        .clone_from(&c.limits.trusted_proxies_lines);
+    let again = Config::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{text}\n{e}"));
     assert_eq!(c, again, "{text}");
 }
 
@@ -630,20 +608,11 @@ fn missing_file_is_one_problem() {
 #[test]
 fn unknown_keys_do_not_hide_the_other_problems() {
     let src = "[frames]\nmax_frame_sise = \"1 KiB\"\n\n[[route]]\npath = \"x\"\nbackends = []\nbogus = 1\n";
-    let err = errors(src);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 4, "{err}");
-    assert!(
-        lines[0].starts_with("t.toml:2: frames.max_frame_sise: unknown key"),
-        "{err}"
-    );
-    assert!(lines[1].starts_with("t.toml:5: route[0].path:"), "{err}");
-    assert!(
-        lines[2].starts_with("t.toml:6: route[0].backends:"),
-        "{err}"
-    );
-    assert!(
-        lines[3].starts_with("t.toml:7: route[0].bogus: unknown key"),
-        "{err}"
-    );
+    let expected = [
+        "t.toml:2: frames.max_frame_sise: unknown key",
+        "t.toml:5: route[0].path:",
+        "t.toml:6: route[0].backends:",
+        "t.toml:7: route[0].bogus: unknown key",
+    ];
+    assert_lines_start_with(&errors(src), &expected);
 }

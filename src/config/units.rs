@@ -1,12 +1,12 @@
-// === Sizes and durations: parsing and printing ===
-//
-// Sizes: an integer is a number of bytes; a string is a whole number and a binary unit
-// ("512 B", "64 KiB", "16MiB", "1 GiB", "1 TiB"; unit case-insensitive except "B").
-// Decimal units (KB, MB, GB, K, M, ...) are refused as ambiguous: half the world reads
-// "1 MB" as 1,000,000 bytes and the other half as 1,048,576; a policy file must not guess.
-//
-// Durations: a string with a whole number and a unit "ms", "s", "m" or "h" ("500ms", "10s",
-// "5 m", "1h"). A bare integer is refused: "10" could mean seconds or milliseconds.
+//! Sizes and durations: parsing and printing.
+//!
+//! Sizes: an integer is a number of bytes; a string is a whole number and a binary unit
+//! ("512 B", "64 KiB", "16MiB", "1 GiB", "1 TiB"; unit case-insensitive except "B").
+//! Decimal units (KB, MB, GB, K, M, ...) are refused as ambiguous: half the world reads
+//! "1 MB" as 1,000,000 bytes and the other half as 1,048,576; a policy file must not guess.
+//!
+//! Durations: a string with a whole number and a unit "ms", "s", "m" or "h" ("500ms", "10s",
+//! "5 m", "1h"). A bare integer is refused: "10" could mean seconds or milliseconds.
 
 use std::time::Duration;
 

@@ -1,22 +1,28 @@
-// === Validation: raw structs → Config, collecting every problem ===
+//! Validation: raw structs → [`Config`], collecting every problem. [`load`] runs the passes
+//! (TOML syntax, unknown keys, serde, then the sections); this file owns the sections other
+//! than rates and routes, and the checks across keys.
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::ops::{Range, RangeInclusive};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::DeTable;
-use toml::Spanned;
 
+use super::check::{Checker, Setting, Whole};
 use super::error::{ConfigErrors, ConfigProblem, Lines};
-use super::raw::{
-    check_keys, strip_unknown, Field, Leaf, RawBackendFrames, RawConfig, RawFrames, RawLimits,
-    RawRate,
-};
-use super::units::{format_duration, format_size, parse_duration, parse_size};
+use super::rates::{BurstDefault, Pair, BACKEND_RATE_DEFAULTS, RATE_DEFAULTS};
+use super::raw::{check_keys, strip_unknown, Field, RawConfig, RawLimits, RawOrigin};
+use super::units::{format_duration, format_size};
 use super::*;
+use crate::client_ip::{parse_network, TrustedProxies};
+use crate::origin::{AllowEntry, AllowList};
+
+/// `[frames]` keys that are absent: client frames are always bounded.
+const CLIENT_FRAME_DEFAULTS: FrameLimits = FrameLimits {
+    max_frame_size: Some(DEFAULT_MAX_FRAME_SIZE),
+    max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+    max_fragments: Some(DEFAULT_MAX_FRAGMENTS),
+};
 
 pub(super) fn load(src: &str, origin_name: &str) -> Result<Config, ConfigErrors> {
     let lines = Lines::new(src);
@@ -63,363 +69,7 @@ pub(super) fn load(src: &str, origin_name: &str) -> Result<Config, ConfigErrors>
     }
 }
 
-pub(super) struct Checker<'a> {
-    pub(super) lines: &'a Lines,
-    pub(super) problems: Vec<ConfigProblem>,
-}
-
 impl Checker<'_> {
-    pub(super) fn report(&mut self, key: &str, span: Option<Range<usize>>, msg: impl Into<String>) {
-        let line = span.map(|s| self.lines.line_of_span(&s));
-        self.problems.push(ConfigProblem::new(key, line, msg));
-    }
-
-    pub(super) fn wrong_type(&mut self, key: &str, leaf: &Spanned<Leaf>, want: &str) {
-        let found = leaf.get_ref().kind();
-        self.report(
-            key,
-            Some(leaf.span()),
-            format!("expected {want}, found {found}"),
-        );
-    }
-
-    pub(super) fn mistyped<T>(&mut self, key: &str, leaf: &Spanned<Leaf>, want: &str) -> Option<T> {
-        self.wrong_type(key, leaf, want);
-        None
-    }
-
-    pub(super) fn string<'l>(
-        &mut self,
-        key: &str,
-        leaf: &'l Spanned<Leaf>,
-        want: &str,
-    ) -> Option<&'l str> {
-        match leaf.get_ref() {
-            Leaf::Str(s) => Some(s),
-            _ => {
-                self.wrong_type(key, leaf, want);
-                None
-            }
-        }
-    }
-
-    /// Apply `parse` to a string field, or return `default` when the key is absent.
-    pub(super) fn parsed<T>(
-        &mut self,
-        key: &str,
-        field: &Field,
-        default: T,
-        want: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let Some(leaf) = field else {
-            return Some(default);
-        };
-        let s = self.string(key, leaf, want)?;
-        parse(s)
-            .map_err(|msg| self.report(key, Some(leaf.span()), msg))
-            .ok()
-    }
-
-    fn addr(&mut self, key: &str, field: &Field, default: &str) -> Option<SocketAddr> {
-        let default = default.parse().ok()?;
-        Some(self.optional_addr(key, field)?.unwrap_or(default))
-    }
-
-    /// An IP address with a port; `Some(None)` when absent.
-    fn optional_addr(&mut self, key: &str, field: &Field) -> Option<Option<SocketAddr>> {
-        self.parsed(key, field, None, "an address like \"127.0.0.1:8443\"", |s| {
-            s.parse().map(Some).map_err(|_| {
-                format!("\"{s}\" is not an IP address with a port; write e.g. \"0.0.0.0:8443\" or \"[::]:8443\"")
-            })
-        })
-    }
-
-    pub(super) fn choice<T: Copy>(
-        &mut self,
-        key: &str,
-        field: &Field,
-        default: T,
-        options: &[(&str, T)],
-    ) -> Option<T> {
-        let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-        let want = format!("one of {}", names.join(", "));
-        self.parsed(key, field, default, &want, |s| {
-            options
-                .iter()
-                .find(|(n, _)| *n == s)
-                .map(|(_, v)| *v)
-                .ok_or_else(|| format!("\"{s}\" is not allowed; use {want}"))
-        })
-    }
-
-    /// A duration in 1ms..=5m, or `default` when absent.
-    fn duration(&mut self, key: &str, field: &Field, default: Duration) -> Option<Duration> {
-        self.duration_in(key, field, default, MIN_TIMEOUT..=MAX_TIMEOUT)
-    }
-
-    /// A duration within `range`, or `default` when absent.
-    fn duration_in(
-        &mut self,
-        key: &str,
-        field: &Field,
-        default: Duration,
-        range: RangeInclusive<Duration>,
-    ) -> Option<Duration> {
-        match self.duration_setting(key, field, range, false)? {
-            Setting::Value(d) => Some(d),
-            Setting::Absent | Setting::Off => Some(default),
-        }
-    }
-
-    /// A duration within `range`; with `off_allowed`, also the string "off".
-    fn duration_setting(
-        &mut self,
-        key: &str,
-        field: &Field,
-        range: RangeInclusive<Duration>,
-        off_allowed: bool,
-    ) -> Option<Setting<Duration>> {
-        let Some(leaf) = field else {
-            return Some(Setting::Absent);
-        };
-        let d = match leaf.get_ref() {
-            Leaf::Str(s) if off_allowed && s == "off" => return Some(Setting::Off),
-            Leaf::Int(n) => Err(format!("{n} has no unit; write e.g. \"{n}s\" or \"{n}ms\"")),
-            Leaf::Str(s) => parse_duration(s),
-            _ if off_allowed => {
-                return self.mistyped(key, leaf, "a duration like \"10s\" or \"off\"")
-            }
-            _ => return self.mistyped(key, leaf, "a duration like \"10s\""),
-        };
-        let d = d.map_err(|m| self.report(key, Some(leaf.span()), m)).ok()?;
-        if !range.contains(&d) {
-            let (lo, hi) = (
-                format_duration(*range.start()),
-                format_duration(*range.end()),
-            );
-            let off = if off_allowed { ", or \"off\"" } else { "" };
-            self.report(
-                key,
-                Some(leaf.span()),
-                format!(
-                    "{} is out of range; use {lo} to {hi}{off}",
-                    format_duration(d)
-                ),
-            );
-            return None;
-        }
-        Some(Setting::Value(d))
-    }
-
-    /// A size (integer bytes or "64 KiB") within `range`; `Some(None)` when absent.
-    fn size(
-        &mut self,
-        key: &str,
-        field: &Field,
-        range: RangeInclusive<u64>,
-    ) -> Option<Option<u64>> {
-        let Some(leaf) = field else { return Some(None) };
-        let n = match leaf.get_ref() {
-            Leaf::Int(n) => {
-                u64::try_from(*n).map_err(|_| format!("{n} is negative; sizes are bytes >= 0"))
-            }
-            Leaf::Str(s) => parse_size(s),
-            _ => return self.mistyped(key, leaf, "a size like \"64 KiB\" or a number of bytes"),
-        };
-        let n = n.map_err(|m| self.report(key, Some(leaf.span()), m)).ok()?;
-        if !range.contains(&n) {
-            let lo = format_size(*range.start());
-            let hi = match *range.end() {
-                MAX_SIZE_LIMIT => "2^63-1 bytes".to_owned(),
-                end => format_size(end),
-            };
-            let shown = if n == 0 {
-                "0".to_owned()
-            } else {
-                format_size(n)
-            };
-            self.report(
-                key,
-                Some(leaf.span()),
-                format!("{shown} is out of range; use {lo} to {hi}"),
-            );
-            return None;
-        }
-        Some(Some(n))
-    }
-
-    /// A plain integer count within `range`; `Some(None)` when absent.
-    fn count(
-        &mut self,
-        key: &str,
-        field: &Field,
-        range: RangeInclusive<u64>,
-    ) -> Option<Option<u64>> {
-        let Some(leaf) = field else { return Some(None) };
-        let Leaf::Int(n) = leaf.get_ref() else {
-            self.wrong_type(key, leaf, "an integer");
-            return None;
-        };
-        match u64::try_from(*n).ok().filter(|n| range.contains(n)) {
-            Some(n) => Some(Some(n)),
-            None => {
-                let (lo, hi) = (range.start(), range.end());
-                self.report(
-                    key,
-                    Some(leaf.span()),
-                    format!("{n} is out of range; use {lo} to {hi}"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A limit in 1..=`max` that may also be "off": an integer count, or with `size` a size
-    /// ("1 MiB" or a number of bytes).
-    fn limit(
-        &mut self,
-        key: &str,
-        field: &Field,
-        max: u32,
-        size: bool,
-    ) -> Option<Setting<NonZeroU32>> {
-        let Some(leaf) = field else {
-            return Some(Setting::Absent);
-        };
-        let n: i128 = match leaf.get_ref() {
-            Leaf::Str(s) if s == "off" => return Some(Setting::Off),
-            Leaf::Int(n) => i128::from(*n),
-            Leaf::Str(s) if size => match parse_size(s) {
-                Ok(n) => i128::from(n),
-                Err(m) => {
-                    let m = format!("{m}, or \"off\" for no limit");
-                    self.report(key, Some(leaf.span()), m);
-                    return None;
-                }
-            },
-            Leaf::Str(s) => {
-                let m = format!("\"{s}\" is not allowed; write a whole number (e.g. 100) or \"off\" for no limit");
-                self.report(key, Some(leaf.span()), m);
-                return None;
-            }
-            _ if size => {
-                return self.mistyped(
-                    key,
-                    leaf,
-                    "a size like \"1 MiB\", a number of bytes, or \"off\"",
-                )
-            }
-            _ => return self.mistyped(key, leaf, "an integer or \"off\""),
-        };
-        if let Some(v) = u32::try_from(n)
-            .ok()
-            .filter(|v| *v <= max)
-            .and_then(NonZeroU32::new)
-        {
-            return Some(Setting::Value(v));
-        }
-        let (shown, lo, hi) = if size {
-            let shown = u64::try_from(n)
-                .ok()
-                .filter(|n| *n > 0)
-                .map_or_else(|| n.to_string(), format_size);
-            let hi = match max {
-                MAX_RATE => "4294967295 B (4 GiB - 1 B)".to_owned(),
-                m => format_size(u64::from(m)),
-            };
-            (shown, "1 B".to_owned(), hi)
-        } else {
-            (n.to_string(), "1".to_owned(), max.to_string())
-        };
-        self.report(
-            key,
-            Some(leaf.span()),
-            format!("{shown} is out of range; use {lo} to {hi}, or \"off\" for no limit"),
-        );
-        None
-    }
-
-    /// A rate (see [`Checker::limit`]) and its burst, cross-checked.
-    fn rate_pair(&mut self, p: &Pair<'_>) -> Option<(Option<NonZeroU32>, Option<NonZeroU32>)> {
-        let (rate_key, burst_key) = (
-            format!("{}.{}", p.section, p.rate_key),
-            format!("{}.{}", p.section, p.burst_key),
-        );
-        let rate = self.limit(&rate_key, p.rate, p.max, p.size);
-        let burst = self.limit(&burst_key, p.burst, p.max, p.size);
-        let (rate, burst) = (rate?, burst?);
-        let by_default = matches!(rate, Setting::Absent);
-        let rate = match rate {
-            Setting::Value(v) => Some(v),
-            Setting::Off => None,
-            Setting::Absent => p.default_rate.and_then(NonZeroU32::new),
-        };
-        let show = |n: NonZeroU32| {
-            if p.size {
-                format_size(u64::from(n.get()))
-            } else {
-                n.to_string()
-            }
-        };
-        let the_default = if by_default { ", the default" } else { "" };
-        let burst_span = p.burst.as_ref().map(|l| l.span());
-        match (rate, burst) {
-            (None, Setting::Absent | Setting::Off) => Some((None, None)),
-            (None, Setting::Value(_)) => {
-                let off = if by_default {
-                    "off (the default)"
-                } else {
-                    "\"off\""
-                };
-                let msg = format!(
-                    "is set but {rate_key} is {off}; set {rate_key} too, or remove {burst_key}"
-                );
-                self.report(&burst_key, burst_span, msg);
-                None
-            }
-            (Some(r), Setting::Off) => {
-                let msg = format!(
-                    "\"off\" is only allowed when {rate_key} is \"off\" (here {}{the_default}); remove {burst_key} for the default ({}) or give a number",
-                    show(r),
-                    p.default_burst.describe(p.rate_key, p.size),
-                );
-                self.report(&burst_key, burst_span, msg);
-                None
-            }
-            (Some(r), Setting::Absent) => Some((Some(r), Some(p.default_burst.apply(r)))),
-            (Some(r), Setting::Value(b)) if p.cover && b < r => {
-                let msg = format!(
-                    "{} is smaller than {rate_key} ({}{the_default}); raise {burst_key} to at least {} or lower {rate_key}",
-                    show(b),
-                    show(r),
-                    show(r),
-                );
-                self.report(&burst_key, burst_span, msg);
-                None
-            }
-            (Some(r), Setting::Value(b)) => Some((Some(r), Some(b))),
-        }
-    }
-
-    pub(super) fn list<'l>(
-        &mut self,
-        key: &str,
-        field: &'l Field,
-        want: &str,
-    ) -> Option<&'l [Spanned<Leaf>]> {
-        let Some(leaf) = field else { return Some(&[]) };
-        match leaf.get_ref() {
-            Leaf::List(items) => Some(items),
-            _ => {
-                self.wrong_type(key, leaf, want);
-                None
-            }
-        }
-    }
-
-    // === sections ===
-
     fn config(
         &mut self,
         raw: &RawConfig,
@@ -427,18 +77,28 @@ impl Checker<'_> {
         base: Option<&Path>,
     ) -> Option<Config> {
         let server = self.server(raw, base);
-        let origin = self.origin(raw);
-        let frames = self.frames(&raw.frames);
+        let origin = self.origin(&raw.origin);
+        let f = &raw.frames;
+        let frames = self.frame_limits(
+            "frames",
+            [&f.max_frame_size, &f.max_message_size, &f.max_fragments],
+            CLIENT_FRAME_DEFAULTS,
+        );
         let mask_key_policy = self.choice(
             "frames.mask_key_policy",
-            &raw.frames.mask_key_policy,
+            &f.mask_key_policy,
             MaskKeyPolicy::Strict,
             &[
                 ("strict", MaskKeyPolicy::Strict),
                 ("rfc", MaskKeyPolicy::Rfc),
             ],
         );
-        let backend_frames = self.backend_frames(&raw.backend_frames);
+        let b = &raw.backend_frames;
+        let backend_frames = self.frame_limits(
+            "backend_frames",
+            [&b.max_frame_size, &b.max_message_size, &b.max_fragments],
+            FrameLimits::default(),
+        );
         let rate = self.rate("rate", &raw.rate, &RATE_DEFAULTS);
         let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
         let limits = self.limits(&raw.limits);
@@ -499,10 +159,11 @@ impl Checker<'_> {
             &s.handshake_timeout,
             DEFAULT_HANDSHAKE_TIMEOUT,
         );
-        let head = self.size(
+        let head = self.whole(
             "server.max_request_head",
             &s.max_request_head,
             MIN_MAX_REQUEST_HEAD..=MAX_MAX_REQUEST_HEAD,
+            Whole::Size,
         );
         let connect = self.duration(
             "server.backend_connect_timeout",
@@ -612,35 +273,15 @@ impl Checker<'_> {
         }
     }
 
-    fn origin(&mut self, raw: &RawConfig) -> Option<OriginConfig> {
-        let o = &raw.origin;
-        let mut ok = true;
-        let mut allow = Vec::new();
-        let mut allow_lines = Vec::new();
-        for (i, item) in self
-            .list("origin.allow", &o.allow, "an array of origins")?
-            .iter()
-            .enumerate()
-        {
-            match self.string(
-                &format!("origin.allow[{i}]"),
-                item,
-                "an origin string like \"https://chat.example.com\"",
-            ) {
-                Some(s) => {
-                    allow.push(s.to_owned());
-                    allow_lines.push(self.lines.line_of_span(&item.span()));
-                }
-                None => ok = false,
-            }
-        }
-        let allow_missing = match &o.allow_missing {
-            None => Some(false),
-            Some(leaf) => match leaf.get_ref() {
-                Leaf::Bool(b) => Some(*b),
-                _ => self.mistyped("origin.allow_missing", leaf, "true or false"),
-            },
-        };
+    fn origin(&mut self, o: &RawOrigin) -> Option<OriginConfig> {
+        let entries = self.each(
+            "origin.allow",
+            &o.allow,
+            "an array of origins",
+            "an origin string like \"https://chat.example.com\"",
+            |s| s.parse::<AllowEntry>().map_err(|e| e.to_string()),
+        );
+        let allow_missing = self.boolean("origin.allow_missing", &o.allow_missing, false);
         let mode = self.choice(
             "origin.mode",
             &o.mode,
@@ -650,130 +291,54 @@ impl Checker<'_> {
                 ("report", OriginMode::Report),
             ],
         );
-        ok.then_some(OriginConfig {
-            allow,
-            allow_lines,
-            allow_missing: allow_missing?,
+        Some(OriginConfig {
+            allow: AllowList::new(entries?, allow_missing?),
             mode: mode?,
         })
     }
 
-    fn frames(&mut self, f: &RawFrames) -> Option<FrameLimits> {
-        let frame = self.size(
-            "frames.max_frame_size",
-            &f.max_frame_size,
+    /// One direction's size limits from its `max_frame_size`, `max_message_size` and
+    /// `max_fragments` keys; an absent key takes its value from `defaults`.
+    fn frame_limits(
+        &mut self,
+        section: &str,
+        [frame, message, fragments]: [&Field; 3],
+        defaults: FrameLimits,
+    ) -> Option<FrameLimits> {
+        let key = |k: &str| format!("{section}.{k}");
+        let frame_size = self.whole(
+            &key("max_frame_size"),
+            frame,
             1..=MAX_SIZE_LIMIT,
+            Whole::Size,
         );
-        let message = self.size(
-            "frames.max_message_size",
-            &f.max_message_size,
+        let message_size = self.whole(
+            &key("max_message_size"),
+            message,
             1..=MAX_SIZE_LIMIT,
+            Whole::Size,
         );
-        let fragments = self.count(
-            "frames.max_fragments",
-            &f.max_fragments,
+        let fragment_count = self.whole(
+            &key("max_fragments"),
+            fragments,
             1..=MAX_MAX_FRAGMENTS,
+            Whole::Count,
         );
         let limits = FrameLimits {
-            max_frame_size: Some(frame?.unwrap_or(DEFAULT_MAX_FRAME_SIZE)),
-            max_message_size: Some(message?.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE)),
-            max_fragments: Some(fragments?.unwrap_or(DEFAULT_MAX_FRAGMENTS)),
+            max_frame_size: frame_size?.or(defaults.max_frame_size),
+            max_message_size: message_size?.or(defaults.max_message_size),
+            max_fragments: fragment_count?.or(defaults.max_fragments),
         };
-        self.message_covers_frame("frames", &limits, &f.max_message_size, &f.max_frame_size)
+        self.message_covers_frame(section, &limits, message, frame)
             .then_some(limits)
     }
 
-    fn backend_frames(&mut self, f: &RawBackendFrames) -> Option<FrameLimits> {
-        let limits = FrameLimits {
-            max_frame_size: self.size(
-                "backend_frames.max_frame_size",
-                &f.max_frame_size,
-                1..=MAX_SIZE_LIMIT,
-            )?,
-            max_message_size: self.size(
-                "backend_frames.max_message_size",
-                &f.max_message_size,
-                1..=MAX_SIZE_LIMIT,
-            )?,
-            max_fragments: self.count(
-                "backend_frames.max_fragments",
-                &f.max_fragments,
-                1..=MAX_MAX_FRAGMENTS,
-            )?,
-        };
-        self.message_covers_frame(
-            "backend_frames",
-            &limits,
-            &f.max_message_size,
-            &f.max_frame_size,
-        )
-        .then_some(limits)
-    }
-
-    fn rate(&mut self, section: &'static str, r: &RawRate, d: &RateDefaults) -> Option<RateConfig> {
-        let times = |n| BurstDefault::Times(n);
-        let messages = self.rate_pair(&Pair {
-            section,
-            rate_key: "messages_per_second",
-            rate: &r.messages_per_second,
-            burst_key: "burst",
-            burst: &r.burst,
-            default_rate: d.messages,
-            default_burst: times(DEFAULT_BURST_FACTOR),
-            cover: true,
-            size: false,
-            max: MAX_RATE,
-        });
-        let bytes = self.rate_pair(&Pair {
-            section,
-            rate_key: "bytes_per_second",
-            rate: &r.bytes_per_second,
-            burst_key: "burst_bytes",
-            burst: &r.burst_bytes,
-            default_rate: d.bytes,
-            default_burst: times(DEFAULT_BURST_BYTES_FACTOR),
-            cover: true,
-            size: true,
-            max: MAX_RATE,
-        });
-        let control = self.rate_pair(&Pair {
-            section,
-            rate_key: "control_per_second",
-            rate: &r.control_per_second,
-            burst_key: "control_burst",
-            burst: &r.control_burst,
-            default_rate: d.control,
-            default_burst: times(DEFAULT_BURST_FACTOR),
-            cover: true,
-            size: false,
-            max: MAX_RATE,
-        });
-        let on_limit = self.choice(
-            &format!("{section}.on_limit"),
-            &r.on_limit,
-            d.on_limit,
-            &[("close", OnLimit::Close), ("delay", OnLimit::Delay)],
-        );
-        let ((messages_per_second, burst), (bytes_per_second, burst_bytes)) = (messages?, bytes?);
-        let (control_per_second, control_burst) = control?;
-        Some(RateConfig {
-            quota: FrameRateConfig {
-                messages_per_second,
-                burst,
-                bytes_per_second,
-                burst_bytes,
-                control_per_second,
-                control_burst,
-            },
-            on_limit: on_limit?,
-        })
-    }
-
     fn limits(&mut self, l: &RawLimits) -> Option<LimitsConfig> {
-        let max_connections = self.count(
+        let max_connections = self.whole(
             "limits.max_connections",
             &l.max_connections,
             1..=u64::from(MAX_MAX_CONNECTIONS),
+            Whole::Count,
         );
         let per_ip = self.limit(
             "limits.connections_per_ip",
@@ -793,44 +358,21 @@ impl Checker<'_> {
             size: false,
             max: MAX_MAX_CONNECTIONS,
         });
-        let tracked = self.count(
+        let tracked = self.whole(
             "limits.max_tracked_ips",
             &l.max_tracked_ips,
             u64::from(MIN_MAX_TRACKED_IPS)..=u64::from(MAX_MAX_TRACKED_IPS),
+            Whole::Count,
         );
-        let mut proxies_ok = true;
-        let mut trusted_proxies = Vec::new();
-        let mut trusted_proxies_lines = Vec::new();
-        let items = self.list(
+        let networks = self.each(
             "limits.trusted_proxies",
             &l.trusted_proxies,
             "an array of CIDRs or addresses",
+            "a CIDR or address string like \"10.0.0.0/8\" or \"127.0.0.1\"",
+            parse_network,
         );
-        for (i, item) in items.unwrap_or_default().iter().enumerate() {
-            match self.string(
-                &format!("limits.trusted_proxies[{i}]"),
-                item,
-                "a CIDR or address string like \"10.0.0.0/8\" or \"127.0.0.1\"",
-            ) {
-                Some(s) => {
-                    trusted_proxies.push(s.to_owned());
-                    trusted_proxies_lines.push(self.lines.line_of_span(&item.span()));
-                }
-                None => proxies_ok = false,
-            }
-        }
-        let proxy_protocol = match &l.proxy_protocol {
-            None => Some(false),
-            Some(leaf) => match leaf.get_ref() {
-                Leaf::Bool(b) => Some(*b),
-                _ => self.mistyped("limits.proxy_protocol", leaf, "true or false"),
-            },
-        };
-        if proxy_protocol == Some(true)
-            && items.is_some()
-            && proxies_ok
-            && trusted_proxies.is_empty()
-        {
+        let proxy_protocol = self.boolean("limits.proxy_protocol", &l.proxy_protocol, false);
+        if proxy_protocol == Some(true) && networks.as_ref().is_some_and(Vec::is_empty) {
             let msg = "is true but limits.trusted_proxies is empty; a PROXY header is believed only from trusted peers, so every connection would be refused. List your load balancers' addresses in limits.trusted_proxies (e.g. [\"10.0.0.0/8\"]) or set proxy_protocol = false";
             let span = l.proxy_protocol.as_ref().map(|l| l.span());
             self.report("limits.proxy_protocol", span, msg);
@@ -844,14 +386,13 @@ impl Checker<'_> {
         let (handshakes_per_ip, handshake_burst) = handshakes?;
         let max_connections = max_connections?.map_or(DEFAULT_MAX_CONNECTIONS, |n| n as u32);
         let max_tracked_ips = tracked?.map_or(DEFAULT_MAX_TRACKED_IPS, |n| n as u32);
-        (items.is_some() && proxies_ok).then_some(LimitsConfig {
+        Some(LimitsConfig {
             max_connections,
             connections_per_ip,
             handshakes_per_ip,
             handshake_burst,
             max_tracked_ips,
-            trusted_proxies,
-            trusted_proxies_lines,
+            trusted_proxies: TrustedProxies::new(networks?),
             proxy_protocol: proxy_protocol?,
         })
     }
@@ -887,77 +428,3 @@ impl Checker<'_> {
         false
     }
 }
-
-/// A key that may be absent (use the default), "off", or a value.
-#[derive(Debug, Clone, Copy)]
-enum Setting<T> {
-    Absent,
-    Off,
-    Value(T),
-}
-
-/// A rate key and its burst key, for [`Checker::rate_pair`].
-struct Pair<'f> {
-    section: &'static str,
-    rate_key: &'static str,
-    rate: &'f Field,
-    burst_key: &'static str,
-    burst: &'f Field,
-    /// The rate when its key is absent; `None` = off.
-    default_rate: Option<u32>,
-    default_burst: BurstDefault,
-    /// The burst must be >= the rate (both per second).
-    cover: bool,
-    /// Values are sizes ("1 MiB"), not counts.
-    size: bool,
-    max: u32,
-}
-
-/// The burst when its key is absent and its rate is on.
-#[derive(Debug, Clone, Copy)]
-enum BurstDefault {
-    /// This many times the rate, at most `MAX_RATE`.
-    Times(u32),
-    Fixed(u32),
-}
-
-impl BurstDefault {
-    fn apply(self, rate: NonZeroU32) -> NonZeroU32 {
-        match self {
-            BurstDefault::Times(n) => {
-                rate.saturating_mul(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
-            }
-            BurstDefault::Fixed(n) => NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
-        }
-    }
-
-    fn describe(self, rate_key: &str, size: bool) -> String {
-        match self {
-            BurstDefault::Times(n) => format!("{n} × {rate_key}"),
-            BurstDefault::Fixed(n) if size => format_size(u64::from(n)),
-            BurstDefault::Fixed(n) => n.to_string(),
-        }
-    }
-}
-
-/// Defaults of one rate section; `None` = off.
-struct RateDefaults {
-    messages: Option<u32>,
-    bytes: Option<u32>,
-    control: Option<u32>,
-    on_limit: OnLimit,
-}
-
-const RATE_DEFAULTS: RateDefaults = RateDefaults {
-    messages: Some(DEFAULT_RATE_MESSAGES),
-    bytes: Some(DEFAULT_RATE_BYTES),
-    control: Some(DEFAULT_RATE_CONTROL),
-    on_limit: OnLimit::Close,
-};
-
-const BACKEND_RATE_DEFAULTS: RateDefaults = RateDefaults {
-    messages: None,
-    bytes: None,
-    control: None,
-    on_limit: OnLimit::Delay,
-};

@@ -3,7 +3,7 @@
 //! dev CA, and a raw socket client for hostile bytes). Every wait is bounded.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
@@ -24,7 +24,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use wsguard::config::Config;
 use wsguard::frame::FrameHeader;
-use wsguard::server::{Proxy, Server, State};
+use wsguard::server::{Proxy, ProxyHandle, Server};
+use wsguard::state::State;
 
 /// Upper bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -43,6 +44,8 @@ pub fn certs() -> std::path::PathBuf {
 pub struct Guard {
     pub addr: SocketAddr,
     pub state: Arc<State>,
+    handle: ProxyHandle,
+    tls: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -59,6 +62,24 @@ impl Guard {
     pub async fn stopped(&mut self) {
         within("drain", &mut self.task).await.unwrap();
     }
+
+    /// Applies a new configuration (same TLS setting, `server` and `body` as
+    /// for [`start_guard_with`]) the way SIGHUP does.
+    pub fn reload(&self, server: &str, body: &str) {
+        let config = test_config(self.tls, server, body);
+        self.handle
+            .replace(Proxy::new(config).expect("reloaded proxy starts"));
+    }
+
+    /// The Prometheus exposition, as `/metrics` serves it.
+    pub fn metrics(&self) -> String {
+        self.state.metrics.encode()
+    }
+
+    /// The value of one series (`name{labels}`), 0 when it has no sample yet.
+    pub fn metric(&self, series: &str) -> f64 {
+        sample(&self.metrics(), series).unwrap_or(0.0)
+    }
 }
 
 impl Drop for Guard {
@@ -67,14 +88,44 @@ impl Drop for Guard {
     }
 }
 
+/// The value of one sample line, e.g. `wsguard_frames_total{direction="up"}`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Starts wsguard with `extra` TOML appended to a base config that listens
 /// on an ephemeral port (TLS with the dev certificate when `tls`).
 pub async fn start_guard(tls: bool, body: &str) -> Guard {
     start_guard_with(tls, "", body).await
 }
 
-/// As [`start_guard`], with extra `[server]` keys.
+/// As [`start_guard`], with extra `[server]` keys; a key given there
+/// replaces the test default of the same name.
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
+    let proxy = Proxy::new(test_config(tls, server, body)).expect("proxy starts");
+    let state = Arc::new(State::default());
+    let server = Server::bind(proxy, state.clone()).await.expect("binds");
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Guard {
+        addr,
+        state,
+        handle,
+        tls,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// The test configuration: an ephemeral port, short timeouts, `server`
+/// keys and then `body`.
+fn test_config(tls: bool, server: &str, body: &str) -> Config {
     let certs = certs();
     let tls_keys = if tls {
         format!(
@@ -85,32 +136,17 @@ pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     } else {
         String::new()
     };
-    // A key set in `server` replaces the test default of the same name.
     let defaults: String = [
         ("handshake_timeout", "2s"),
         ("close_timeout", "1s"),
         ("backend_connect_timeout", "1s"),
     ]
-    .into_iter()
+    .iter()
     .filter(|(key, _)| !server.contains(key))
     .map(|(key, value)| format!("{key} = \"{value}\"\n"))
     .collect();
     let src = format!("[server]\nlisten = \"127.0.0.1:0\"\n{tls_keys}{defaults}{server}{body}");
-    let config = Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"));
-    let proxy = Proxy::new(config).expect("proxy starts");
-    let state = Arc::new(State::default());
-    let server = Server::bind(proxy, state.clone()).await.expect("binds");
-    let addr = server.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Guard {
-        addr,
-        state,
-        shutdown: Some(tx),
-        task,
-    }
+    Config::from_str(&src, "test.toml").unwrap_or_else(|e| panic!("{e}\n{src}"))
 }
 
 /// A config body with one route `/chat` to `backend` and the usual origins.
@@ -315,6 +351,23 @@ pub async fn connect(addr: SocketAddr, tls: bool) -> Box<dyn Io> {
     let tcp = within("tcp connect", TcpStream::connect(addr))
         .await
         .unwrap();
+    over(tcp, tls).await
+}
+
+/// As [`connect`], from the loopback address `source` (Linux routes all of
+/// 127/8 to lo, so each is a distinct client IP).
+pub async fn connect_from(source: IpAddr, addr: SocketAddr, tls: bool) -> Box<dyn Io> {
+    over(tcp_from(source, addr).await, tls).await
+}
+
+/// A plain TCP connection to `addr` from `source`.
+pub async fn tcp_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    within("tcp connect", socket.connect(addr)).await.unwrap()
+}
+
+async fn over(tcp: TcpStream, tls: bool) -> Box<dyn Io> {
     if tls {
         let name = ServerName::try_from("localhost").unwrap();
         Box::new(
@@ -361,6 +414,15 @@ pub async fn ws_client(
         tokio_tungstenite::client_async_with_config(req.body(()).unwrap(), io, Some(config)),
     )
     .await
+}
+
+/// A normal client (the allowed Origin, `/chat`) still upgrades and gets `text` echoed.
+pub async fn chat_round_trip(addr: SocketAddr, tls: bool, text: &str) {
+    let origin = Some("https://chat.example.com");
+    let (mut ws, _) = ws_client(addr, tls, "/chat", origin, None)
+        .await
+        .expect("a normal client still upgrades");
+    round_trip(&mut ws, text).await;
 }
 
 /// Sends a text message and waits for its echo.
@@ -443,7 +505,11 @@ pub async fn raw_ws(addr: SocketAddr, tls: bool, origin: &str) -> Box<dyn Io> {
 
 /// Sends `req`, reads the answer head byte by byte and asserts 101.
 pub async fn upgrade_raw(addr: SocketAddr, tls: bool, req: &[u8]) -> Box<dyn Io> {
-    let mut io = connect(addr, tls).await;
+    upgrade_over(connect(addr, tls).await, req).await
+}
+
+/// As [`upgrade_raw`], over a connection made by the caller.
+pub async fn upgrade_over(mut io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
     within("write upgrade", io.write_all(req)).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -724,4 +790,68 @@ pub async fn start_bin_guard(body: &str) -> BinGuard {
     ));
     let addr = process.addr().await;
     BinGuard { addr, process }
+}
+
+// === logs ===
+
+/// This test's log lines (JSON objects, INFO and above). `#[tokio::test]`
+/// runs the proxy's tasks on the test's own thread, so a thread-local
+/// subscriber sees exactly this test's lines; keep the value alive for the
+/// whole test.
+pub struct Logs {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn capture() -> Logs {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogBuf(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        Logs {
+            buf,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let buf = self.buf.lock().unwrap();
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "message": l }))
+            })
+            .collect()
+    }
+
+    /// Lines whose message starts with `message` and whose `rule` is `rule`.
+    pub fn count(&self, message: &str, rule: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+                    && v["rule"].as_str() == Some(rule)
+            })
+            .count()
+    }
 }

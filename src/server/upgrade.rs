@@ -1,0 +1,274 @@
+//! The upgrade request: the handshake check, the connection and per-IP limits, the backend
+//! handshake, the 101, and the relay task hyper hands the socket to. Every refusal gets its
+//! answer here and its metric and line from [`super::outcome`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use super::outcome::{self, Asked, Relayed};
+use super::proxy::Proxy;
+use crate::client_ip::forwarded_client;
+use crate::handshake::{self, Upgrade};
+use crate::limits::{ConnectionPermit, IpRefusal};
+use crate::metrics::ReasonLabels;
+use crate::refusal::Refusal;
+use crate::relay;
+use crate::state::{OpenConnection, State};
+use crate::upstream::{self, ClientInfo, Failure, Upstream};
+
+/// What a request handler knows about its connection.
+#[derive(Clone)]
+pub(super) struct Conn {
+    pub proxy: Arc<Proxy>,
+    pub state: Arc<State>,
+    pub peer: SocketAddr,
+    /// The client IP and its handshake verdict when known at accept; `None` for
+    /// X-Forwarded-For.
+    pub admitted: Option<(IpAddr, Result<(), IpRefusal>)>,
+    pub tls: bool,
+    pub accepted: Instant,
+    /// Held by the relay too, so the connection counts until it ends.
+    pub held: Arc<Held>,
+}
+
+/// The counts a connection holds while it lives.
+pub(super) struct Held {
+    _open: OpenConnection,
+    _permit: Option<ConnectionPermit>,
+}
+
+impl Held {
+    pub(super) fn new(open: OpenConnection, permit: Option<ConnectionPermit>) -> Held {
+        Held {
+            _open: open,
+            _permit: permit,
+        }
+    }
+}
+
+/// Handles one request: refuse it, or connect the backend, answer 101 and
+/// spawn the relay for when hyper hands over the socket.
+pub(super) async fn upgrade<S>(conn: Conn, mut req: Request<Incoming>) -> Response<Full<Bytes>>
+where
+    S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
+    match prepare(&conn, &parts, &origin).await {
+        Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
+        Err((refusal, failure)) => {
+            let config = &conn.proxy.config;
+            let asked = Asked {
+                path: parts.uri.path(),
+                route: config
+                    .route_for(parts.uri.path())
+                    .map_or("none", |r| r.path.as_str()),
+                origin: &origin,
+            };
+            outcome::refused(&conn.state.metrics, refusal, &asked, failure.as_ref());
+            answer(refusal)
+        }
+    }
+}
+
+/// A request that passed every check, with its backend connected.
+struct Ready {
+    upgrade: Upgrade,
+    upstream: Upstream,
+    /// The slot of a client named by X-Forwarded-For (one named at accept holds its own).
+    permit: Option<ConnectionPermit>,
+}
+
+/// The checks in their documented order, then the backend handshake.
+async fn prepare(
+    conn: &Conn,
+    parts: &Parts,
+    origin: &str,
+) -> Result<Ready, (Refusal, Option<Failure>)> {
+    let refuse = |r: Refusal| (r, None);
+    let proxy = &conn.proxy;
+    let config = &proxy.config;
+    let metrics = &conn.state.metrics;
+    if head_len(parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
+        return Err(refuse(Refusal::HeadTooLarge));
+    }
+    let upgrade = handshake::check(parts, config).map_err(refuse)?;
+    if conn.state.open_connections() > config.limits.max_connections as usize {
+        return Err(refuse(Refusal::Overloaded));
+    }
+    let (client_ip, permit) = match conn.admitted {
+        Some((ip, quota)) => {
+            quota.map_err(|r| refuse(Refusal::ClientIp(r)))?;
+            (ip, None)
+        }
+        None => {
+            let ip = forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers);
+            let limits = &conn.state.ip_limits;
+            let client_ip = |r| refuse(Refusal::ClientIp(r));
+            limits.handshake(ip).map_err(client_ip)?;
+            (ip, Some(limits.connect(ip).map_err(client_ip)?))
+        }
+    };
+    if let Some(rule) = upgrade.origin_report {
+        metrics
+            .origins_reported
+            .get_or_create(&ReasonLabels {
+                reason: rule.label(),
+            })
+            .inc();
+        tracing::info!(
+            path = parts.uri.path(),
+            origin = %origin,
+            rule = rule.label(),
+            "origin refused (report mode: let through)"
+        );
+    }
+    let client = ClientInfo {
+        peer: SocketAddr::new(client_ip, conn.peer.port()),
+        tls: conn.tls,
+    };
+    let upstream = upstream::connect(
+        &config.routes[upgrade.route],
+        &proxy.round_robin[upgrade.route],
+        parts,
+        &upgrade,
+        &client,
+        config.server.backend_connect_timeout,
+        metrics,
+    )
+    .await
+    .map_err(|failure| (failure.refusal, Some(failure)))?;
+    Ok(Ready {
+        upgrade,
+        upstream,
+        permit,
+    })
+}
+
+/// The 101, and the relay task that takes over once hyper has sent it.
+fn switch<S>(
+    conn: Conn,
+    ready: Ready,
+    on_upgrade: OnUpgrade,
+    parts: &Parts,
+    origin: String,
+) -> Response<Full<Bytes>>
+where
+    S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
+{
+    let Ready {
+        upgrade,
+        upstream,
+        permit,
+    } = ready;
+    let state = conn.state.clone();
+    state
+        .metrics
+        .handshake_seconds
+        .observe(conn.accepted.elapsed().as_secs_f64());
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, upgrade.accept.as_str());
+    if let Some(p) = &upstream.protocol {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, p.as_str());
+    }
+
+    let settings = conn.proxy.relay.clone();
+    let path = parts.uri.path().to_owned();
+    let route = conn.proxy.config.routes[upgrade.route].path.clone();
+    let drain = state.drain_signal();
+    let (peer, held) = (conn.peer, conn.held.clone());
+    // No span around the relay: entering one on every poll cost ~1% of
+    // its time; the closing line carries the peer itself.
+    conn.state.tracker().spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "client left before the upgrade");
+                return;
+            }
+        };
+        let Ok(parts) = upgraded.downcast::<TokioIo<S>>() else {
+            tracing::error!("upgraded connection of an unexpected type");
+            return;
+        };
+        let started = Instant::now();
+        // Both live as long as the relay.
+        let _held = (held, permit);
+        let summary = relay::relay(
+            parts.io.into_inner(),
+            parts.read_buf,
+            upstream.stream,
+            upstream.early,
+            settings,
+            drain,
+        )
+        .await;
+        let relayed = Relayed {
+            peer,
+            path: &path,
+            route: &route,
+            origin: &origin,
+            backend: &upstream.backend,
+            duration: started.elapsed(),
+        };
+        outcome::closed(&state.metrics, &summary, &relayed);
+    });
+    response
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The answer to a refused request.
+fn answer(refusal: Refusal) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(refusal.status())
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        // One request per connection: a refused client gets no second try
+        // on the same socket. (Not `keep_alive(false)`: hyper would then
+        // overwrite the 101's `Connection: Upgrade`.)
+        .header(header::CONNECTION, "close");
+    for (name, value) in refusal.headers() {
+        response = response.header(*name, *value);
+    }
+    if let Some(seconds) = refusal.retry_after() {
+        response = response.header(header::RETRY_AFTER, seconds);
+    }
+    response
+        .body(Full::new(Bytes::from(format!("{}\n", refusal.message()))))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Size of the request head as sent, near enough for the limit: request
+/// line plus each `name: value\r\n`.
+fn head_len(parts: &Parts) -> usize {
+    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 12;
+    parts
+        .headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// A header value for a log line: escaped, and cut to a sane length.
+fn printable(value: Option<&[u8]>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(v) => {
+            let cut = &v[..v.len().min(200)];
+            String::from_utf8_lossy(cut).escape_debug().to_string()
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Process-wide state that outlives configuration reloads: the metrics, the per-IP limit
+//! tables, the drain signal (the readiness `/healthz` reports), the set of live connection
+//! tasks and the count of open connections.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::limits::{IpLimits, IpLimitsConfig};
+use crate::metrics::Metrics;
+
+pub struct State {
+    pub metrics: Arc<Metrics>,
+    /// Connections and handshake buckets per client IP; a reload changes their quotas and
+    /// caps, never their counts.
+    pub ip_limits: Arc<IpLimits>,
+    drain: watch::Sender<bool>,
+    tracker: TaskTracker,
+    /// Connections open now, for `max_connections`.
+    open: AtomicUsize,
+}
+
+// === impl State ===
+
+impl Default for State {
+    /// Per-IP limits off until a configuration applies them.
+    fn default() -> Self {
+        let ip_limits = Arc::new(IpLimits::new(&IpLimitsConfig::default()));
+        let counted = Arc::clone(&ip_limits);
+        State {
+            metrics: Arc::new(Metrics::new(move || counted.untracked_handshakes())),
+            ip_limits,
+            drain: watch::Sender::new(false),
+            tracker: TaskTracker::new(),
+            open: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl State {
+    /// True once shutdown began: `/healthz` answers 503.
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Turns true when shutdown begins.
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    /// Tells every relay to close with 1001, and takes no more connection tasks.
+    pub fn start_drain(&self) {
+        self.drain.send_replace(true);
+        self.tracker.close();
+    }
+
+    /// The live connection tasks (and relays), waited for by the drain.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection as open (in `connections_active` too) until the value is dropped.
+    pub fn open_connection(self: &Arc<Self>) -> OpenConnection {
+        self.metrics.connections_active.inc();
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(self))
+    }
+}
+
+/// One open connection; keeps the counts right however its tasks end.
+pub struct OpenConnection(Arc<State>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections_active.dec();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
