@@ -11,7 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use wsguard::frame::{FrameHeader, OpCode};
-use wsguard::metrics::ClosedLabels;
 
 const LONG_CLOSE: &str = "close_timeout = \"30s\"\n";
 const BIG_FRAMES: &str = "\n[frames]\nmax_frame_size = \"1 MiB\"\nmax_message_size = \"1 MiB\"\n";
@@ -100,15 +99,10 @@ async fn read_at_least(io: &mut Box<dyn Io>, got: &mut Vec<u8>, n: usize) {
 }
 
 /// Waits until the relay recorded its end with this client code and ender.
-async fn relay_ended(guard: &Guard, code: &'static str, by: &'static str) {
-    let closed = guard
-        .state
-        .metrics
-        .connections_closed
-        .get_or_create(&ClosedLabels { code, by })
-        .clone();
+async fn relay_ended(guard: &Guard, code: &str, by: &str) {
+    let series = format!("wsguard_connections_closed_total{{code=\"{code}\",by=\"{by}\"}}");
     assert!(
-        wait_until(|| closed.get() == 1).await,
+        wait_until(|| guard.metric(&series) == 1.0).await,
         "the relay did not end with code {code} by {by}"
     );
 }
