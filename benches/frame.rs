@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wsguard::frame::mask::apply_mask;
 use wsguard::frame::utf8::Utf8Validator;
 use wsguard::frame::{Decoder, FrameHeader, OpCode};
-use wsguard::policy::{FramePolicy, MaskKeyPolicy, Role};
+use wsguard::frame::{FramePolicy, MaskKeyPolicy, Role};
 
 const SIZES: [usize; 6] = [64, 512, 4 << 10, 16 << 10, 64 << 10, 1 << 20];
 
@@ -32,16 +32,7 @@ fn mask(c: &mut Criterion) {
 
 /// One complete client frame: header (masked) plus `payload` masked with `key`.
 fn client_frame(opcode: OpCode, payload: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
-    FrameHeader {
-        fin: true,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask: Some(key),
-        payload_len: payload.len() as u64,
-    }
-    .encode(out);
+    FrameHeader::fin(opcode, Some(key), payload.len() as u64).encode(out);
     let start = out.len();
     out.extend_from_slice(payload);
     apply_mask(&mut out[start..], key, 0);
@@ -51,16 +42,7 @@ fn header(c: &mut Criterion) {
     let mut g = c.benchmark_group("header_parse");
     for len in [64usize, 16 << 10, 1 << 20] {
         let mut bytes = Vec::new();
-        FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode: OpCode::Binary,
-            mask: Some([1, 2, 3, 4]),
-            payload_len: len as u64,
-        }
-        .encode(&mut bytes);
+        FrameHeader::fin(OpCode::Binary, Some([1, 2, 3, 4]), len as u64).encode(&mut bytes);
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::from_parameter(len), &bytes, |b, bytes| {
             b.iter(|| FrameHeader::parse(black_box(bytes)));

@@ -4,7 +4,7 @@
 //! client ──TCP──▶ server (accept, TLS, HTTP/1.1) ──▶ handshake check (method, version,
 //!   key, Host, route, Origin, subprotocols) ──▶ upstream (connect, forward, verify 101 +
 //!   Sec-WebSocket-Accept) ──▶ 101 to the client ──▶ relay: two directions, every frame
-//!   through the sans-I/O frame decoder and policy; original bytes forwarded.
+//!   through the sans-I/O frame decoder and its rules; original bytes forwarded.
 //! ```
 //!
 //! Refusals are closed enums mapped to the wire in one place each:
@@ -22,7 +22,6 @@ pub mod handshake;
 pub mod limits;
 pub mod metrics;
 pub mod origin;
-pub mod policy;
 pub mod proxy_protocol;
 pub mod refusal;
 pub mod relay;

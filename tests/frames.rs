@@ -20,6 +20,26 @@ fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     p
 }
 
+/// `f` (a frame in its minimal form, 7- or 16-bit length) re-encoded with
+/// the next wider length field, which RFC 6455 §5.2 forbids.
+fn widen(f: &[u8]) -> Vec<u8> {
+    let mask_bit = f[1] & 0x80;
+    let (len, rest) = match f[1] & 0x7f {
+        126 => (u64::from(u16::from_be_bytes([f[2], f[3]])), &f[4..]),
+        n => (u64::from(n), &f[2..]),
+    };
+    let mut out = vec![f[0]];
+    if len < 126 {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 /// (rule, frames after the good one, expected close code).
 fn cases() -> Vec<(&'static str, Vec<u8>, u16)> {
     let text = |fin, p: &[u8]| frame(fin, 1, p, key());
@@ -69,6 +89,21 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16)> {
             1002,
         ),
         ("length with the top bit set", big_len, 1002),
+        (
+            "16-bit length carrying 5",
+            widen(&text(true, b"hello")),
+            1002,
+        ),
+        (
+            "64-bit length carrying 200",
+            widen(&frame(true, 2, &[7; 200], key())),
+            1002,
+        ),
+        (
+            "64-bit length on a close frame",
+            widen(&widen(&frame(true, 8, &close_payload(1000, b""), key()))),
+            1002,
+        ),
         ("frame over max_frame_size", over_frame, 1009),
         (
             "message over max_message_size",
@@ -248,7 +283,12 @@ async fn backend_faults_reach_the_client_as_1011() {
     // A masked server frame is a backend protocol error.
     let masked = frame(true, 1, b"masked by the server", Some([1, 2, 3, 4]));
     let unknown_opcode = vec![0x83, 0x00];
-    for (name, bad) in [("masked", masked), ("reserved opcode", unknown_opcode)] {
+    let wide_length = vec![0x82, 126, 0, 3, 1, 2, 3];
+    for (name, bad) in [
+        ("masked", masked),
+        ("reserved opcode", unknown_opcode),
+        ("16-bit length carrying 3", wide_length),
+    ] {
         let backend = start_backend(Answer::Then(bad)).await;
         let guard = start_guard(false, &chat_route(backend.addr)).await;
         let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;

@@ -1,9 +1,12 @@
-//! Property tests for the two byte-level building blocks the relay trusts
-//! across read boundaries: masking at any offset, and streaming UTF-8.
+//! Property tests for the byte-level building blocks the relay trusts across
+//! read boundaries: masking at any offset, streaming UTF-8, and the relay's
+//! buffer of whole frames.
 
 use proptest::prelude::*;
 use wsguard::frame::mask::apply_mask;
 use wsguard::frame::utf8::Utf8Validator;
+use wsguard::frame::{Decoder, Event, FrameHeader, FramePolicy, MaskKeyPolicy, OpCode, Role};
+use wsguard::relay::buffer::FrameBuf;
 
 /// RFC 6455 §5.3 written out: byte i of the payload is XORed with key[i % 4].
 fn mask_by_definition(buf: &mut [u8], key: [u8; 4], offset: usize) {
@@ -120,5 +123,169 @@ proptest! {
         let mut v = Utf8Validator::new();
         let failed_at = bytes.iter().position(|b| v.push(&[*b]).is_err());
         prop_assert_eq!(failed_at, first_bad);
+    }
+}
+
+// === the relay's buffer ===
+
+/// Small sizes so that short random streams reach every state of the buffer:
+/// growth, compaction, shrinking, and frames larger than the largest buffer
+/// (streamed), while a control frame (at most 127 bytes unmasked) still fits.
+type SmallBuf = FrameBuf<16, 160>;
+const SMALL_MAX: usize = 160;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Binary,
+    Ping,
+    /// Cut by the relay (the backend must not see an unsolicited pong).
+    Pong,
+}
+
+fn kind() -> impl Strategy<Value = (Kind, usize)> {
+    prop_oneof![
+        (Just(Kind::Binary), 0usize..400),
+        (Just(Kind::Ping), 0usize..=125),
+        (Just(Kind::Pong), 0usize..=125),
+    ]
+}
+
+/// One unmasked FIN frame whose payload bytes say which frame they belong to.
+fn wire_frame(opcode: OpCode, len: usize, tag: u8, out: &mut Vec<u8>) {
+    FrameHeader::fin(opcode, None, len as u64).encode(out);
+    out.extend((0..len).map(|i| tag.wrapping_add(i as u8)));
+}
+
+/// Next size from a cycled list, at least 1 and at most `cap`.
+fn next_size(sizes: &[usize], at: &mut usize, cap: usize) -> usize {
+    let n = sizes[*at % sizes.len()];
+    *at += 1;
+    n.clamp(1, cap.max(1))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Drives `FrameBuf` the way the relay's pump does, with a real decoder,
+    /// random read and write sizes and random frames: the destination gets
+    /// exactly the frames that were not cut, in order, nothing after a close
+    /// frame or a broken rule, and whenever everything released is written
+    /// it stands between frames, or inside a frame larger than the buffer
+    /// exactly when the buffer says it is mid-frame.
+    #[test]
+    fn buffer_forwards_whole_frames_in_order(
+        frames in prop::collection::vec(kind(), 0..24),
+        ending in 0u8..3,
+        early in 0usize..64,
+        reads in prop::collection::vec(0usize..300, 1..8),
+        writes in prop::collection::vec(0usize..300, 1..8),
+        shrink in any::<bool>(),
+    ) {
+        // The stream, what must come out, and where its frames end.
+        let (mut input, mut expected, mut ends) = (Vec::new(), Vec::new(), vec![0]);
+        let mut big = Vec::new();
+        for (i, &(kind, len)) in frames.iter().enumerate() {
+            let opcode = match kind {
+                Kind::Binary => OpCode::Binary,
+                Kind::Ping => OpCode::Ping,
+                Kind::Pong => OpCode::Pong,
+            };
+            let start = input.len();
+            wire_frame(opcode, len, i as u8, &mut input);
+            if !matches!(kind, Kind::Pong) {
+                expected.extend_from_slice(&input[start..]);
+                ends.push(expected.len());
+                big.push(input.len() - start > SMALL_MAX);
+            }
+        }
+        match ending {
+            // A close frame, then a frame that must never be read.
+            1 => {
+                // Code 1000: the payload bytes count up from the tag.
+                wire_frame(OpCode::Close, 2, 0x03, &mut input);
+                let last = input.len() - 1;
+                input[last] = 0xE8;
+                let start = expected.len();
+                expected.extend_from_slice(&input[input.len() - 4..]);
+                ends.push(expected.len());
+                big.push(expected.len() - start > SMALL_MAX);
+                wire_frame(OpCode::Binary, 3, 9, &mut input);
+            }
+            // A frame with a reserved opcode: the decoder refuses it.
+            2 => wire_frame(OpCode::Reserved(3), 5, 0, &mut input),
+            _ => {}
+        }
+
+        let early = early.min(input.len());
+        let mut buf = SmallBuf::new(&input[..early]);
+        let mut read = early;
+        let policy = FramePolicy {
+            max_frame_size: None,
+            max_message_size: None,
+            max_fragments: None,
+            mask_key_policy: MaskKeyPolicy::Rfc,
+        };
+        let mut dec = Decoder::new(Role::Server, policy);
+        let (mut out, mut stopped) = (Vec::new(), false);
+        let (mut r, mut w) = (0, 0);
+        loop {
+            while !stopped && !buf.unparsed().is_empty() {
+                let (n, event) = match dec.feed(buf.unparsed()) {
+                    Ok(step) => step,
+                    Err(_) => {
+                        buf.discard_unreleased();
+                        stopped = true;
+                        break;
+                    }
+                };
+                buf.consume(n);
+                match event {
+                    None if n == 0 => break,
+                    None => {}
+                    Some(Event::Pong) => buf.cut_frame(),
+                    Some(Event::Close { .. }) => {
+                        buf.drop_unparsed();
+                        buf.release_frame();
+                        stopped = true;
+                    }
+                    Some(_) => buf.release_frame(),
+                }
+            }
+            let released = buf.output().len();
+            if released > 0 {
+                let n = next_size(&writes, &mut w, released);
+                out.extend_from_slice(&buf.output()[..n]);
+                buf.written(n);
+                continue;
+            }
+            // Everything released is written: where does the destination stand?
+            match ends.binary_search(&out.len()) {
+                Ok(_) => prop_assert!(!buf.is_mid_frame(), "mid-frame at a boundary {}", out.len()),
+                Err(i) => {
+                    prop_assert!(buf.is_mid_frame(), "inside frame {} but not mid-frame", i - 1);
+                    prop_assert!(big[i - 1], "frame {} fits but was streamed", i - 1);
+                }
+            }
+            if stopped {
+                break;
+            }
+            buf.make_room();
+            if !buf.output().is_empty() {
+                continue;
+            }
+            if shrink && buf.is_empty_and_grown() {
+                buf.shrink();
+            }
+            if read == input.len() {
+                break;
+            }
+            let spare = buf.spare();
+            let n = next_size(&reads, &mut r, spare.len().min(input.len() - read));
+            spare[..n].copy_from_slice(&input[read..read + n]);
+            read += n;
+            buf.filled(n);
+        }
+        prop_assert_eq!(out.len(), expected.len());
+        prop_assert!(out == expected, "the destination got other bytes");
     }
 }

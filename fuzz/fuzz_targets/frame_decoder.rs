@@ -7,7 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wsguard::frame::{Decoder, Event, Violation};
-use wsguard::policy::{FramePolicy, MaskKeyPolicy, Role};
+use wsguard::frame::{FramePolicy, MaskKeyPolicy, Role};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

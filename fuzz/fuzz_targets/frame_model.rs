@@ -1,13 +1,13 @@
 //! Structure-aware: the fuzzer describes a sequence of frames, this target
 //! encodes them and checks the decoder's events and close code against a small
 //! reference model written from the README "Frames" table, independently of
-//! `src/policy.rs` and `src/frame/`.
+//! `src/frame/`.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wsguard::frame::{Decoder, Event, OpCode};
-use wsguard::policy::{FramePolicy, MaskKeyPolicy, Role};
+use wsguard::frame::{FramePolicy, MaskKeyPolicy, Role};
 
 #[derive(Arbitrary, Debug)]
 enum Mask {
@@ -72,6 +72,8 @@ struct Wire {
     key: Option<[u8; 4]>,
     declared: u64,
     msb: bool,
+    /// The length sits in a wider field than it needs.
+    wide: bool,
     payload: Vec<u8>,
 }
 
@@ -152,6 +154,10 @@ impl Model {
     fn frame(&mut self, w: &Wire, complete: bool) -> Outcome {
         use Outcome::Close as C;
         if w.msb {
+            return C(1002);
+        }
+        // "The minimal number of bytes MUST be used to encode the length."
+        if w.wide {
             return C(1002);
         }
         let op = w.opcode & 15;
@@ -302,13 +308,20 @@ fuzz_target!(|spec: Spec| {
         }
         let last = i + 1 == count;
         let short = if last { spec.short_by.unwrap_or(0) } else { 0 };
+        let declared = payload.len() as u64 + u64::from(short);
+        let wide = match f.len_form {
+            LenForm::Force16 => declared <= 125,
+            LenForm::Force64 => declared <= 0xFFFF,
+            LenForm::Minimal | LenForm::Msb => false,
+        };
         let wire = Wire {
             fin: f.fin,
             rsv: f.rsv,
             opcode: f.opcode,
             key,
-            declared: payload.len() as u64 + u64::from(short),
+            declared,
             msb: matches!(f.len_form, LenForm::Msb),
+            wide,
             payload,
         };
         wire.encode(&f.len_form, &mut stream);

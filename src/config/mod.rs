@@ -237,7 +237,7 @@ pub struct FrameLimits {
 }
 
 /// `[frames] mask_key_policy`: the frame engine's own type.
-pub use crate::policy::MaskKeyPolicy;
+pub use crate::frame::MaskKeyPolicy;
 
 /// One `[[route]]`: which request paths go to which backends.
 #[derive(Debug, Clone, PartialEq, Eq)]

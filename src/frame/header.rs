@@ -1,60 +1,14 @@
 //! The 2–14 byte frame header of RFC 6455 §5.2
 //! (<https://www.rfc-editor.org/rfc/rfc6455#section-5.2>): parse without consuming on
-//! short input, encode with the minimal length form.
+//! short input, refuse a malformed length field, encode with the minimal length form.
 
-use crate::policy::Violation;
+use super::coding::OpCode;
+use super::error::Violation;
 
 /// Longest possible header: 2 fixed bytes, 8 length bytes, 4 mask-key bytes.
 pub const MAX_HEADER_LEN: usize = 14;
 
-/// Frame opcode (RFC 6455 §5.2, §11.8). Values 3–7 and 11–15 are kept as `Reserved`
-/// so the policy can refuse them by name instead of the parser guessing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpCode {
-    Continue,
-    Text,
-    Binary,
-    Close,
-    Ping,
-    Pong,
-    Reserved(u8),
-}
-
-// === impl OpCode ===
-
-impl OpCode {
-    /// Decodes the low four bits of `v`.
-    pub fn from_u8(v: u8) -> Self {
-        match v & 0x0F {
-            0 => Self::Continue,
-            1 => Self::Text,
-            2 => Self::Binary,
-            8 => Self::Close,
-            9 => Self::Ping,
-            10 => Self::Pong,
-            other => Self::Reserved(other),
-        }
-    }
-
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Self::Continue => 0,
-            Self::Text => 1,
-            Self::Binary => 2,
-            Self::Close => 8,
-            Self::Ping => 9,
-            Self::Pong => 10,
-            Self::Reserved(v) => v & 0x0F,
-        }
-    }
-
-    /// Control opcodes have the high bit of the nibble set (§5.5).
-    pub fn is_control(self) -> bool {
-        self.as_u8() & 0x08 != 0
-    }
-}
-
-/// One parsed frame header. `payload_len` is as sent; caps are checked by the policy.
+/// One parsed frame header. `payload_len` is as sent; caps are checked by the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
@@ -69,11 +23,25 @@ pub struct FrameHeader {
 // === impl FrameHeader ===
 
 impl FrameHeader {
+    /// A FIN header without reserved bits, as every frame wsguard builds has.
+    pub fn fin(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> Self {
+        Self {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len,
+        }
+    }
+
     /// Parses a header from the start of `input`.
     ///
     /// Returns `Ok(None)` while the header is incomplete (nothing is consumed), or the
-    /// header and its length in bytes. The only error is a 64-bit length with the most
-    /// significant bit set (§5.2), refused as soon as the 8 length bytes are present.
+    /// header and its length in bytes. The errors are the length field's own (§5.2),
+    /// refused as soon as its bytes are present: a 64-bit length with the most
+    /// significant bit set, and a length not in its shortest form.
     pub fn parse(input: &[u8]) -> Result<Option<(Self, usize)>, Violation> {
         let [b0, b1, rest @ ..] = input else {
             return Ok(None);
@@ -95,6 +63,19 @@ impl FrameHeader {
             },
             n => (u64::from(n), 0),
         };
+        // §5.2: "the minimal number of bytes MUST be used to encode the length".
+        let shortest = match payload_len {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        if ext != shortest {
+            let bits = if ext == 2 { 16 } else { 64 };
+            return Err(Violation::NonMinimalLength {
+                len: payload_len,
+                bits,
+            });
+        }
         let mut used = 2 + ext;
         let mask = if b1 & 0x80 != 0 {
             match input
@@ -122,48 +103,50 @@ impl FrameHeader {
         Ok(Some((header, used)))
     }
 
-    /// Appends the header to `out`, using the shortest length form (§5.2 requires it).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let b0 = u8::from(self.fin) << 7
+    /// The header's wire bytes and their count, with the shortest length form
+    /// (§5.2 requires it).
+    pub fn to_bytes(&self) -> ([u8; MAX_HEADER_LEN], usize) {
+        let mut out = [0; MAX_HEADER_LEN];
+        out[0] = u8::from(self.fin) << 7
             | u8::from(self.rsv1) << 6
             | u8::from(self.rsv2) << 5
             | u8::from(self.rsv3) << 4
             | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        out.push(b0);
-        match self.payload_len {
+        let mut used = match self.payload_len {
             // The match arms bound the value, so the narrowing casts are exact.
-            n @ 0..=125 => out.push(mask_bit | n as u8),
+            n @ 0..=125 => {
+                out[1] = mask_bit | n as u8;
+                2
+            }
             n @ 126..=0xFFFF => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
+                out[1] = mask_bit | 126;
+                out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
             }
             n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&n.to_be_bytes());
+                out[1] = mask_bit | 127;
+                out[2..10].copy_from_slice(&n.to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            out.extend_from_slice(&key);
+            out[used..used + 4].copy_from_slice(&key);
+            used += 4;
         }
+        (out, used)
+    }
+
+    /// Appends [`FrameHeader::to_bytes`] to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (bytes, used) = self.to_bytes();
+        out.extend_from_slice(&bytes[..used]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn header(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> FrameHeader {
-        FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len,
-        }
-    }
 
     #[test]
     fn round_trip_all_length_forms() {
@@ -172,7 +155,7 @@ mod tests {
         for (len, size) in lens.into_iter().zip(expected_sizes) {
             for mask in [None, Some([1, 2, 3, 4])] {
                 for opcode in [OpCode::Text, OpCode::Ping, OpCode::Reserved(5)] {
-                    let mut h = header(opcode, mask, len);
+                    let mut h = FrameHeader::fin(opcode, mask, len);
                     h.fin = len % 2 == 0;
                     h.rsv2 = true;
                     let mut out = Vec::new();
@@ -190,17 +173,34 @@ mod tests {
     }
 
     #[test]
+    fn non_minimal_lengths_are_refused_from_the_length_field_alone() {
+        let wide16 = |len: u16| [&[0x82, 0x80 | 126][..], &len.to_be_bytes()].concat();
+        let wide64 = |len: u64| [&[0x82, 0x80 | 127][..], &len.to_be_bytes()].concat();
+        for len in [0, 1, 125] {
+            // The mask key is not there yet: the length field is enough.
+            assert_eq!(
+                FrameHeader::parse(&wide16(len)),
+                Err(Violation::NonMinimalLength {
+                    len: u64::from(len),
+                    bits: 16
+                })
+            );
+        }
+        for len in [0, 125, 126, 0xFFFF] {
+            assert_eq!(
+                FrameHeader::parse(&wide64(len)),
+                Err(Violation::NonMinimalLength { len, bits: 64 })
+            );
+        }
+        // The smallest length each wide form exists for is accepted.
+        assert_eq!(FrameHeader::parse(&wide16(126)), Ok(None));
+        assert_eq!(FrameHeader::parse(&wide64(0x1_0000)), Ok(None));
+    }
+
+    #[test]
     fn msb_of_64_bit_length_is_refused() {
         let mut bytes = vec![0x82, 0xFF];
         bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(FrameHeader::parse(&bytes), Err(Violation::LengthMsbSet));
-    }
-
-    #[test]
-    fn opcode_nibble_round_trips() {
-        for v in 0..16u8 {
-            assert_eq!(OpCode::from_u8(v).as_u8(), v);
-            assert_eq!(OpCode::from_u8(v).is_control(), v >= 8);
-        }
     }
 }

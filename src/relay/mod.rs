@@ -1,18 +1,21 @@
-//! The only async frame code: two directions over real sockets, each a
-//! [`pump::Pump`] that reads into one bounded buffer, runs every byte through
-//! the sans-I/O decoder and the direction's rate quota, and forwards the
-//! original bytes of whole frames with one write per burst. A slow reader
-//! stops its writer (back-pressure). This module runs both pumps, the
-//! liveness timers (idle timeout, proxy pings) and the close handshake, and
-//! ends every failure with the close codes of `DESIGN.md`.
+//! The only async frame code: two directions over real sockets, each a pump
+//! that reads into one bounded buffer ([`buffer::FrameBuf`]), runs every
+//! byte through the sans-I/O decoder and the direction's rate quota, and
+//! forwards the original bytes of whole frames with one write per burst. A
+//! slow reader stops its writer (back-pressure). This module runs both pumps
+//! and the liveness timers (idle timeout, proxy pings); how a connection ends,
+//! and which close code each peer gets, is decided in one place, the private
+//! `close` module.
 
+pub mod buffer;
+mod close;
 mod pump;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -20,10 +23,9 @@ use tokio::time::{timeout, Instant};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
-use crate::frame::{Decoder, Violation};
+use crate::frame::{Decoder, FramePolicy, Role, Violation};
 use crate::limits::FrameRate;
-use crate::policy::{FramePolicy, Role};
-use pump::{Dir, Pump, Rate, Stop, PING_TOKEN};
+use pump::{Dir, Pump, Rate, PING_TOKEN};
 
 /// Which peer ended the connection, and how: the connection's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +160,7 @@ where
     let backend_ping = Arc::new(AtomicBool::new(false));
     let (client_read, client_write) = client.split();
     let (backend_read, backend_write) = backend.split();
-    let mut up = Pump::new(
+    let up = Pump::new(
         (client_read, backend_write),
         Dir::Up,
         Decoder::new(Role::Client, settings.client_policy.clone()),
@@ -166,7 +168,7 @@ where
         backend_ping.clone(),
         rate(&settings.client_rate),
     );
-    let mut down = Pump::new(
+    let down = Pump::new(
         (backend_read, client_write),
         Dir::Down,
         Decoder::new(Role::Server, settings.backend_policy.clone()),
@@ -175,44 +177,38 @@ where
         rate(&settings.backend_rate),
     );
     drop((client_early, backend_early));
-    let wait = settings.close_timeout;
+    let mut conn = Conn {
+        up,
+        down,
+        wait: settings.close_timeout,
+    };
     let mut ping_sent: Option<Instant> = None;
 
     let (ended_by, violation, client_code) = loop {
-        let deadline = next_timer(&settings, &up, &down, ping_sent);
+        let deadline = conn.next_timer(&settings, ping_sent);
         tokio::select! {
-            stop = up.run() => break on_up_stop(stop, &mut up, &mut down, wait).await,
-            stop = down.run() => break on_down_stop(stop, &mut up, &mut down, wait).await,
-            () = draining(&mut drain) => {
-                let going_away = Some((1001, "going away"));
-                fail(&mut up, &mut down, going_away, going_away, wait).await;
-                break (Ender::Shutdown, None, Some(1001));
-            }
+            stop = conn.up.run() => break conn.on_stop(Dir::Up, stop).await,
+            stop = conn.down.run() => break conn.on_stop(Dir::Down, stop).await,
+            () = draining(&mut drain) => break conn.end(Ender::Shutdown, None).await,
             () = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
-                let last = up.last_frame.max(down.last_frame);
-                if now >= last + settings.idle_timeout {
-                    let idle = Some((1001, "idle timeout"));
-                    fail(&mut up, &mut down, idle, idle, wait).await;
-                    break (Ender::Idle, None, Some(1001));
+                if now >= conn.last_frame() + settings.idle_timeout {
+                    break conn.end(Ender::Idle, None).await;
                 }
-                match (ping_sent, up.proxy_ping) {
-                    (Some(sent), Some(_)) if now >= sent + settings.pong_timeout => {
-                        let gone = Some((1001, "no pong"));
-                        fail(&mut up, &mut down, gone, gone, wait).await;
-                        break (Ender::NoPong, None, Some(1001));
+                match ping_sent {
+                    Some(sent) if conn.up.awaiting_pong() => {
+                        if now >= sent + settings.pong_timeout {
+                            break conn.end(Ender::NoPong, None).await;
+                        }
                     }
-                    (_, None) => ping_sent = None,
-                    _ => {}
+                    _ => ping_sent = None,
                 }
                 if let Some(interval) = settings.ping_interval {
-                    if ping_sent.is_none() && now >= up.last_frame + interval && down.idle_output() {
+                    if ping_sent.is_none() && now >= conn.up.last_frame() + interval {
                         let token = ping_token();
-                        // FIN ping, unmasked (we are the server towards the client).
-                        let mut frame = vec![0x89, PING_TOKEN as u8];
-                        frame.extend_from_slice(&token);
-                        if timeout(wait, down.send_frame(&frame)).await.is_ok_and(|r| r.is_ok()) {
-                            up.proxy_ping = Some(token);
+                        let sent = timeout(conn.wait, conn.down.send_ping(&token)).await;
+                        if matches!(sent, Ok(Ok(true))) {
+                            conn.up.expect_pong(token);
                             ping_sent = Some(now);
                         }
                     }
@@ -220,6 +216,7 @@ where
             }
         }
     };
+    let (up, down) = (conn.up.counts(), conn.down.counts());
     Summary {
         ended_by,
         client_code,
@@ -233,22 +230,35 @@ where
     }
 }
 
-/// When the liveness loop must next look: the idle deadline, the next ping,
-/// or the pong deadline, whichever comes first.
-fn next_timer<A, B, C, D>(
-    s: &Settings,
-    up: &Pump<A, B>,
-    down: &Pump<C, D>,
-    ping_sent: Option<Instant>,
-) -> Instant {
-    let last = up.last_frame.max(down.last_frame);
-    let mut at = last + s.idle_timeout;
-    if let Some(sent) = ping_sent {
-        at = at.min(sent + s.pong_timeout);
-    } else if let Some(interval) = s.ping_interval {
-        at = at.min(up.last_frame + interval);
+/// One relayed connection: its two directions and how long to wait for a
+/// peer's answer when closing.
+struct Conn<CR, CW, BR, BW> {
+    /// Client to backend.
+    up: Pump<CR, BW>,
+    /// Backend to client.
+    down: Pump<BR, CW>,
+    wait: Duration,
+}
+
+// === impl Conn ===
+
+impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW> {
+    /// When either source last completed a frame.
+    fn last_frame(&self) -> Instant {
+        self.up.last_frame().max(self.down.last_frame())
     }
-    at
+
+    /// When the liveness loop must next look: the idle deadline, the next
+    /// ping, or the pong deadline, whichever comes first.
+    fn next_timer(&self, s: &Settings, ping_sent: Option<Instant>) -> Instant {
+        let mut at = self.last_frame() + s.idle_timeout;
+        if let Some(sent) = ping_sent {
+            at = at.min(sent + s.pong_timeout);
+        } else if let Some(interval) = s.ping_interval {
+            at = at.min(self.up.last_frame() + interval);
+        }
+        at
+    }
 }
 
 /// A fresh token for a proxy ping.
@@ -262,170 +272,4 @@ async fn draining(drain: &mut watch::Receiver<bool>) {
     if drain.wait_for(|&d| d).await.is_err() {
         std::future::pending::<()>().await;
     }
-}
-
-type Outcome = (Ender, Option<Violation>, Option<u16>);
-
-async fn on_up_stop<CR, CW, BR, BW>(
-    stop: Stop,
-    up: &mut Pump<CR, BW>,
-    down: &mut Pump<BR, CW>,
-    wait: Duration,
-) -> Outcome
-where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
-    BW: AsyncWrite + Unpin,
-{
-    match stop {
-        Stop::Closed(code) => {
-            // The client's close went to the backend; relay the backend's
-            // answer (and any frames before it), then close the client's TCP
-            // connection first: the proxy is the server there (RFC 6455 §7.1.1).
-            let reply = timeout(wait, down.run()).await;
-            let _ = timeout(wait, down.dst.shutdown()).await;
-            let backend_code = match reply {
-                Ok(Stop::Closed(c)) => c,
-                _ => code,
-            };
-            let _ = timeout(wait, up.dst.shutdown()).await;
-            let _ = timeout(wait, down.drain()).await;
-            (Ender::Client, None, backend_code)
-        }
-        Stop::Violation(v) => {
-            // Close the backend first and relay its answers to the frames
-            // already accepted (its close reply is not relayed), so the
-            // client loses nothing it was owed; then close the client.
-            let code = v.close_code();
-            let told = timeout(wait, up.send_close(1001, "", true))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if told {
-                down.swallow_close = true;
-                let _ = timeout(wait, down.run()).await;
-                let _ = timeout(wait, up.dst.shutdown()).await;
-            }
-            let to_backend = (!told).then_some((1001, ""));
-            fail(up, down, Some((code, v.reason())), to_backend, wait).await;
-            if told {
-                let _ = timeout(wait, down.drain()).await;
-            }
-            (Ender::ClientViolation, Some(v), Some(code))
-        }
-        Stop::RateLimited => {
-            let limit = Some((1008, "rate limit"));
-            fail(up, down, limit, Some((1001, "")), wait).await;
-            (Ender::ClientRateLimited, None, Some(1008))
-        }
-        Stop::SourceGone => {
-            fail(up, down, None, Some((1001, "client went away")), wait).await;
-            (Ender::ClientGone, None, None)
-        }
-        Stop::DestinationGone => {
-            fail(up, down, Some((1011, "backend went away")), None, wait).await;
-            (Ender::BackendGone, None, Some(1011))
-        }
-    }
-}
-
-async fn on_down_stop<CR, CW, BR, BW>(
-    stop: Stop,
-    up: &mut Pump<CR, BW>,
-    down: &mut Pump<BR, CW>,
-    wait: Duration,
-) -> Outcome
-where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
-    BW: AsyncWrite + Unpin,
-{
-    match stop {
-        Stop::Closed(code) => {
-            // The backend's close went to the client; relay the client's
-            // answer to the backend, then close both.
-            let _ = timeout(wait, up.run()).await;
-            let _ = timeout(wait, down.dst.shutdown()).await;
-            let _ = timeout(wait, up.dst.shutdown()).await;
-            let _ = timeout(wait, down.drain()).await;
-            (Ender::Backend, None, code)
-        }
-        Stop::Violation(v) => {
-            tracing::debug!(rule = v.label(), "backend broke a frame rule");
-            fail(
-                up,
-                down,
-                Some((1011, "backend protocol error")),
-                Some((v.close_code(), v.reason())),
-                wait,
-            )
-            .await;
-            (Ender::BackendViolation, Some(v), Some(1011))
-        }
-        Stop::RateLimited => {
-            let to_client = Some((1011, "backend rate limit"));
-            fail(up, down, to_client, Some((1008, "rate limit")), wait).await;
-            (Ender::BackendRateLimited, None, Some(1011))
-        }
-        Stop::SourceGone => {
-            fail(up, down, Some((1011, "backend went away")), None, wait).await;
-            (Ender::BackendGone, None, Some(1011))
-        }
-        Stop::DestinationGone => {
-            fail(up, down, None, Some((1001, "client went away")), wait).await;
-            (Ender::ClientGone, None, None)
-        }
-    }
-}
-
-/// Fails the connection (RFC 6455 §7.1.7): delivers what was accepted,
-/// sends each live peer its close frame, closes our sending side and waits a
-/// bounded time for each peer to close theirs.
-async fn fail<CR, CW, BR, BW>(
-    up: &mut Pump<CR, BW>,
-    down: &mut Pump<BR, CW>,
-    to_client: Option<(u16, &str)>,
-    to_backend: Option<(u16, &str)>,
-    wait: Duration,
-) where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
-    BW: AsyncWrite + Unpin,
-{
-    // Writes first (each bounded), then wait for both peers at once.
-    let mut drain_client = false;
-    if let Some((code, reason)) = to_client {
-        let sent = async {
-            down.flush().await?;
-            down.send_close(code, reason, false).await?;
-            down.dst.shutdown().await
-        };
-        drain_client = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
-    }
-    let mut drain_backend = false;
-    if let Some((code, reason)) = to_backend {
-        let sent = async {
-            up.flush().await?;
-            up.send_close(code, reason, true).await?;
-            up.dst.shutdown().await
-        };
-        drain_backend = timeout(wait, sent).await.is_ok_and(|r| r.is_ok());
-    }
-    let _ = timeout(wait, async {
-        tokio::join!(
-            async {
-                if drain_client {
-                    up.drain().await;
-                }
-            },
-            async {
-                if drain_backend {
-                    down.drain().await;
-                }
-            }
-        )
-    })
-    .await;
 }

@@ -1,6 +1,8 @@
-//! One direction of a relay: read into one bounded buffer, run every byte
+//! One direction of a relay: read into its [`FrameBuf`], run every byte
 //! through the sans-I/O decoder, apply the direction's rate quota, and
-//! forward the original bytes of whole frames with one write per burst.
+//! forward the original bytes of whole frames with one write per burst. Also
+//! writes the proxy's own frames (close, ping) to its destination, and only
+//! ever between frames.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,23 +12,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::buffer::FrameBuf;
 use crate::config::OnLimit;
-use crate::frame::{close, Decoder, Event, Violation};
+use crate::frame::{ControlFrame, Decoder, Event, Violation};
 use crate::limits::FrameRate;
 
-/// Largest per-direction buffer. Frames that fit are forwarded whole, so a
-/// violation found later in the frame never leaves half a frame at the peer;
-/// this holds the default `max_frame_size` frame with its header.
-const MAX_BUF: usize = 64 * 1024 + 14;
-
-/// Buffer of an idle direction. Most connections are idle most of the time;
-/// the buffer grows (doubling, up to `MAX_BUF`) when a read fills it or a
-/// frame does not fit, and shrinks back when the source has nothing more to
-/// read. 1 KiB holds a typical chat message.
-const MIN_BUF: usize = 1024;
-
-/// A grown buffer goes back to `MIN_BUF` after the source is quiet this
-/// long: long enough that a busy connection keeps its buffer between bursts.
+/// A grown buffer goes back to its smallest size after the source is quiet
+/// this long: long enough that a busy connection keeps it between bursts.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Size of a proxy ping's payload: a random token the pong must echo.
@@ -60,46 +52,43 @@ pub(super) struct Rate {
     pub on_limit: OnLimit,
 }
 
+/// What a direction moved, for the connection's log line and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Counts {
+    /// Frames forwarded.
+    pub frames: u64,
+    /// Bytes written to the destination.
+    pub bytes: u64,
+    /// Times a frame had to wait for the quota (`on_limit = "delay"`).
+    pub throttled: u64,
+}
+
 /// One direction: reads `src`, forwards accepted frames to `dst`.
 pub(super) struct Pump<R, W> {
-    pub src: R,
-    pub dst: W,
+    src: R,
+    dst: W,
     dec: Decoder,
-    buf: Box<[u8]>,
-    /// `buf[head..mark]` is accepted and waits to be written.
-    head: usize,
-    mark: usize,
-    /// End of the last complete frame.
-    frame_end: usize,
-    /// `buf[..parsed]` went through the decoder; `buf[..end]` was read.
-    parsed: usize,
-    end: usize,
+    buf: FrameBuf,
     /// Wire bytes of the frame being decoded (for the byte quota).
     frame_bytes: u64,
-    /// The destination has received whole frames only, so a close frame may
-    /// be written to it.
-    aligned: bool,
     closed: Option<Option<u16>>,
     /// Stop at a close frame without forwarding it: used when the proxy
     /// itself closed the other peer and answers in its own words.
-    pub swallow_close: bool,
+    swallow_close: bool,
     /// Set when the backend sent a ping the client has not answered yet.
     /// The down pump sets it; the up pump forwards a client pong only while
     /// it is set, so unsolicited pongs never reach the backend.
     backend_ping: Arc<AtomicBool>,
     /// The token of the proxy's own unanswered ping (up pump only): the
     /// client's pong with it is the proxy's, never forwarded.
-    pub proxy_ping: Option<[u8; PING_TOKEN]>,
+    proxy_ping: Option<[u8; PING_TOKEN]>,
     rate: Option<Rate>,
     /// The event of a decoded frame still waiting for its quota.
     pending: Option<Event>,
     dir: Dir,
     /// When the source last completed a frame.
-    pub last_frame: Instant,
-    pub frames: u64,
-    pub bytes: u64,
-    /// Times a frame had to wait for the quota (`on_limit = "delay"`).
-    pub throttled: u64,
+    last_frame: Instant,
+    counts: Counts,
 }
 
 // === impl Pump ===
@@ -113,20 +102,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         backend_ping: Arc<AtomicBool>,
         rate: Option<Rate>,
     ) -> Self {
-        let mut buf = vec![0u8; MIN_BUF.max(early.len())].into_boxed_slice();
-        buf[..early.len()].copy_from_slice(early);
         Pump {
             src,
             dst,
             dec,
-            buf,
-            head: 0,
-            mark: 0,
-            frame_end: 0,
-            parsed: 0,
-            end: early.len(),
+            buf: FrameBuf::new(early),
             frame_bytes: 0,
-            aligned: true,
             closed: None,
             swallow_close: false,
             backend_ping,
@@ -135,9 +116,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             pending: None,
             dir,
             last_frame: Instant::now(),
-            frames: 0,
-            bytes: 0,
-            throttled: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -169,13 +148,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                     }
                     // Delay: read nothing more (TCP back-pressure) until the
                     // quota lets the pending frame pass.
-                    self.throttled += 1;
+                    self.counts.throttled += 1;
                     tokio::time::sleep(wait).await;
                     continue;
                 }
                 Ok(None) => {}
             }
-            if self.mark > self.head {
+            if !self.buf.output().is_empty() {
                 if self.flush().await.is_err() {
                     return Stop::DestinationGone;
                 }
@@ -184,53 +163,39 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             if let Some(code) = self.closed {
                 return Stop::Closed(code);
             }
-            self.compact();
-            if self.end == self.buf.len() {
-                if self.buf.len() < MAX_BUF {
-                    self.resize(self.buf.len() * 2);
-                    continue;
-                }
-                // One frame is larger than the buffer: stream what the decoder
-                // accepted so far. Its rules have been checked up to here.
-                self.mark = self.parsed;
+            self.buf.make_room();
+            if !self.buf.output().is_empty() {
+                // Part of a frame larger than the buffer: write it first.
                 continue;
             }
-            if self.end == 0 && self.buf.len() > MIN_BUF {
-                // Empty and grown: give the big buffer back once the source
-                // has been quiet for a while. Under load the read is ready
-                // first and the timer is never even registered; dropping a
-                // pending read loses nothing.
+            if self.buf.is_empty_and_grown() {
+                // Give the big buffer back once the source has been quiet for
+                // a while. Under load the read is ready first and the timer is
+                // never even registered; dropping a pending read loses nothing.
                 let quiet = tokio::select! {
                     biased;
-                    read = self.src.read(&mut self.buf) => Some(read),
+                    read = self.src.read(self.buf.spare()) => Some(read),
                     () = tokio::time::sleep(TRIM_AFTER) => None,
                 };
                 match quiet {
                     Some(Ok(0) | Err(_)) => return Stop::SourceGone,
                     Some(Ok(n)) => {
-                        self.end = n;
+                        self.buf.filled(n);
                         continue;
                     }
-                    None => self.resize(MIN_BUF),
+                    None => self.buf.shrink(),
                 }
             }
-            let room = self.buf.len() - self.end;
-            match self.src.read(&mut self.buf[self.end..]).await {
+            match self.src.read(self.buf.spare()).await {
                 Ok(0) | Err(_) => return Stop::SourceGone,
-                Ok(n) => {
-                    self.end += n;
-                    // A read that fills the buffer says a burst is on.
-                    if n == room && self.buf.len() < MAX_BUF {
-                        self.resize(self.buf.len() * 2);
-                    }
-                }
+                Ok(n) => self.buf.filled(n),
             }
         }
     }
 
     /// Runs the decoder over everything read, accepting each frame that its
-    /// quota allows. `Ok(Some(wait))`: the frame ending at `parsed` is over
-    /// the quota and may pass after `wait`.
+    /// quota allows. `Ok(Some(wait))`: the frame just decoded is over the
+    /// quota and may pass after `wait`.
     fn decode(&mut self) -> Result<Option<Duration>, Violation> {
         // The clock is read once per pass, and only if a frame ended: it is
         // the same burst for the idle timer and the quotas.
@@ -242,9 +207,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             }
             self.accept(event);
         }
-        while self.closed.is_none() && self.parsed < self.end {
-            let (n, event) = self.dec.feed(&self.buf[self.parsed..self.end])?;
-            self.parsed += n;
+        while self.closed.is_none() && !self.buf.unparsed().is_empty() {
+            let (n, event) = self.dec.feed(self.buf.unparsed())?;
+            self.buf.consume(n);
             self.frame_bytes += n as u64;
             let Some(event) = event else {
                 if n == 0 {
@@ -280,8 +245,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         rate.quota.check(control, self.frame_bytes).err()
     }
 
-    /// The frame `buf[frame_end..parsed]` passed every rule: forward it, or
-    /// consume it here if it is a pong the backend must not see.
+    /// The frame just decoded passed every rule: forward it, or consume it
+    /// here if it is a pong the backend must not see.
     fn accept(&mut self, event: Event) {
         self.pending = None;
         self.frame_bytes = 0;
@@ -291,11 +256,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 let token = self.proxy_ping;
                 if token.is_some_and(|t| self.dec.control_payload() == t) {
                     self.proxy_ping = None;
-                    self.cut_frame();
+                    self.buf.cut_frame();
                     return;
                 }
                 if !self.backend_ping.swap(false, Ordering::Relaxed) {
-                    self.cut_frame();
+                    self.buf.cut_frame();
                     return;
                 }
             }
@@ -304,104 +269,77 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         if let Event::Close { code } = event {
             // Nothing may follow a close frame (RFC 6455 §5.5.1).
             self.closed = Some(code);
-            self.end = self.parsed;
+            self.buf.drop_unparsed();
             if self.swallow_close {
                 return;
             }
         }
-        self.frames += 1;
-        self.frame_end = self.parsed;
-        self.mark = self.parsed;
+        self.counts.frames += 1;
+        self.buf.release_frame();
     }
 
     /// Drops everything after the last accepted frame.
     fn discard_rest(&mut self) {
-        self.end = self.frame_end;
-        self.parsed = self.frame_end;
-        self.mark = self.frame_end;
+        self.buf.discard_unreleased();
         self.pending = None;
     }
 
-    /// Removes the frame just decoded (`buf[frame_end..parsed]`): it is
-    /// never forwarded. Only control frames are cut, so at most 131 bytes
-    /// plus what follows them in this burst move.
-    fn cut_frame(&mut self) {
-        let start = self.frame_end;
-        self.buf.copy_within(self.parsed..self.end, start);
-        self.end -= self.parsed - start;
-        self.parsed = start;
-    }
-
-    /// Writes `buf[head..mark]` and flushes (TLS keeps records until then).
-    pub async fn flush(&mut self) -> io::Result<()> {
-        while self.head < self.mark {
-            let n = self.dst.write(&self.buf[self.head..self.mark]).await?;
+    /// Writes what was released and flushes (TLS keeps records until then).
+    async fn flush(&mut self) -> io::Result<()> {
+        loop {
+            let out = self.buf.output();
+            if out.is_empty() {
+                return self.dst.flush().await;
+            }
+            let n = self.dst.write(out).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            self.head += n;
-            self.bytes += n as u64;
-        }
-        self.aligned = self.head == self.frame_end;
-        self.dst.flush().await
-    }
-
-    /// Replaces the buffer with one of `size` bytes (capped at `MAX_BUF`,
-    /// never below what it holds), keeping `buf[..end]`.
-    fn resize(&mut self, size: usize) {
-        let size = size.min(MAX_BUF).max(self.end);
-        let mut buf = vec![0u8; size].into_boxed_slice();
-        buf[..self.end].copy_from_slice(&self.buf[..self.end]);
-        self.buf = buf;
-    }
-
-    /// Moves unwritten bytes to the front so the next read has room.
-    fn compact(&mut self) {
-        if self.head == 0 {
-            return;
-        }
-        if self.head == self.end || self.end == self.buf.len() {
-            self.buf.copy_within(self.head..self.end, 0);
-            for i in [
-                &mut self.mark,
-                &mut self.frame_end,
-                &mut self.parsed,
-                &mut self.end,
-            ] {
-                *i -= self.head.min(*i);
-            }
-            self.head = 0;
+            self.buf.written(n);
+            self.counts.bytes += n as u64;
         }
     }
 
-    /// Whether the destination is between frames with nothing pending, so
-    /// the proxy may write a frame of its own.
-    pub fn idle_output(&self) -> bool {
-        self.aligned && self.head == self.mark
-    }
-
-    /// Writes a frame of the proxy's own (close or ping) when the
-    /// destination is between frames; masked towards the backend (we are its
-    /// client, RFC 6455 §5.3).
-    pub async fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        if !self.aligned {
-            return Ok(());
+    /// Writes a frame of the proxy's own if the destination is between
+    /// frames with nothing pending; masked towards the backend (we are its
+    /// client, RFC 6455 §5.3). `Ok(false)`: not now, nothing written.
+    async fn send_own(
+        &mut self,
+        frame: impl FnOnce(Option<[u8; 4]>) -> ControlFrame,
+    ) -> io::Result<bool> {
+        if self.buf.is_mid_frame() || !self.buf.output().is_empty() {
+            return Ok(false);
         }
-        self.dst.write_all(frame).await?;
-        self.dst.flush().await
+        let mask = (self.dir == Dir::Up).then(random_mask);
+        self.dst.write_all(frame(mask).as_bytes()).await?;
+        self.dst.flush().await?;
+        Ok(true)
     }
 
-    pub async fn send_close(&mut self, code: u16, reason: &str, masked: bool) -> io::Result<()> {
-        // 2-byte header, 4-byte mask, at most 125 bytes of payload.
-        let mut frame = Vec::with_capacity(131);
-        close::encode_close(code, reason, masked.then(random_mask), &mut frame);
-        self.send_frame(&frame).await
+    /// Delivers what was accepted, then the proxy's close frame. `Ok(false)`:
+    /// the destination is mid-frame, where no frame can go, and nothing more
+    /// was written.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<bool> {
+        self.flush().await?;
+        self.send_own(|mask| ControlFrame::close(code, reason, mask))
+            .await
+    }
+
+    /// Sends the proxy's ping with `token` if the destination is idle
+    /// (between frames, nothing pending). `Ok(false)`: not sent.
+    pub async fn send_ping(&mut self, token: &[u8; PING_TOKEN]) -> io::Result<bool> {
+        self.send_own(|mask| ControlFrame::ping(token, mask)).await
+    }
+
+    /// Closes our sending side towards the destination.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.dst.shutdown().await
     }
 
     /// Reads and discards until the source ends, so the peer's close reply
     /// is consumed and our socket closes with FIN rather than RST.
     pub async fn drain(&mut self) {
-        while let Ok(n) = self.src.read(&mut self.buf).await {
+        while let Ok(n) = self.src.read(self.buf.scratch()).await {
             if n == 0 {
                 break;
             }
@@ -409,7 +347,35 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     }
 }
 
-pub(super) fn random_mask() -> [u8; 4] {
+/// The pump's state as the relay sees it; no I/O.
+impl<R, W> Pump<R, W> {
+    /// From now on a close frame from the source ends [`Pump::run`] without
+    /// being forwarded.
+    pub fn swallow_close(&mut self) {
+        self.swallow_close = true;
+    }
+
+    /// The client's pong with `token` answers the proxy's ping (up pump).
+    pub fn expect_pong(&mut self, token: [u8; PING_TOKEN]) {
+        self.proxy_ping = Some(token);
+    }
+
+    /// Whether the proxy's ping is still unanswered (up pump).
+    pub fn awaiting_pong(&self) -> bool {
+        self.proxy_ping.is_some()
+    }
+
+    /// When the source last completed a frame.
+    pub fn last_frame(&self) -> Instant {
+        self.last_frame
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+}
+
+fn random_mask() -> [u8; 4] {
     let mut key = [0u8; 4];
     // A fixed fallback is still a valid mask; the OS source does not fail in
     // practice.

@@ -9,8 +9,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, LimitsConfig, MaskKeyPolicy};
+use crate::frame::FramePolicy;
 use crate::limits::IpLimitsConfig;
-use crate::policy::FramePolicy;
 use crate::relay;
 use crate::state::State;
 use crate::upstream::RoundRobin;

@@ -2,7 +2,7 @@
 //! valid stream, and fail-fast UTF-8.
 
 use super::*;
-use crate::policy::{MaskKeyPolicy, MASK_KEY_REPEAT_LIMIT};
+use crate::frame::rules::{MaskKeyPolicy, MASK_KEY_REPEAT_LIMIT};
 
 fn unlimited() -> FramePolicy {
     FramePolicy {
@@ -13,7 +13,8 @@ fn unlimited() -> FramePolicy {
     }
 }
 
-/// Length field form for a built frame: minimal, or forced wider (non-minimal).
+/// Length field form for a built frame: minimal, or forced wider (non-minimal,
+/// which §5.2 forbids).
 #[derive(Clone, Copy)]
 enum LenForm {
     Minimal,
@@ -72,12 +73,7 @@ impl Wire {
     ) -> &mut Self {
         let h = FrameHeader {
             fin,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
+            ..FrameHeader::fin(opcode, mask, payload.len() as u64)
         };
         let mut hdr = Vec::new();
         h.encode(&mut hdr);
@@ -135,6 +131,19 @@ fn assert_refused(role: Role, policy: FramePolicy, bytes: &[u8], code: u16, labe
     let v = refuse(role, policy, bytes);
     assert_eq!((v.close_code(), v.label()), (code, label), "{v}");
     assert!(v.reason().len() <= 40);
+}
+
+/// Frames built by `build` (client frames: masked) must be refused with this
+/// close code and label.
+fn client_refused(build: impl FnOnce(&mut Wire) -> &mut Wire, code: u16, label: &str) {
+    let bytes = build(&mut Wire::client()).bytes.clone();
+    assert_refused(Role::Client, unlimited(), &bytes, code, label);
+}
+
+/// As [`client_refused`], for backend frames (unmasked).
+fn server_refused(build: impl FnOnce(&mut Wire) -> &mut Wire, code: u16, label: &str) {
+    let bytes = build(&mut Wire::server()).bytes.clone();
+    assert_refused(Role::Server, unlimited(), &bytes, code, label);
 }
 
 type Log = Vec<(usize, Event, Vec<u8>)>;
@@ -208,10 +217,6 @@ fn valid_stream(wire: &mut Wire) -> Vec<u8> {
     std::mem::take(&mut wire.bytes)
 }
 
-fn events(log: &Log) -> Vec<(Event, Vec<u8>)> {
-    log.iter().map(|(_, e, p)| (*e, p.clone())).collect()
-}
-
 #[test]
 fn stream_is_split_invariant() {
     for (role, mut wire) in [
@@ -236,19 +241,35 @@ fn stream_is_split_invariant() {
         for seed in [1, 7, 0xDEAD_BEEF, 42] {
             assert_eq!(run(role, unlimited(), &bytes, &mut xorshift(seed)), whole);
         }
-        // Wider, non-minimal length fields: same events, frame ends shift.
-        for form in [LenForm::Bits16, LenForm::Bits64] {
-            let mut wide = Wire {
-                form,
-                ..Wire::client()
-            };
-            wide.masked = role == Role::Client;
-            let wide_bytes = valid_stream(&mut wide);
-            let once = run(role, unlimited(), &wide_bytes, &mut || usize::MAX);
-            assert_eq!(events(&once), events(&whole));
-            assert_eq!(run(role, unlimited(), &wide_bytes, &mut xorshift(3)), once);
-            assert_eq!(once.last().map(|l| l.0), Some(wide_bytes.len()));
+    }
+}
+
+#[test]
+fn non_minimal_length_is_a_protocol_error_in_both_directions() {
+    for role in [Role::Client, Role::Server] {
+        let wire = |form| Wire {
+            form,
+            masked: role == Role::Client,
+            ..Wire::client()
+        };
+        for (form, payload, bits) in [
+            (LenForm::Bits16, &[1u8; 125][..], 16),
+            (LenForm::Bits64, &[1; 0xFFFF][..], 64),
+            (LenForm::Bits64, &[], 64),
+        ] {
+            let mut w = wire(form);
+            w.frame(true, OpCode::Binary, payload);
+            let v = refuse(role, unlimited(), &w.bytes);
+            let len = payload.len() as u64;
+            assert_eq!(v, Violation::NonMinimalLength { len, bits });
+            assert_eq!((v.close_code(), v.label()), (1002, "non_minimal_length"));
         }
+        // A control frame too, before its other rules.
+        let bytes = wire(LenForm::Bits16)
+            .frame(true, OpCode::Close, b"\x03\xe8")
+            .bytes
+            .clone();
+        assert_refused(role, unlimited(), &bytes, 1002, "non_minimal_length");
     }
 }
 
@@ -293,15 +314,11 @@ fn utf8_fails_at_bad_continuation_split_across_frames() {
 
 #[test]
 fn utf8_incomplete_at_message_end() {
-    let bytes = Wire::client()
-        .frame(false, OpCode::Text, b"ok")
-        .frame(true, OpCode::Continue, b"\xe2\x82")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &bytes,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Text, b"ok")
+                .frame(true, OpCode::Continue, b"\xe2\x82")
+        },
         1007,
         "truncated_utf8_text",
     );
@@ -400,14 +417,8 @@ fn reserved_bits_and_opcodes() {
 
 #[test]
 fn control_frame_shape() {
-    let long = Wire::client()
-        .frame(true, OpCode::Ping, &[0; 126])
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &long,
+    client_refused(
+        |w| w.frame(true, OpCode::Ping, &[0; 126]),
         1002,
         "control_frame_too_long",
     );
@@ -419,14 +430,8 @@ fn control_frame_shape() {
         1002,
         "fragmented_control_frame",
     );
-    let frag_close = Wire::server()
-        .frame(false, OpCode::Close, b"")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Server,
-        unlimited(),
-        &frag_close,
+    server_refused(
+        |w| w.frame(false, OpCode::Close, b""),
         1002,
         "fragmented_control_frame",
     );
@@ -434,40 +439,26 @@ fn control_frame_shape() {
 
 #[test]
 fn fragment_sequence() {
-    let cont = Wire::client()
-        .frame(true, OpCode::Continue, b"x")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &cont,
+    client_refused(
+        |w| w.frame(true, OpCode::Continue, b"x"),
         1002,
         "unexpected_continuation",
     );
-    let nested = Wire::client()
-        .frame(false, OpCode::Text, b"a")
-        .frame(true, OpCode::Ping, b"")
-        .frame(true, OpCode::Binary, b"b")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &nested,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Text, b"a")
+                .frame(true, OpCode::Ping, b"")
+                .frame(true, OpCode::Binary, b"b")
+        },
         1002,
         "expected_continuation",
     );
-    let after_end = Wire::client()
-        .frame(false, OpCode::Binary, b"a")
-        .frame(true, OpCode::Continue, b"b")
-        .frame(true, OpCode::Continue, b"c")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Client,
-        unlimited(),
-        &after_end,
+    client_refused(
+        |w| {
+            w.frame(false, OpCode::Binary, b"a")
+                .frame(true, OpCode::Continue, b"b")
+                .frame(true, OpCode::Continue, b"c")
+        },
         1002,
         "unexpected_continuation",
     );
@@ -576,11 +567,11 @@ fn fragment_count_cap() {
 
 #[test]
 fn close_payload_rules() {
-    let one = Wire::client()
-        .frame(true, OpCode::Close, b"\x03")
-        .bytes
-        .clone();
-    assert_refused(Role::Client, unlimited(), &one, 1002, "close_length_one");
+    client_refused(
+        |w| w.frame(true, OpCode::Close, b"\x03"),
+        1002,
+        "close_length_one",
+    );
     for code in [999u16, 1005, 1006, 1015, 2000, 5000] {
         let bytes = Wire::client()
             .frame(true, OpCode::Close, &code.to_be_bytes())
@@ -594,14 +585,8 @@ fn close_payload_rules() {
             "invalid_close_code",
         );
     }
-    let bad = Wire::server()
-        .frame(true, OpCode::Close, b"\x03\xe8\xc3\x28")
-        .bytes
-        .clone();
-    assert_refused(
-        Role::Server,
-        unlimited(),
-        &bad,
+    server_refused(
+        |w| w.frame(true, OpCode::Close, b"\x03\xe8\xc3\x28"),
         1007,
         "invalid_utf8_close_reason",
     );
@@ -642,6 +627,7 @@ fn violation_texts_are_short_and_numbered() {
         Violation::TooManyFragments { max: 3 },
         Violation::InvalidCloseCode { code: 1005 },
         Violation::ExpectedContinuation,
+        Violation::NonMinimalLength { len: 5, bits: 16 },
     ];
     for v in all {
         assert!(v.reason().len() <= 40);
@@ -657,6 +643,10 @@ fn violation_texts_are_short_and_numbered() {
         }
         .to_string(),
         "message of 101 bytes over max_message_size 100"
+    );
+    assert_eq!(
+        Violation::NonMinimalLength { len: 5, bits: 16 }.to_string(),
+        "payload length 5 in a 16-bit field, not the shortest form"
     );
 }
 

@@ -1,10 +1,11 @@
-//! Per-direction frame rules of RFC 6455 §5 (<https://www.rfc-editor.org/rfc/rfc6455#section-5>)
-//! plus wsguard's own caps and mask-key policy: each broken rule is one [`Violation`]
-//! that already carries its close code, reason and metric label.
+//! The header-time rules for one direction: RFC 6455 §5
+//! (<https://www.rfc-editor.org/rfc/rfc6455#section-5>) plus wsguard's own caps and
+//! mask-key policy, as configured ([`FramePolicy`]), and what they remember between
+//! frames ([`RuleState`]). Each broken rule is one [`Violation`].
 
-use std::fmt;
-
-use crate::frame::{FrameHeader, OpCode};
+use super::coding::{OpCode, MAX_CONTROL_PAYLOAD};
+use super::error::Violation;
+use super::header::FrameHeader;
 
 /// Which peer sent the frames a decoder checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +29,6 @@ pub enum MaskKeyPolicy {
 /// keys happen by chance (1 in 2^32); three in a row mean a fixed or broken generator.
 pub const MASK_KEY_REPEAT_LIMIT: u8 = 3;
 
-/// Largest control-frame payload (§5.5).
-pub const MAX_CONTROL_PAYLOAD: u64 = 125;
-
 /// Caps for one direction. `None` means unlimited.
 #[derive(Clone, Debug)]
 pub struct FramePolicy {
@@ -43,124 +41,6 @@ pub struct FramePolicy {
     /// Ignored for [`Role::Server`].
     pub mask_key_policy: MaskKeyPolicy,
 }
-
-/// A broken frame rule. Cheap to copy; maps to the wire in [`Violation::close_code`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Violation {
-    UnmaskedClientFrame,
-    MaskedServerFrame,
-    ZeroMaskKey,
-    RepeatedMaskKey { frames: u8 },
-    ReservedBits { rsv: u8 },
-    ReservedOpcode { opcode: u8 },
-    FragmentedControlFrame,
-    ControlFrameTooLong { len: u64 },
-    CloseLengthOne,
-    UnexpectedContinuation,
-    ExpectedContinuation,
-    LengthMsbSet,
-    FrameTooLarge { len: u64, max: u64 },
-    MessageTooLarge { size: u64, max: u64 },
-    TooManyFragments { max: u32 },
-    InvalidUtf8Text,
-    TruncatedUtf8Text,
-    InvalidCloseCode { code: u16 },
-    InvalidUtf8CloseReason,
-}
-
-// === impl Violation ===
-
-impl Violation {
-    /// The close code sent to the peer that broke the rule (§7.4.1).
-    pub fn close_code(&self) -> u16 {
-        match self {
-            Self::ZeroMaskKey | Self::RepeatedMaskKey { .. } => 1008,
-            Self::FrameTooLarge { .. }
-            | Self::MessageTooLarge { .. }
-            | Self::TooManyFragments { .. } => 1009,
-            Self::InvalidUtf8Text | Self::TruncatedUtf8Text | Self::InvalidUtf8CloseReason => 1007,
-            _ => 1002,
-        }
-    }
-
-    /// Short reason for the close frame (at most 40 bytes).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::UnmaskedClientFrame => "unmasked client frame",
-            Self::MaskedServerFrame => "masked server frame",
-            Self::ZeroMaskKey => "all-zero mask key",
-            Self::RepeatedMaskKey { .. } => "repeated mask key",
-            Self::ReservedBits { .. } => "reserved bits set",
-            Self::ReservedOpcode { .. } => "reserved opcode",
-            Self::FragmentedControlFrame => "fragmented control frame",
-            Self::ControlFrameTooLong { .. } => "control frame over 125 bytes",
-            Self::CloseLengthOne => "close payload of 1 byte",
-            Self::UnexpectedContinuation => "continuation without a message",
-            Self::ExpectedContinuation => "new message inside a fragmented one",
-            Self::LengthMsbSet => "64-bit length with top bit set",
-            Self::FrameTooLarge { .. } => "frame too large",
-            Self::MessageTooLarge { .. } => "message too large",
-            Self::TooManyFragments { .. } => "too many fragments",
-            Self::InvalidUtf8Text => "invalid UTF-8 in text message",
-            Self::TruncatedUtf8Text => "text message ends mid code point",
-            Self::InvalidCloseCode { .. } => "invalid close code",
-            Self::InvalidUtf8CloseReason => "invalid UTF-8 in close reason",
-        }
-    }
-
-    /// Bounded metric/log label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::UnmaskedClientFrame => "unmasked_frame",
-            Self::MaskedServerFrame => "masked_frame",
-            Self::ZeroMaskKey => "zero_mask_key",
-            Self::RepeatedMaskKey { .. } => "repeated_mask_key",
-            Self::ReservedBits { .. } => "reserved_bits",
-            Self::ReservedOpcode { .. } => "reserved_opcode",
-            Self::FragmentedControlFrame => "fragmented_control_frame",
-            Self::ControlFrameTooLong { .. } => "control_frame_too_long",
-            Self::CloseLengthOne => "close_length_one",
-            Self::UnexpectedContinuation => "unexpected_continuation",
-            Self::ExpectedContinuation => "expected_continuation",
-            Self::LengthMsbSet => "length_msb_set",
-            Self::FrameTooLarge { .. } => "frame_too_large",
-            Self::MessageTooLarge { .. } => "message_too_large",
-            Self::TooManyFragments { .. } => "too_many_fragments",
-            Self::InvalidUtf8Text => "invalid_utf8_text",
-            Self::TruncatedUtf8Text => "truncated_utf8_text",
-            Self::InvalidCloseCode { .. } => "invalid_close_code",
-            Self::InvalidUtf8CloseReason => "invalid_utf8_close_reason",
-        }
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::RepeatedMaskKey { frames } => {
-                write!(f, "same mask key on {frames} frames in a row")
-            }
-            Self::ReservedBits { rsv } => write!(f, "reserved bits {rsv:#05b} set, no extension"),
-            Self::ReservedOpcode { opcode } => write!(f, "reserved opcode {opcode}"),
-            Self::ControlFrameTooLong { len } => {
-                write!(f, "control frame of {len} bytes over {MAX_CONTROL_PAYLOAD}")
-            }
-            Self::FrameTooLarge { len, max } => {
-                write!(f, "frame of {len} bytes over max_frame_size {max}")
-            }
-            Self::MessageTooLarge { size, max } => {
-                write!(f, "message of {size} bytes over max_message_size {max}")
-            }
-            Self::TooManyFragments { max } => {
-                write!(f, "message of more than max_fragments {max} frames")
-            }
-            Self::InvalidCloseCode { code } => write!(f, "invalid close code {code}"),
-            other => f.write_str(other.reason()),
-        }
-    }
-}
-
-impl std::error::Error for Violation {}
 
 /// What the header rules remember between frames of one direction.
 #[derive(Clone, Copy, Debug, Default)]
@@ -199,9 +79,9 @@ impl RuleState {
 /// 5. caps (1009): frame size, message size, fragment count.
 ///
 /// Protocol errors (1002) come before policy (1008) and caps (1009) so a malformed
-/// frame is reported as malformed. A 64-bit length with the top bit set is refused
-/// earlier still, by [`FrameHeader::parse`]. On error `state` may be partly updated;
-/// the connection is closed anyway.
+/// frame is reported as malformed. A length field with the top bit set or not in its
+/// shortest form is refused earlier still, by [`FrameHeader::parse`]. On error `state`
+/// may be partly updated; the connection is closed anyway.
 pub fn check_header(
     role: Role,
     policy: &FramePolicy,
