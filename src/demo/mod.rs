@@ -53,14 +53,7 @@ pub async fn run_chat_backend(listener: TcpListener) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     tracing::info!(addr = %listener.local_addr()?, "demo chat backend listening");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "demo chat backend accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener, "demo chat backend").await;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "demo chat backend full, refusing client");
             continue;
@@ -71,6 +64,20 @@ pub async fn run_chat_backend(listener: TcpListener) -> io::Result<()> {
             serve_client(stream, rooms).await;
             tracing::debug!(%peer, "chat client left");
         });
+    }
+}
+
+/// The next connection on `listener`; a failed accept (e.g. EMFILE) is logged and retried
+/// after [`ACCEPT_BACKOFF`].
+async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
     }
 }
 
@@ -204,14 +211,7 @@ pub async fn run_labelled_page_server(
     });
     tracing::info!(addr = %listener.local_addr()?, %ws_url, banner = banner.as_deref().unwrap_or(""), "demo page server listening");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "demo page server accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener, "demo page server").await;
         let page = page.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
