@@ -1,8 +1,10 @@
-//! The relay's close paths when a peer is in the middle of a streamed frame
-//! (one larger than the proxy's buffer): a close frame can never be written
+//! The relay's close paths. When a peer is in the middle of a streamed frame
+//! (one larger than the proxy's buffer) a close frame can never be written
 //! inside another frame, so that peer's connection is closed at once, and
-//! nothing waits for a close reply that was never asked for. The close
-//! timeout is long here, so any such wait shows as a test timeout.
+//! nothing waits for a close reply that was never asked for; the close
+//! timeout is long in those tests, so any such wait shows as a test timeout.
+//! And a close frame is always answered (RFC 6455 §5.5.1): when the other
+//! peer does not answer in time, the proxy does.
 
 mod common;
 
@@ -199,4 +201,62 @@ async fn client_violation_inside_its_own_streamed_frame_closes_the_backend_at_on
     assert!(seen.len() > 14 + (64 << 10), "the frame was streamed");
     assert_prefix(&seen, &bad[..bad_at]);
     relay_ended(&guard, "1007", "client_violation").await;
+}
+
+/// A backend that reads until EOF, never writes, and reports what it read.
+async fn silent_backend() -> (Backend, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let backend = start_upgraded_backend(move |mut s: TcpStream, _| {
+        let tx = tx.clone();
+        async move {
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            let _ = tx.send(got);
+        }
+    })
+    .await;
+    (backend, rx)
+}
+
+const SHORT_CLOSE: &str = "close_timeout = \"300ms\"\n";
+
+#[tokio::test]
+async fn a_client_close_the_backend_never_answers_is_answered_by_the_proxy() {
+    let (backend, mut backend_got) = silent_backend().await;
+    let guard = start_guard_with(false, SHORT_CLOSE, &chat_route(backend.addr)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let mut close = 4000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"bye");
+    io.write_all(&frame(true, 8, &close, key())).await.unwrap();
+
+    // The client's code comes back, then the proxy (the server) closes.
+    let (code, reason) = read_close(&mut io).await;
+    assert_eq!(code, Some(4000), "{reason}");
+    expect_eof(&mut io).await;
+    let seen = within("backend EOF", backend_got.recv()).await.unwrap();
+    let seen = frames(&seen);
+    assert_eq!(seen.len(), 1, "the client's close, relayed");
+    assert_eq!(seen[0].1, close);
+    relay_ended(&guard, "4xxx", "client").await;
+}
+
+#[tokio::test]
+async fn a_backend_close_the_client_never_answers_is_answered_by_the_proxy() {
+    let close = frame(true, 8, &1000u16.to_be_bytes(), None);
+    let (backend, mut backend_got) = recording_backend(close).await;
+    let guard = start_guard_with(false, SHORT_CLOSE, &chat_route(backend.addr)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    let (code, _) = read_close(&mut io).await;
+    assert_eq!(code, Some(1000), "the backend's close, relayed");
+
+    // The client never answers: the proxy answers the backend, masked, with
+    // the backend's code, and closes its side.
+    let seen = within("backend EOF", backend_got.recv()).await.unwrap();
+    let seen = frames(&seen);
+    assert_eq!(seen.len(), 1, "one close frame from the proxy");
+    assert_eq!(seen[0].0.opcode, OpCode::Close);
+    assert!(seen[0].0.mask.is_some(), "frames to a backend are masked");
+    assert_eq!(seen[0].1, 1000u16.to_be_bytes());
+    relay_ended(&guard, "1000", "backend").await;
+    drop(io);
 }

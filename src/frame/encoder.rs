@@ -40,6 +40,15 @@ impl ControlFrame {
         )
     }
 
+    /// The answer to a close frame that carried `code` (`None`: an empty
+    /// payload): the code echoed, as RFC 6455 §5.5.1 suggests, with no reason.
+    pub fn close_reply(code: Option<u16>, mask: Option<[u8; 4]>) -> Self {
+        match code {
+            Some(code) => Self::close(code, "", mask),
+            None => Self::new(OpCode::Close, [&[], &[]], mask),
+        }
+    }
+
     /// A ping carrying `payload`, cut to 125 bytes.
     pub fn ping(payload: &[u8], mask: Option<[u8; 4]>) -> Self {
         Self::new(OpCode::Ping, [payload, &[]], mask)
@@ -106,6 +115,17 @@ mod tests {
         let (h, payload) = parse(&ControlFrame::close(1000, &reason, None));
         assert_eq!(h.payload_len, 2 + 122);
         assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    }
+
+    #[test]
+    fn close_reply_echoes_the_code_or_nothing() {
+        let key = Some([9, 8, 7, 6]);
+        let (h, payload) = parse(&ControlFrame::close_reply(Some(4000), key));
+        assert!(h.fin && h.opcode == OpCode::Close && h.mask == key);
+        assert_eq!(payload, 4000u16.to_be_bytes());
+        let (h, payload) = parse(&ControlFrame::close_reply(None, None));
+        assert!(h.opcode == OpCode::Close && h.mask.is_none());
+        assert!(payload.is_empty());
     }
 
     #[test]

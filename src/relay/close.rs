@@ -123,12 +123,20 @@ where
     /// A peer's close frame went through: relay the other peer's answer (and
     /// anything before it), then close the client's TCP connection first,
     /// since the proxy is the server there (RFC 6455 §7.1.1), then the
-    /// backend's.
+    /// backend's. A close frame must be answered (§5.5.1): if the other peer
+    /// does not answer within the close timeout, or goes away, the proxy
+    /// answers in its place, echoing the code.
     async fn closing_handshake(&mut self, dir: Dir, code: Option<u16>) -> Outcome {
         let reply = match dir {
             Dir::Up => timeout(self.wait, self.down.run()).await,
             Dir::Down => timeout(self.wait, self.up.run()).await,
         };
+        if !matches!(reply, Ok(Stop::Closed(_))) {
+            let _ = match dir {
+                Dir::Up => timeout(self.wait, self.down.send_close_reply(code)).await,
+                Dir::Down => timeout(self.wait, self.up.send_close_reply(code)).await,
+            };
+        }
         let _ = timeout(self.wait, self.down.shutdown()).await;
         let _ = timeout(self.wait, self.up.shutdown()).await;
         let _ = timeout(self.wait, self.down.drain()).await;

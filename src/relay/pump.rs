@@ -325,6 +325,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
             .await
     }
 
+    /// Answers a close frame the other peer sent with `code`, when the peer
+    /// it was relayed to did not answer. `Ok(false)` as for [`Pump::send_close`].
+    pub async fn send_close_reply(&mut self, code: Option<u16>) -> io::Result<bool> {
+        self.flush().await?;
+        self.send_own(|mask| ControlFrame::close_reply(code, mask))
+            .await
+    }
+
     /// Sends the proxy's ping with `token` if the destination is idle
     /// (between frames, nothing pending). `Ok(false)`: not sent.
     pub async fn send_ping(&mut self, token: &[u8; PING_TOKEN]) -> io::Result<bool> {
