@@ -260,3 +260,30 @@ async fn a_backend_close_the_client_never_answers_is_answered_by_the_proxy() {
     relay_ended(&guard, "1000", "backend").await;
     drop(io);
 }
+
+#[tokio::test]
+async fn a_ping_that_cannot_go_out_does_not_spin_the_proxy() {
+    // The backend streams to a client that neither reads nor sends: the
+    // client is "quiet" and due a ping, but its output is never idle.
+    let backend = start_upgraded_backend(|mut s: TcpStream, _| async move {
+        let chunk = frame(true, 2, &[0u8; 16 << 10], None);
+        while s.write_all(&chunk).await.is_ok() {}
+    })
+    .await;
+    let body = format!(
+        "ping_interval = \"1s\"\nidle_timeout = \"60s\"\n{}",
+        chat_route(backend.addr)
+    );
+    let guard = start_bin_guard(&body).await;
+    let io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    // Past the first ping's due time, with every buffer on the way full.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = guard.cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = guard.cpu_seconds() - before;
+    assert!(
+        used < 0.5,
+        "the proxy used {used} s of CPU in 2 s while stalled"
+    );
+    drop(io);
+}

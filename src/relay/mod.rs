@@ -183,9 +183,11 @@ where
         wait: settings.close_timeout,
     };
     let mut ping_sent: Option<Instant> = None;
+    // No ping before this: the last one found the client's output busy.
+    let mut ping_not_before = Instant::now();
 
     let (ended_by, violation, client_code) = loop {
-        let deadline = conn.next_timer(&settings, ping_sent);
+        let deadline = conn.next_timer(&settings, ping_sent, ping_not_before);
         tokio::select! {
             stop = conn.up.run() => break conn.on_stop(Dir::Up, stop).await,
             stop = conn.down.run() => break conn.on_stop(Dir::Down, stop).await,
@@ -204,12 +206,22 @@ where
                     _ => ping_sent = None,
                 }
                 if let Some(interval) = settings.ping_interval {
-                    if ping_sent.is_none() && now >= conn.up.last_frame() + interval {
+                    let due = (conn.up.last_frame() + interval).max(ping_not_before);
+                    if ping_sent.is_none() && now >= due {
                         let token = ping_token();
-                        let sent = timeout(conn.wait, conn.down.send_ping(&token)).await;
-                        if matches!(sent, Ok(Ok(true))) {
-                            conn.up.expect_pong(token);
-                            ping_sent = Some(now);
+                        match timeout(conn.wait, conn.down.send_ping(&token)).await {
+                            Ok(Ok(true)) => {
+                                conn.up.expect_pong(token);
+                                ping_sent = Some(now);
+                            }
+                            // The client is being written to (mid-frame or
+                            // output pending): look again an interval later
+                            // rather than at once, which would spin.
+                            Ok(Ok(false)) => ping_not_before = now + interval,
+                            // Not taken within the close timeout, the ping may
+                            // be half written: nothing more can go to this
+                            // client.
+                            Ok(Err(_)) | Err(_) => break conn.end(Ender::ClientGone, None).await,
                         }
                     }
                 }
@@ -250,12 +262,17 @@ impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW> {
 
     /// When the liveness loop must next look: the idle deadline, the next
     /// ping, or the pong deadline, whichever comes first.
-    fn next_timer(&self, s: &Settings, ping_sent: Option<Instant>) -> Instant {
+    fn next_timer(
+        &self,
+        s: &Settings,
+        ping_sent: Option<Instant>,
+        ping_not_before: Instant,
+    ) -> Instant {
         let mut at = self.last_frame() + s.idle_timeout;
         if let Some(sent) = ping_sent {
             at = at.min(sent + s.pong_timeout);
         } else if let Some(interval) = s.ping_interval {
-            at = at.min(self.up.last_frame() + interval);
+            at = at.min((self.up.last_frame() + interval).max(ping_not_before));
         }
         at
     }

@@ -820,6 +820,20 @@ impl BinGuard {
     }
 }
 
+impl BinGuard {
+    /// User plus system CPU time of the wsguard process so far, in seconds
+    /// (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.child.id()))
+            .expect("wsguard is running");
+        // The command name (field 2) may hold spaces; count from after it.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+}
+
 /// Starts `wsguard --config <temp file>` with `body` after a test `[server]`
 /// section and waits for its listen address.
 pub async fn start_bin_guard(body: &str) -> BinGuard {
