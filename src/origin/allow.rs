@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
+use super::refusal::{OriginRefusal, MAX_ORIGIN_LEN};
 use super::serialized::{normalize_host, split_origin, write_origin, Origin, Scheme};
-use super::{OriginRefusal, MAX_ORIGIN_LEN};
 
 /// How much of a bad entry an [`EntryError`] repeats, so a pasted blob does not flood the log.
 const MAX_ECHO_LEN: usize = 120;

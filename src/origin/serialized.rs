@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use idna::AsciiDenyList;
 
-use super::MAX_ORIGIN_LEN;
+use super::refusal::MAX_ORIGIN_LEN;
 
 /// DNS limits (RFC 1035 §2.3.4); a host beyond them cannot be where a page was loaded from.
 const MAX_HOST_LEN: usize = 253;
