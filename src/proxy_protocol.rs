@@ -152,26 +152,12 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         return Err(NotProxyHeader);
     }
     let Some(lf) = head.iter().position(|&b| b == b'\n') else {
-        // Every byte so far must be allowed; a CR only as the last one (awaiting its LF).
-        let body = head.strip_suffix(b"\r").unwrap_or(head);
-        if let Some(&byte) = body.iter().find(|&&b| !v1_char_ok(b)) {
-            return Err(V1BadCharacter { byte });
-        }
-        // The CRLF must still fit: with one byte of room left, that byte must be the LF.
-        let room = V1_MAX_LEN - head.len();
-        let crlf_left = if head.ends_with(b"\r") { 1 } else { 2 };
-        return if room < crlf_left {
-            Err(V1TooLong)
-        } else {
-            Ok(Parsed::Incomplete {
-                need: MIN_LEN.saturating_sub(head.len()).max(crlf_left),
-            })
-        };
+        return v1_before_line_end(head);
     };
+    // The bytes before the LF are judged as they were when read without it, so a header
+    // gets the same error however much of it was read.
+    v1_before_line_end(&head[..lf])?;
     let line = head[..lf].strip_suffix(b"\r").ok_or(V1BadLineEnd)?;
-    if let Some(&byte) = line.iter().find(|&&b| !v1_char_ok(b)) {
-        return Err(V1BadCharacter { byte });
-    }
     let consumed = lf + 1;
     // Only allowed ASCII bytes are left, so this cannot fail.
     let line = std::str::from_utf8(line).map_err(|_| V1BadFields)?;
@@ -192,6 +178,25 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         _ => return Err(V1UnknownProtocol),
     };
     Ok(Parsed::Done { consumed, source })
+}
+
+/// A v1 header without its LF yet: every byte must be allowed, a CR only as the last one
+/// (awaiting its LF), and the CRLF must still fit under the cap.
+fn v1_before_line_end(head: &[u8]) -> Result<Parsed, ProxyHeaderError> {
+    let body = head.strip_suffix(b"\r").unwrap_or(head);
+    if let Some(&byte) = body.iter().find(|&&b| !v1_char_ok(b)) {
+        return Err(ProxyHeaderError::V1BadCharacter { byte });
+    }
+    // With one byte of room left, that byte must be the LF.
+    let room = V1_MAX_LEN - head.len();
+    let crlf_left = if head.ends_with(b"\r") { 1 } else { 2 };
+    if room < crlf_left {
+        Err(ProxyHeaderError::V1TooLong)
+    } else {
+        Ok(Parsed::Incomplete {
+            need: MIN_LEN.saturating_sub(head.len()).max(crlf_left),
+        })
+    }
 }
 
 fn v1_addr(s: &str, v4: bool) -> Result<IpAddr, ProxyHeaderError> {
@@ -449,6 +454,9 @@ mod tests {
         let v1 = |s: &str| s.as_bytes().to_vec();
         let mut long_unknown = b"PROXY UNKNOWN ".to_vec();
         long_unknown.resize(V1_MAX_LEN, b'a');
+        // 107 bytes with a bare LF last: the CRLF could not fit from byte 106 on.
+        let mut long_bare_lf = long_unknown.clone();
+        long_bare_lf[V1_MAX_LEN - 1] = b'\n';
         vec![
             (v1("GET / HTTP/1.1\r\n"), NotProxyHeader),
             (v1("\x16\x03\x01"), NotProxyHeader),
@@ -471,6 +479,15 @@ mod tests {
                 v1("PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n"),
                 V1BadCharacter { byte: b'%' },
             ),
+            // A forbidden byte before a bare LF: the byte is seen first, whatever the read size.
+            (
+                v1("PROXY TCP4 1.2.3.4`5.6.7.8 1 2\n"),
+                V1BadCharacter { byte: b'`' },
+            ),
+            (
+                v1("PROXY TCP4 1.2.3.4\r5.6.7.8 1 2\n"),
+                V1BadCharacter { byte: b'\r' },
+            ),
             (v1("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n"), V1UnknownProtocol),
             (v1("PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), V1UnknownProtocol),
             (v1("PROXY\r\n"), NotProxyHeader),
@@ -491,6 +508,7 @@ mod tests {
             (v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 x\r\n"), V1BadPort),
             (v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 1234567\r\n"), V1BadPort),
             (long_unknown, V1TooLong),
+            (long_bare_lf, V1TooLong),
             (
                 v2(0x11, 0x11, &v4_block(), &[]),
                 V2BadVersion { version: 1 },
