@@ -134,9 +134,7 @@ async fn over_connections_per_ip_a_connection_is_closed_at_accept_without_an_ans
     let (_held, answer) = third_after_two(guard.addr).await;
     assert_eq!(answer, "", "closed before any HTTP answer");
     assert_eq!(backend.seen.connections(), 2);
-    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
-    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
-    assert_eq!(logs.count("connection dropped", "ip_connections"), 1);
+    assert_dropped(&guard, &logs, "ip_connections", 1);
 }
 
 /// One IP holding TLS handshakes it never finishes is cut at
@@ -172,10 +170,8 @@ async fn unfinished_tls_handshakes_from_one_ip_are_cut_at_its_limit() {
         "{}",
         guard.metrics()
     );
-    let dropped = "wsguard_connections_dropped_total{reason=\"ip_connections\"}";
-    assert_eq!(guard.metric(dropped), 7.0, "{}", guard.metrics());
+    assert_dropped(&guard, &logs, "ip_connections", 7);
     assert_eq!(guard.metric("wsguard_connections_active"), 3.0);
-    assert_eq!(logs.count("connection dropped", "ip_connections"), 7);
 
     let other = "127.0.0.2".parse().unwrap();
     let io = connect_from(other, guard.addr, true).await;
@@ -269,12 +265,7 @@ async fn proxy_protocol_is_believed_from_trusted_peers_only() {
     let answer = raw_request(guard.addr, false, &req).await;
     assert_eq!(answer, "");
     assert_eq!(untrusted.seen.connections(), 0);
-    let dropped = "wsguard_connections_dropped_total{reason=\"proxy_header_untrusted\"}";
-    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
-    assert_eq!(
-        logs.count("connection dropped", "proxy_header_untrusted"),
-        1
-    );
+    assert_dropped(&guard, &logs, "proxy_header_untrusted", 1);
     // A client that sends no PROXY header is served as usual.
     let _io = upgrade_raw(
         guard.addr,
@@ -302,11 +293,8 @@ async fn bad_and_late_proxy_headers_are_dropped_counted_and_logged_once() {
     let mut io = connect(guard.addr, false).await;
     io.write_all(b"PROXY TCP4 203.0.113.7").await.unwrap();
     expect_eof(&mut io).await;
-    let reason = |r: &str| format!("wsguard_connections_dropped_total{{reason=\"{r}\"}}");
-    assert_eq!(guard.metric(&reason("proxy_header_invalid")), 3.0);
-    assert_eq!(guard.metric(&reason("proxy_header_timeout")), 1.0);
-    assert_eq!(logs.count("connection dropped", "proxy_header_invalid"), 3);
-    assert_eq!(logs.count("connection dropped", "proxy_header_timeout"), 1);
+    assert_dropped(&guard, &logs, "proxy_header_invalid", 3);
+    assert_dropped(&guard, &logs, "proxy_header_timeout", 1);
     assert_eq!(backend.seen.connections(), 0);
 }
 

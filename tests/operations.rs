@@ -213,9 +213,7 @@ async fn the_hard_cap_drop_is_counted_and_logged_once() {
     assert!(wait_until(|| guard.metric("wsguard_connections_active") == 2.0).await);
     let answer = raw_request(guard.addr, false, &upgrade_request("/chat", "")).await;
     assert_eq!(answer, "");
-    let dropped = "wsguard_connections_dropped_total{reason=\"hard_cap\"}";
-    assert_eq!(guard.metric(dropped), 1.0, "{}", guard.metrics());
-    assert_eq!(logs.count("connection dropped", "hard_cap"), 1);
+    assert_dropped(&guard, &logs, "hard_cap", 1);
 }
 
 /// hyper answers some requests itself (a head over its buffer, a malformed
@@ -258,7 +256,7 @@ async fn refusals_hyper_answers_are_counted_and_logged_once() {
     );
     assert_eq!(logs.count("handshake refused", "head_too_large"), 60);
     assert_eq!(logs.count("handshake refused", "malformed_request"), 1);
-    assert_eq!(logs.count("connection dropped", "header_timeout"), 1);
+    assert_dropped(&guard, &logs, "header_timeout", 1);
     assert_eq!(backend.seen.connections(), 0);
 }
 

@@ -834,6 +834,18 @@ impl BinGuard {
     }
 }
 
+/// Asserts that exactly `n` connections were dropped under `rule` before any
+/// HTTP answer: the metric says `n`, and so many `connection dropped` lines.
+pub fn assert_dropped(guard: &Guard, logs: &Logs, rule: &str, n: usize) {
+    let series = format!("wsguard_connections_dropped_total{{reason=\"{rule}\"}}");
+    assert_eq!(guard.metric(&series), n as f64, "{}", guard.metrics());
+    assert_eq!(
+        logs.count("connection dropped", rule),
+        n,
+        "log lines for {rule}"
+    );
+}
+
 /// Starts `wsguard --config <temp file>` with `body` after a test `[server]`
 /// section and waits for its listen address.
 pub async fn start_bin_guard(body: &str) -> BinGuard {
