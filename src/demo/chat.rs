@@ -25,7 +25,8 @@ use tokio::sync::{broadcast, Semaphore};
 use yawc::close::CloseCode;
 use yawc::{Frame, OpCode, Options, Role, WebSocket, WebSocketError};
 
-use super::{accept, negotiate, HANDSHAKE_TIMEOUT};
+use super::conn::{accept, HANDSHAKE_TIMEOUT};
+use super::negotiate;
 use crate::handshake::accept_key;
 
 /// Largest text message the backend accepts, inflated; larger ones get close 1009.

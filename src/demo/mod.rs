@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,32 +12,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 mod chat;
+mod conn;
 mod negotiate;
+
+use conn::{accept, HANDSHAKE_TIMEOUT};
 
 pub use chat::{run_chat_backend, MAX_CLIENTS, MAX_MESSAGE_BYTES, ROOM_QUEUE};
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 const CHAT_HTML: &str = include_str!("chat.html");
-
-/// The next connection on `listener`; a failed accept (e.g. EMFILE) is logged and retried
-/// after [`ACCEPT_BACKOFF`].
-async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net::SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(conn) => return conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
 
 /// Serves the chat page on `listener` with `ws_url` as its WebSocket endpoint.
 ///
@@ -249,7 +233,9 @@ fn nonce() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     const WAIT: Duration = Duration::from_secs(5);
 
