@@ -352,8 +352,16 @@ use_backend() {
 for label in $PEERS; do
     echo "$label:"
     start_peer "$label"
+    fresh=1
     for name in $SCENARIOS; do
+        # Memory freed by an earlier scenario stays in the proxy's allocator and would hide
+        # the next idle scenario's cost: each one gets a fresh proxy.
+        if [[ $name == idle* && $fresh == 0 ]]; then
+            stop_peer
+            start_peer "$label"
+        fi
         scenario "$label" "$name"
+        fresh=0
     done
     stop_peer
 done
