@@ -24,7 +24,7 @@
 #
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
 # latest), target/bench/table.md, and the RTT plot docs/bench-latency.png.
-# With the defaults a whole run takes about 12 minutes. Numbers are only comparable on a
+# With the defaults a whole run takes about 14 minutes. Numbers are only comparable on a
 # quiet machine: the load average is printed before and after.
 set -euo pipefail
 
@@ -216,11 +216,10 @@ for label in $wsguard_peers; do for tls in ws wss; do
         echo "handshakes_per_ip = \"off\""
         echo
         if [[ $label == wsguard-nib ]]; then
-            echo
             echo "[deflate]"
             echo "inspect_backend = false"
+            echo
         fi
-        echo
         echo "[[route]]"
         echo 'path = "/"'
         echo 'match = "prefix"'

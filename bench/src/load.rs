@@ -337,8 +337,10 @@ async fn connection(
 ) -> Vec<u64> {
     let Conn { io, early, deflate } = conn;
     let (r, mut w) = tokio::io::split(io);
-    let acked = Arc::new(AtomicU64::new(0));
-    let notify = Arc::new(Notify::new());
+    let acks = Arc::new(Acks {
+        count: AtomicU64::new(0),
+        notify: Notify::new(),
+    });
     let reader = tokio::spawn(read_echoes(
         id,
         r,
@@ -346,8 +348,7 @@ async fn connection(
         deflate,
         plan.clone(),
         shared.clone(),
-        acked.clone(),
-        notify.clone(),
+        acks.clone(),
     ));
     let mut keys = Keys::new(u64::from(id) + 1);
     let mut sent = 0u64;
@@ -367,10 +368,11 @@ async fn connection(
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let room = u64::from(plan.inflight) - (sent - acked.load(Ordering::Acquire));
+                let room = u64::from(plan.inflight) - (sent - acks.count.load(Ordering::Acquire));
                 if room == 0 {
                     let _ =
-                        tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+                        tokio::time::timeout(Duration::from_millis(100), acks.notify.notified())
+                            .await;
                     continue;
                 }
                 room
@@ -395,10 +397,10 @@ async fn connection(
     }
     // Drain: wait for the echoes still owed, then the close handshake.
     let deadline = Instant::now() + DRAIN;
-    while acked.load(Ordering::Acquire) < sent && Instant::now() < deadline {
-        let _ = tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+    while acks.count.load(Ordering::Acquire) < sent && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), acks.notify.notified()).await;
     }
-    let owed = sent - acked.load(Ordering::Acquire).min(sent);
+    let owed = sent - acks.count.load(Ordering::Acquire).min(sent);
     if owed > 0 {
         shared.error(format!("conn {id}: {owed} echoes missing at the end"));
     }
@@ -422,13 +424,18 @@ async fn connection(
     latencies
 }
 
+/// Echoes checked so far on one connection, and the wake-up for its writer.
+struct Acks {
+    count: AtomicU64,
+    notify: Notify,
+}
+
 async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
 }
 
 /// Reads and checks echoes in order until the close reply.
-#[allow(clippy::too_many_arguments)]
 async fn read_echoes(
     id: u32,
     mut r: ReadHalf<Box<dyn Io>>,
@@ -436,8 +443,7 @@ async fn read_echoes(
     deflate: bool,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
-    acked: Arc<AtomicU64>,
-    notify: Arc<Notify>,
+    acks: Arc<Acks>,
 ) -> Vec<u64> {
     let mut latencies = Vec::new();
     let mut next = 0u64;
@@ -486,9 +492,9 @@ async fn read_echoes(
             pos += frame.payload.end;
         }
         if got > 0 {
-            acked.store(next, Ordering::Release);
+            acks.count.store(next, Ordering::Release);
             shared.echoed.fetch_add(got, Ordering::Relaxed);
-            notify.notify_one();
+            acks.notify.notify_one();
         }
         buf.drain(..pos);
         if buf.capacity() - buf.len() < 64 << 10 {
