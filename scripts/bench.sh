@@ -9,7 +9,7 @@
 #   --peers LIST     any of: direct nginx nginx-64k haproxy wsguard wsguard-nib (default: all, in
 #                    that order); wsguard-nib is wsguard with [deflate] inspect_backend = false
 #   --scenarios LIST any of: idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls
-#                    chat1k chat1k-plain (default: all)
+#                    chat1k chat1k-plain chat1k-rate (default: all)
 #
 # Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
 # then for each peer in turn: starts it (configs written to a temp dir), runs the scenarios
@@ -20,7 +20,7 @@
 # The permessage-deflate scenarios (chat1k: 1 KiB JSON chat messages, pre-compressed; idle-deflate:
 # idle with the offer) use wsguard-echo --mode lenient, which echoes compressed frames as they came;
 # nginx and HAProxy pass them through blind, wsguard inflates them to inspect. chat1k-plain is chat1k
-# without the offer.
+# without the offer; chat1k-rate paces the compressed chat at 5,000 msgs/s over 200 connections.
 #
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
 # latest), target/bench/table.md, and the RTT plot docs/bench-latency.png.
@@ -34,7 +34,7 @@ DURATION=10
 WARMUP=2
 IDLE=5000
 PEERS="direct nginx nginx-64k haproxy wsguard wsguard-nib"
-SCENARIOS="idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls chat1k chat1k-plain"
+SCENARIOS="idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls chat1k chat1k-plain chat1k-rate"
 while (($#)); do
     case "$1" in
         --duration) DURATION=$2; shift ;;
@@ -303,6 +303,7 @@ scenario() {
         rate128 | rate128-tls) args+=(--mode rate -c 200 --rate 20000 -s 128 --kind text) ;;
         chat1k) args+=(--mode throughput -c 64 -w 16 -s 1024 --kind chat --deflate) ;;
         chat1k-plain) args+=(--mode throughput -c 64 -w 16 -s 1024 --kind chat) ;;
+        chat1k-rate) args+=(--mode rate -c 200 --rate 5000 -s 1024 --kind chat --deflate) ;;
         *) echo "bench.sh: unknown scenario $name" >&2; return 1 ;;
     esac
     use_backend "$(backend_mode "$name")"
