@@ -95,10 +95,10 @@ fn decode(c: &mut Criterion) {
             client_frame(opcode, &payload, key, &mut stream);
         }
         g.throughput(Throughput::Bytes(stream.len() as u64));
-        let template = Decoder::new(Role::Client, policy());
+        let policy = policy();
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut dec = template.clone();
+                let mut dec = Decoder::new(Role::Client, policy.clone());
                 let mut pos = 0;
                 let mut frames = 0;
                 while pos < stream.len() {

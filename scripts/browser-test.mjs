@@ -1,7 +1,12 @@
 // Browser half of scripts/browser-test.sh (run it through that script: it starts the servers).
 //
 // Phase "enforce" (wsguard with [origin] mode = "enforce"):
-//   1. two tabs on the allowed page (http://localhost:8080) chat through wsguard and the backend;
+//   0. the page served against the chat backend itself (http://127.0.0.1:8082, ws://, no wsguard)
+//      negotiates permessage-deflate with Chromium and chats: the backend side works on its own;
+//   1. two tabs on the allowed page (http://localhost:8080) chat through wsguard and the backend,
+//      and show a negotiated permessage-deflate with client_no_context_takeover (wsguard's default
+//      context_takeover = false); the backend logged their joins with server_no_context_takeover,
+//      which wsguard added to the offers it sent on;
 //   2. the evil page (http://127.0.0.1:8081) gets no socket: the page shows close 1006, Chromium
 //      reports the 403, wsguard logs exactly one `handshake refused` line with
 //      rule=origin_not_allowed for that origin, and the chat backend logged no join for it;
@@ -29,6 +34,7 @@ const { chromium } = require("playwright-core");
 const ALLOWED = "http://localhost:8080/";
 const EVIL = "http://127.0.0.1:8081/";
 const EVIL_ORIGIN = "http://127.0.0.1:8081";
+const DIRECT = "http://127.0.0.1:8082/";
 const WAIT_MS = 10_000;
 const MAX_MESSAGE = 4096; // [frames] max_message_size in the test config
 
@@ -60,7 +66,9 @@ const countLog = (...needles) =>
 // tracing prints a &str field quoted (rule="origin_not_allowed"); accept it bare as well.
 const RULE_ORIGIN = /\brule="?origin_not_allowed"?(\s|$)/;
 const FROM_EVIL = new RegExp(`\\sorigin="?${EVIL_ORIGIN.replaceAll(".", "\\.")}"?(\\s|$)`);
-const joins = () => countLog("chat client joined", "room=/chat");
+const joins = (...more) => countLog("chat client joined", "room=/chat", ...more);
+// The backend logs what it agreed to as compression="permessage-deflate; ..." (or none).
+const DEFLATE_JOIN = /\scompression="?permessage-deflate\b/;
 
 const statusText = (page) => page.textContent("#status");
 async function waitStatus(page, needle) {
@@ -70,6 +78,10 @@ async function waitStatus(page, needle) {
 async function waitMessage(page, text) {
   const ok = await waitFor(async () => (await page.textContent("#messages")).includes(text));
   return check(ok, `${page.label}: sees "${text}"`);
+}
+async function compressionShows(page, needle) {
+  const text = await page.textContent("#compression");
+  return check(text.includes(needle), `${page.label}: #compression shows "${needle}" (it says "${text}")`);
 }
 async function say(page, text) {
   await page.fill("#input", text);
@@ -126,8 +138,19 @@ console.log(`phase ${PHASE}: all checks passed`);
 // ------------------------------------------------------------------ phases ---
 
 async function enforce() {
+  console.log("0. without wsguard, the chat backend negotiates permessage-deflate with Chromium");
+  const direct = await open(context, DIRECT, "direct", context.pages()[0]);
+  if (await waitStatus(direct, "connected")) {
+    await compressionShows(direct, "permessage-deflate");
+    check((await waitFor(() => joins(DEFLATE_JOIN) === 1)) === true, "backend logged a join with permessage-deflate");
+    await say(direct, "straight to the backend, compressed");
+    await waitMessage(direct, "straight to the backend, compressed");
+  }
+  await direct.close();
+
   console.log("1. two tabs on the allowed page chat through wsguard");
-  const alice = await open(context, ALLOWED, "alice", context.pages()[0]);
+  const joinsFirst = joins();
+  const alice = await open(context, ALLOWED, "alice");
   const bob = await open(context, ALLOWED, "bob");
   const aliceUp = await waitStatus(alice, "connected");
   const bobUp = await waitStatus(bob, "connected");
@@ -137,7 +160,12 @@ async function enforce() {
         `wsguard log: ${LOG}; page console: ${JSON.stringify(alice.consoleText)}`
     );
   }
-  check((await waitFor(() => joins() === 2)) === true, `backend logged 2 joins (${joins()})`);
+  check((await waitFor(() => joins() === joinsFirst + 2)) === true, `backend logged 2 joins (${joins() - joinsFirst})`);
+  // Through wsguard: the browser agreed to what wsguard relayed, the backend to what wsguard offered.
+  await compressionShows(alice, "permessage-deflate");
+  await compressionShows(bob, "client_no_context_takeover");
+  const tightened = () => joins(DEFLATE_JOIN, "server_no_context_takeover");
+  check(tightened() === 2, `backend logged both joins with permessage-deflate; server_no_context_takeover (${tightened()})`);
   await alice.fill("#name", "alice");
   await bob.fill("#name", "bob");
   await say(alice, "hi bob, this goes through wsguard");

@@ -10,6 +10,9 @@
 #                  route /chat -> the embedded chat backend on 127.0.0.1:9000, frames capped at 4 KiB,
 #                  and the allowed chat page on http://localhost:8080
 #   wsguard-page   the same page on http://127.0.0.1:8081, labelled "evil.example — not in the allow-list"
+#   wsguard-page   the same page on http://127.0.0.1:8082 talking to the chat backend directly (ws://, no
+#                  wsguard), to tell a backend that does not negotiate permessage-deflate from a proxy
+#                  that does not pass it on
 # then runs scripts/browser-test.mjs twice: with [origin] mode = "enforce", then (wsguard restarted)
 # with mode = "report". The development CA and certificate in certs/ are made first if missing
 # (`wsguard dev-certs`); Chromium trusts certs/ca.crt through a fresh NSS db in a temporary HOME
@@ -27,10 +30,12 @@ PLAYWRIGHT_VERSION=1.65.1
 PROXY_ADDR=127.0.0.1:8443
 PAGE_ADDR=127.0.0.1:8080
 EVIL_ADDR=127.0.0.1:8081
+DIRECT_ADDR=127.0.0.1:8082
 BACKEND_ADDR=127.0.0.1:9000
 ADMIN_ADDR=127.0.0.1:9091
 WS_URL=wss://localhost:8443/chat
 EVIL_BANNER="evil.example — not in the allow-list"
+DIRECT_BANNER="straight to the chat backend, no wsguard"
 WAIT=${BROWSER_TEST_WAIT:-15}  # seconds to wait for each listener
 NODE_TIMEOUT=${BROWSER_TEST_TIMEOUT:-180}
 BIN="${CARGO_TARGET_DIR:-target}/release"
@@ -167,7 +172,7 @@ wait_for_port() { # ADDR PID WHAT LOG
         sleep 0.05
     done
 }
-for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$BACKEND_ADDR" "$ADMIN_ADDR"; do
+for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$DIRECT_ADDR" "$BACKEND_ADDR" "$ADMIN_ADDR"; do
     port_free "$addr" || die "$addr is already in use (a running 'wsguard demo'?)"
 done
 
@@ -194,6 +199,10 @@ NO_COLOR=1 "$BIN/wsguard-page" --listen "$EVIL_ADDR" --ws-url "$WS_URL" --banner
     >"$OUT/evil-page.log" 2>&1 &
 pids+=($!)
 wait_for_port "$EVIL_ADDR" "$!" wsguard-page "$OUT/evil-page.log"
+NO_COLOR=1 "$BIN/wsguard-page" --listen "$DIRECT_ADDR" --ws-url "ws://$BACKEND_ADDR/chat" \
+    --banner "$DIRECT_BANNER" >"$OUT/direct-page.log" 2>&1 &
+pids+=($!)
+wait_for_port "$DIRECT_ADDR" "$!" "wsguard-page (direct)" "$OUT/direct-page.log"
 
 run_node() { # PHASE
     echo "==> browser test, origin mode = $1"

@@ -11,6 +11,7 @@ use http::{Method, Version};
 use sha1::{Digest, Sha1};
 
 use crate::config::Config;
+use crate::deflate::Negotiation;
 use crate::origin::OriginRefusal;
 use crate::refusal::Refusal;
 
@@ -32,6 +33,8 @@ pub struct Upgrade {
     pub protocols: Vec<String>,
     /// Set in `report` mode when the Origin would have been refused.
     pub origin_report: Option<OriginRefusal>,
+    /// The permessage-deflate offers to send the backend, if any.
+    pub deflate: Option<Negotiation>,
 }
 
 /// Checks an upgrade request in the documented order.
@@ -95,12 +98,21 @@ pub fn check(req: &Parts, config: &Config) -> Result<Upgrade, Refusal> {
         .take(MAX_SUBPROTOCOLS)
         .map(str::to_owned)
         .collect();
+    // Malformed offers and other extensions are declined, never refused.
+    let deflate = config
+        .deflate
+        .policy(config.routes[route].deflate)
+        .and_then(|p| {
+            let offered = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter();
+            p.negotiation(offered.map(|v| v.as_bytes()))
+        });
 
     Ok(Upgrade {
         route,
         accept: accept_key(key),
         protocols,
         origin_report,
+        deflate,
     })
 }
 

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod client_ip;
 pub mod config;
+pub mod deflate;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[cfg(feature = "demo")]

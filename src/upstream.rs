@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::config::Route;
+use crate::deflate::{negotiate, Negotiated};
 use crate::handshake::Upgrade;
 use crate::metrics::{BackendLabels, Metrics};
 use crate::refusal::Refusal;
@@ -54,6 +55,8 @@ pub struct Upstream {
     pub early: Vec<u8>,
     /// The subprotocol the backend chose, already checked against the offer.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any.
+    pub deflate: Option<Negotiated>,
     pub backend: String,
 }
 
@@ -141,7 +144,7 @@ pub async fn connect(
             "backend handshake timed out",
         )));
         return match answered {
-            Ok((stream, early, protocol)) => {
+            Ok((stream, early, Agreed { protocol, deflate })) => {
                 for (down, error) in &failed {
                     tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
                 }
@@ -149,6 +152,7 @@ pub async fn connect(
                     stream,
                     early,
                     protocol,
+                    deflate,
                     backend: name,
                 })
             }
@@ -183,7 +187,7 @@ async fn handshake(
     req: &Parts,
     upgrade: &Upgrade,
     client: &ClientInfo,
-) -> Result<(TcpStream, Vec<u8>, Option<String>), Refusal> {
+) -> Result<(TcpStream, Vec<u8>, Agreed), Refusal> {
     let head = request_head(req, upgrade, client);
     stream
         .write_all(&head)
@@ -207,10 +211,10 @@ async fn handshake(
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf[..filled]) {
             Ok(httparse::Status::Complete(len)) => {
-                let protocol = verify(&resp, upgrade)?;
+                let agreed = verify(&resp, upgrade)?;
                 buf.truncate(filled);
                 buf.drain(..len);
-                return Ok((stream, buf, protocol));
+                return Ok((stream, buf, agreed));
             }
             Ok(httparse::Status::Partial) if filled < buf.len() => {}
             Ok(httparse::Status::Partial) => {
@@ -223,8 +227,14 @@ async fn handshake(
     }
 }
 
-/// Checks a complete backend answer; returns the chosen subprotocol.
-fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Option<String>, Refusal> {
+/// What a backend's 101 chose, checked against what was offered.
+struct Agreed {
+    protocol: Option<String>,
+    deflate: Option<Negotiated>,
+}
+
+/// Checks a complete backend answer.
+fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Agreed, Refusal> {
     let status = resp.code.unwrap_or(0);
     if status != 101 {
         return Err(if (400..500).contains(&status) {
@@ -258,29 +268,29 @@ fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Option
             ))
         }
     }
-    // No extension was offered, so none may be accepted (RFC 6455 §4.1 step 5).
-    if map.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
-        return Err(Refusal::BackendBadHandshake(
-            "backend chose an extension that was not offered",
-        ));
-    }
+    // Only an offer wsguard sent may be accepted (RFC 6455 §4.1 step 5).
+    let extensions = map.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter();
+    let deflate = negotiate::accept(upgrade.deflate.as_ref(), extensions.map(|v| v.as_bytes()))
+        .map_err(Refusal::BackendBadHandshake)?;
     let mut protocols = map.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
-    match (protocols.next(), protocols.next()) {
-        (None, _) => Ok(None),
+    let protocol = match (protocols.next(), protocols.next()) {
+        (None, _) => None,
         (Some(p), None) => {
             let p = p.to_str().unwrap_or("").trim();
-            if upgrade.protocols.iter().any(|o| o == p) {
-                Ok(Some(p.to_owned()))
-            } else {
-                Err(Refusal::BackendBadHandshake(
+            if !upgrade.protocols.iter().any(|o| o == p) {
+                return Err(Refusal::BackendBadHandshake(
                     "backend chose a subprotocol the client did not offer",
-                ))
+                ));
             }
+            Some(p.to_owned())
         }
-        _ => Err(Refusal::BackendBadHandshake(
-            "backend chose several subprotocols",
-        )),
-    }
+        _ => {
+            return Err(Refusal::BackendBadHandshake(
+                "backend chose several subprotocols",
+            ))
+        }
+    };
+    Ok(Agreed { protocol, deflate })
 }
 
 /// The request sent to the backend: the client's request line and end-to-end
@@ -318,6 +328,10 @@ fn request_head(req: &Parts, upgrade: &Upgrade, client: &ClientInfo) -> Vec<u8> 
     }
     push_header(&mut out, "upgrade", b"websocket");
     push_header(&mut out, "connection", b"Upgrade");
+    if let Some(deflate) = &upgrade.deflate {
+        let offers = negotiate::offer_header(&deflate.offers);
+        push_header(&mut out, "sec-websocket-extensions", offers.as_bytes());
+    }
     if !upgrade.protocols.is_empty() {
         push_header(
             &mut out,

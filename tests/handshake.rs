@@ -380,7 +380,7 @@ async fn forwarded_request_is_clean() {
         true,
         &upgrade_request(
             "/chat?room=1",
-            "Origin: https://chat.example.com\r\nX-Forwarded-For: 6.6.6.6\r\nSec-WebSocket-Extensions: permessage-deflate\r\nCookie: session=abc\r\n",
+            "Origin: https://chat.example.com\r\nX-Forwarded-For: 6.6.6.6\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame, permessage-deflate; bogus\r\nCookie: session=abc\r\n",
         ),
     )
     .await;
@@ -403,6 +403,7 @@ async fn forwarded_request_is_clean() {
         "{request}"
     );
     assert!(request.contains("cookie: session=abc\r\n"), "{request}");
+    // Other extensions, and a malformed permessage-deflate offer, are declined.
     assert!(!request.contains("sec-websocket-extensions"), "{request}");
 }
 

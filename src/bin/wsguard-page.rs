@@ -1,6 +1,7 @@
 //! `wsguard-page`: serve the demo chat page alone, from any address, against
 //! any ws(s):// URL, optionally with a banner. The browser test uses it to
-//! serve the same page from a second origin that is not in the allow-list.
+//! serve the same page from a second origin that is not in the allow-list,
+//! and from a third that talks to the chat backend without wsguard between.
 //!
 //! ```sh
 //! wsguard-page --listen 127.0.0.1:8081 --ws-url wss://localhost:8443/chat \

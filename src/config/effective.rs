@@ -150,6 +150,12 @@ pub(super) fn render(c: &Config) -> String {
     );
     let _ = writeln!(o, "proxy_protocol = {}", l.proxy_protocol);
 
+    let d = &c.deflate;
+    let _ = writeln!(o, "\n[deflate]\nmode = {}", q(&d.mode.to_string()));
+    let _ = writeln!(o, "context_takeover = {}", d.context_takeover);
+    let _ = writeln!(o, "max_window_bits = {}", d.max_window_bits);
+    let _ = writeln!(o, "inspect_backend = {}", d.inspect_backend);
+
     for r in &c.routes {
         let _ = writeln!(o, "\n[[route]]\npath = {}", q(&r.path));
         let _ = writeln!(o, "match = {}", q(&r.path_match.to_string()));
@@ -159,6 +165,9 @@ pub(super) fn render(c: &Config) -> String {
             list(r.backends.iter().map(|b| b.to_string()))
         );
         let _ = writeln!(o, "subprotocols = {}", list(r.subprotocols.iter().cloned()));
+        if let Some(mode) = r.deflate {
+            let _ = writeln!(o, "deflate = {}", q(&mode.to_string()));
+        }
     }
 
     let d = &c.demo;

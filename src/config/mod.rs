@@ -6,6 +6,7 @@
 //! can fail on them.
 
 mod check;
+mod deflate;
 mod effective;
 mod error;
 mod rates;
@@ -107,6 +108,8 @@ pub use crate::limits::DEFAULT_MAX_TRACKED_IPS;
 pub const MIN_MAX_TRACKED_IPS: u32 = 1_000;
 /// Largest `max_tracked_ips` (10,000,000): a bound on per-IP memory.
 pub const MAX_MAX_TRACKED_IPS: u32 = 10_000_000;
+/// Default `[deflate] max_window_bits` (15, the most RFC 7692 allows).
+pub const DEFAULT_DEFLATE_MAX_WINDOW_BITS: u8 = crate::deflate::negotiate::MAX_WINDOW_BITS;
 /// Default demo backend address (`wsguard demo` only).
 pub const DEFAULT_DEMO_BACKEND_LISTEN: &str = "127.0.0.1:9000";
 /// Default demo page address (`wsguard demo` only).
@@ -133,6 +136,8 @@ pub struct Config {
     pub backend_rate: RateConfig,
     /// Connection counts, per-IP limits and trusted proxies (`[limits]`).
     pub limits: LimitsConfig,
+    /// permessage-deflate (`[deflate]`).
+    pub deflate: DeflateConfig,
     /// At least one; paths are unique per match kind.
     pub routes: Vec<Route>,
     pub admin: AdminConfig,
@@ -236,6 +241,7 @@ pub struct FrameLimits {
     pub max_fragments: Option<u64>,
 }
 
+pub use crate::deflate::{DeflateConfig, DeflateMode};
 /// `[frames] mask_key_policy`: the frame engine's own type.
 pub use crate::frame::MaskKeyPolicy;
 
@@ -249,6 +255,8 @@ pub struct Route {
     pub backends: Vec<Backend>,
     /// Allow-list offered to the backend; empty = forward the client's offer unchanged.
     pub subprotocols: Vec<String>,
+    /// Overrides `[deflate] mode` on this route.
+    pub deflate: Option<DeflateMode>,
 }
 
 /// `[[route]] match`.

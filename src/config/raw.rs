@@ -133,6 +133,7 @@ raw_config! {
     rate: RawRate,
     backend_rate: RawRate,
     limits: RawLimits,
+    deflate: RawDeflate,
     route: Vec<Spanned<RawRoute>>,
     admin: RawAdmin,
     demo: RawDemo,
@@ -194,6 +195,13 @@ raw_section!(RawLimits {
     proxy_protocol,
 });
 
+raw_section!(RawDeflate {
+    mode,
+    context_takeover,
+    max_window_bits,
+    inspect_backend,
+});
+
 raw_section!(RawAdmin { listen });
 
 raw_section!(RawRoute {
@@ -201,6 +209,7 @@ raw_section!(RawRoute {
     path_match as "match",
     backends,
     subprotocols,
+    deflate,
 });
 
 raw_section!(RawDemo {

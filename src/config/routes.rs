@@ -75,6 +75,7 @@ impl Checker<'_> {
         );
         let backends = self.backends(i, r, header.clone());
         let subprotocols = self.subprotocols(i, r);
+        let deflate = self.deflate_mode(&key("deflate"), &r.deflate);
         let line = r
             .path
             .as_ref()
@@ -86,6 +87,7 @@ impl Checker<'_> {
             path_match: path_match?,
             backends: backends?,
             subprotocols: subprotocols?,
+            deflate: deflate?,
         };
         Some((route, line.unwrap_or(0)))
     }

@@ -102,6 +102,7 @@ impl Checker<'_> {
         let rate = self.rate("rate", &raw.rate, &RATE_DEFAULTS);
         let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
         let limits = self.limits(&raw.limits);
+        let deflate = self.deflate(&raw.deflate);
         let routes = self.routes(&raw.route);
         let admin_listen = self.optional_addr("admin.listen", &raw.admin.listen);
         let d = &raw.demo;
@@ -141,6 +142,7 @@ impl Checker<'_> {
             rate: rate?,
             backend_rate: backend_rate?,
             limits: limits?,
+            deflate: deflate?,
             routes: routes?,
             admin,
             demo: DemoConfig {

@@ -1,186 +1,28 @@
 //! Embedded chat backend (plain ws:// broadcast rooms) and chat page server for `wsguard demo`.
 //! Both are deliberately small and bounded so the demo exercises wsguard, not this code.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, Semaphore};
-use tokio_tungstenite::tungstenite::handshake::server::{
-    Request as WsRequest, Response as WsResponse,
-};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpListener;
 
-/// Largest text message the backend accepts; larger ones get close 1009.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Per-room broadcast queue; a client this far behind is closed with 1008 "too slow".
-pub const ROOM_QUEUE: usize = 256;
-/// Concurrent backend clients; more are refused so a flood cannot exhaust memory.
-pub const MAX_CLIENTS: usize = 1024;
+mod chat;
+mod conn;
+mod negotiate;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-// A client that stops reading must not pin its task forever on a full TCP buffer.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+use conn::{accept, HANDSHAKE_TIMEOUT};
+
+pub use chat::{run_chat_backend, MAX_CLIENTS, MAX_MESSAGE_BYTES, ROOM_QUEUE};
 
 const CHAT_HTML: &str = include_str!("chat.html");
-
-/// Rooms keyed by request path; a room is removed when its last client leaves.
-type Rooms = Arc<Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>>;
-
-/// Runs the chat backend on `listener` until the task is dropped.
-///
-/// Every text message is relayed verbatim to every client in the same room
-/// (request path), sender included. Binary gets close 1003, oversized 1009,
-/// a client more than [`ROOM_QUEUE`] messages behind gets 1008 "too slow".
-pub async fn run_chat_backend(listener: TcpListener) -> io::Result<()> {
-    let rooms: Rooms = Arc::default();
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-    tracing::info!(addr = %listener.local_addr()?, "demo chat backend listening");
-    loop {
-        let (stream, peer) = accept(&listener, "demo chat backend").await;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "demo chat backend full, refusing client");
-            continue;
-        };
-        let rooms = rooms.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            serve_client(stream, rooms).await;
-            tracing::debug!(%peer, "chat client left");
-        });
-    }
-}
-
-/// The next connection on `listener`; a failed accept (e.g. EMFILE) is logged and retried
-/// after [`ACCEPT_BACKOFF`].
-async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net::SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(conn) => return conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-async fn serve_client(stream: TcpStream, rooms: Rooms) {
-    let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let mut path = String::new();
-    // The large Err type is tungstenite's Callback signature, not ours to shrink.
-    #[allow(clippy::result_large_err)]
-    let callback = |req: &WsRequest, resp: WsResponse| {
-        path = req.uri().path().to_owned();
-        Ok(resp)
-    };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "chat handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("chat handshake timed out");
-            return;
-        }
-    };
-    tracing::debug!(room = %path, "chat client joined");
-
-    let (tx, mut rx) = {
-        let mut rooms = rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = rooms
-            .entry(path.clone())
-            .or_insert_with(|| broadcast::channel(ROOM_QUEUE).0)
-            .clone();
-        let rx = tx.subscribe();
-        (tx, rx)
-    };
-
-    relay(&mut ws, &tx, &mut rx).await;
-
-    drop(rx);
-    let mut rooms = rooms.lock().unwrap_or_else(|p| p.into_inner());
-    if tx.receiver_count() == 0 {
-        rooms.remove(&path);
-    }
-}
-
-/// Pumps one client until it leaves or breaks a rule; closes with the reason.
-async fn relay(
-    ws: &mut WebSocketStream<TcpStream>,
-    tx: &broadcast::Sender<Utf8Bytes>,
-    rx: &mut broadcast::Receiver<Utf8Bytes>,
-) {
-    let close = loop {
-        tokio::select! {
-            incoming = ws.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    // Err only means no receivers, impossible while we hold rx.
-                    let _ = tx.send(text);
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    break Some((CloseCode::Unsupported, "text only"));
-                }
-                // Pings are answered by tungstenite itself; a close is echoed by it too.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Err(WsError::Capacity(e))) => {
-                    tracing::debug!(error = %e, "chat message too big");
-                    break Some((CloseCode::Size, "message too big"));
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "chat client read failed");
-                    return;
-                }
-            },
-            outgoing = rx.recv() => match outgoing {
-                Ok(text) => {
-                    let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(text))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
-                        return;
-                    }
-                }
-                // Closing rather than skipping: a chat with silent gaps is worse than a visible disconnect.
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(skipped = n, "chat client too slow");
-                    break Some((CloseCode::Policy, "too slow"));
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        }
-    };
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
-    } else {
-        // Finish the closing handshake tungstenite started; errors here change nothing.
-        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await;
-    }
-}
 
 /// Serves the chat page on `listener` with `ws_url` as its WebSocket endpoint.
 ///
@@ -391,117 +233,11 @@ fn nonce() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_tungstenite::client_async;
+    use tokio::net::TcpStream;
 
     const WAIT: Duration = Duration::from_secs(5);
-
-    async fn backend() -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(run_chat_backend(listener));
-        addr
-    }
-
-    async fn connect(addr: std::net::SocketAddr, path: &str) -> WebSocketStream<TcpStream> {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (ws, _) = client_async(format!("ws://{addr}{path}"), tcp)
-            .await
-            .unwrap();
-        ws
-    }
-
-    async fn next_msg(ws: &mut WebSocketStream<TcpStream>) -> Message {
-        tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("timed out")
-            .expect("stream ended")
-            .expect("read error")
-    }
-
-    // Both clients are subscribed once the handshake returns, but give the
-    // server task a moment to reach subscribe() before anyone sends.
-    async fn settle() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    #[tokio::test]
-    async fn broadcast_reaches_sender_and_peer() {
-        let addr = backend().await;
-        let mut a = connect(addr, "/chat").await;
-        let mut b = connect(addr, "/chat").await;
-        settle().await;
-        let msg = r#"{"name":"alice","text":"hi"}"#;
-        a.send(Message::text(msg)).await.unwrap();
-        assert_eq!(next_msg(&mut a).await, Message::text(msg));
-        assert_eq!(next_msg(&mut b).await, Message::text(msg));
-    }
-
-    #[tokio::test]
-    async fn rooms_are_per_path() {
-        let addr = backend().await;
-        let mut a = connect(addr, "/chat").await;
-        let mut other = connect(addr, "/other").await;
-        settle().await;
-        a.send(Message::text("room chat")).await.unwrap();
-        assert_eq!(next_msg(&mut a).await, Message::text("room chat"));
-        other.send(Message::text("room other")).await.unwrap();
-        assert_eq!(next_msg(&mut other).await, Message::text("room other"));
-    }
-
-    async fn expect_close(ws: &mut WebSocketStream<TcpStream>, code: CloseCode) {
-        match next_msg(ws).await {
-            Message::Close(Some(frame)) => assert_eq!(frame.code, code),
-            other => panic!("expected close {code}, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn binary_is_closed_1003() {
-        let addr = backend().await;
-        let mut a = connect(addr, "/chat").await;
-        a.send(Message::binary(vec![1, 2, 3])).await.unwrap();
-        expect_close(&mut a, CloseCode::Unsupported).await;
-    }
-
-    #[tokio::test]
-    async fn oversized_is_closed_1009() {
-        let addr = backend().await;
-        let mut a = connect(addr, "/chat").await;
-        a.send(Message::text("x".repeat(MAX_MESSAGE_BYTES + 1)))
-            .await
-            .unwrap();
-        expect_close(&mut a, CloseCode::Size).await;
-    }
-
-    #[tokio::test]
-    async fn reader_that_stalls_is_closed_1008() {
-        let addr = backend().await;
-        let a = connect(addr, "/chat").await;
-        let mut b = connect(addr, "/chat").await;
-        settle().await;
-        // A drains its own echoes; B reads nothing until TCP buffers fill and
-        // its server task falls more than ROOM_QUEUE messages behind.
-        let (mut a_tx, mut a_rx) = a.split();
-        let drain = tokio::spawn(async move { while let Some(Ok(_)) = a_rx.next().await {} });
-        let chunk = "y".repeat(16 * 1024);
-        for _ in 0..2000 {
-            a_tx.send(Message::text(chunk.clone())).await.unwrap();
-        }
-        let code = tokio::time::timeout(WAIT, async {
-            loop {
-                match b.next().await {
-                    Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
-                    Some(Ok(_)) => {}
-                    other => panic!("expected close, got {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("no close");
-        assert_eq!(code, Some(CloseCode::Policy));
-        drain.abort();
-    }
 
     async fn page_server(ws_url: &str) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,9 @@
 //! The sans-I/O decoder for one direction of a relayed connection (RFC 6455 §5,
 //! <https://www.rfc-editor.org/rfc/rfc6455#section-5>): bytes in, events or a
 //! [`Violation`] out. It never copies or changes the payload it forwards. It sits on
-//! top of the codec: header parsing, the rules, masking, UTF-8 and close payloads.
+//! top of the codec: header parsing, the rules, masking, UTF-8 and close payloads,
+//! and, when permessage-deflate was negotiated, the inflate that lets the size
+//! caps and UTF-8 run on what a compressed message means (RFC 7692).
 
 #[cfg(test)]
 mod tests;
@@ -13,6 +15,7 @@ use super::header::FrameHeader;
 use super::mask::apply_mask;
 use super::rules::{self, FramePolicy, Role, RuleState};
 use super::utf8::Utf8Validator;
+use crate::deflate::Inflater;
 
 /// Bytes of masked text unmasked per step for UTF-8 checking. Larger steps
 /// mean fewer validator calls: 4 KiB checks a 16 KiB text message ~1.5× faster
@@ -49,12 +52,38 @@ struct Frame {
     mask: Option<[u8; 4]>,
     len: u64,
     done: u64,
-    /// Payload belongs to a text message and is UTF-8 checked as it arrives.
-    text: bool,
+    /// What the payload rules read of it.
+    payload: Payload,
 }
 
-/// Decoder for one direction of one connection. Holds no heap memory.
-#[derive(Clone, Debug)]
+/// How a data frame's payload is inspected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Payload {
+    /// Only its length counts (binary, or a control frame's own rules).
+    Opaque,
+    /// UTF-8 checked as it arrives.
+    Text,
+    /// Compressed: inflated, the inflated bytes counted against the caps and,
+    /// for text, UTF-8 checked.
+    Inflate { text: bool },
+}
+
+/// permessage-deflate on this direction.
+#[derive(Debug)]
+struct Deflate {
+    /// `None`: compressed frames pass without being inflated
+    /// (`inspect_backend = false`); their caps apply to the wire size.
+    inflater: Option<Inflater>,
+    frame_out: u64,
+    message_out: u64,
+    /// Inflated size of the last compressed frame that ended.
+    last_frame_out: Option<u64>,
+}
+
+/// Decoder for one direction of one connection. Holds no heap memory, but
+/// for a decompressor while a compressed message is open (or, with context
+/// takeover, once one was seen).
+#[derive(Debug)]
 pub struct Decoder {
     role: Role,
     policy: FramePolicy,
@@ -63,6 +92,9 @@ pub struct Decoder {
     utf8: Utf8Validator,
     control: [u8; MAX_CONTROL_PAYLOAD as usize],
     control_len: u8,
+    /// Boxed: most connections never negotiate it, and every one pays for
+    /// the decoder's inline size.
+    deflate: Option<Box<Deflate>>,
     failed: Option<Violation>,
 }
 
@@ -78,8 +110,29 @@ impl Decoder {
             utf8: Utf8Validator::new(),
             control: [0; MAX_CONTROL_PAYLOAD as usize],
             control_len: 0,
+            deflate: None,
             failed: None,
         }
+    }
+
+    /// permessage-deflate was negotiated for this direction: RSV1 may start a
+    /// message. With an inflater, compressed messages are inflated to be
+    /// inspected; without, they pass as opaque bytes.
+    pub fn with_deflate(mut self, inflater: Option<Inflater>) -> Self {
+        self.rules.allow_rsv1();
+        self.deflate = Some(Box::new(Deflate {
+            inflater,
+            frame_out: 0,
+            message_out: 0,
+            last_frame_out: None,
+        }));
+        self
+    }
+
+    /// The inflated payload size of the frame that just ended, if it was
+    /// compressed and inflated.
+    pub fn inflated_len(&self) -> Option<u64> {
+        self.deflate.as_ref().and_then(|d| d.last_frame_out)
     }
 
     /// Consumes a prefix of `input` and reports at most one event: `(consumed, event)`.
@@ -145,20 +198,37 @@ impl Decoder {
 
     fn start_frame(&mut self, h: &FrameHeader) -> Result<Frame, Violation> {
         rules::check_header(self.role, &self.policy, &mut self.rules, h)?;
-        let text = !h.opcode.is_control() && self.rules.message() == Some(OpCode::Text);
         if h.opcode == OpCode::Text {
             self.utf8 = Utf8Validator::new();
         }
-        if h.opcode.is_control() {
+        let payload = if h.opcode.is_control() {
             self.control_len = 0;
-        }
+            Payload::Opaque
+        } else {
+            let text = self.rules.message() == Some(OpCode::Text);
+            match &mut self.deflate {
+                Some(d) if self.rules.compressed() => {
+                    d.last_frame_out = None;
+                    d.frame_out = 0;
+                    if h.opcode != OpCode::Continue {
+                        d.message_out = 0;
+                    }
+                    match d.inflater {
+                        Some(_) => Payload::Inflate { text },
+                        None => Payload::Opaque,
+                    }
+                }
+                _ if text => Payload::Text,
+                _ => Payload::Opaque,
+            }
+        };
         Ok(Frame {
             opcode: h.opcode,
             fin: h.fin,
             mask: h.mask,
             len: h.payload_len,
             done: 0,
-            text,
+            payload,
         })
     }
 
@@ -179,27 +249,69 @@ impl Decoder {
                 apply_mask(dst, key, phase);
             }
             self.control_len = end as u8;
-        } else if frame.text {
+        } else if frame.payload != Payload::Opaque {
             match frame.mask {
-                None => self.push_text(chunk)?,
+                None => self.read_payload(frame.payload, chunk)?,
                 Some(key) => SCRATCH.with_borrow_mut(|scratch| {
                     for (i, part) in chunk.chunks(SCRATCH_LEN).enumerate() {
                         let buf = &mut scratch[..part.len()];
                         buf.copy_from_slice(part);
                         apply_mask(buf, key, phase + i * SCRATCH_LEN);
-                        self.push_text(buf)?;
+                        self.read_payload(frame.payload, buf)?;
                     }
-                    Ok(())
+                    Ok::<(), Violation>(())
                 })?,
             }
         }
         Ok(())
     }
 
-    fn push_text(&mut self, bytes: &[u8]) -> Result<(), Violation> {
-        self.utf8
-            .push(bytes)
-            .map_err(|_| Violation::InvalidUtf8Text)
+    /// Checks unmasked payload bytes: as text, or inflated.
+    fn read_payload(&mut self, payload: Payload, bytes: &[u8]) -> Result<(), Violation> {
+        match (payload, &mut self.deflate) {
+            (Payload::Inflate { text }, Some(d)) => {
+                let (policy, utf8) = (&self.policy, &mut self.utf8);
+                let Deflate {
+                    inflater: Some(inflater),
+                    frame_out,
+                    message_out,
+                    ..
+                } = &mut **d
+                else {
+                    return Ok(());
+                };
+                inflater.push(bytes, &mut |out: &[u8]| {
+                    count_inflated(policy, frame_out, message_out, out.len())?;
+                    if text {
+                        push_text(utf8, out)?;
+                    }
+                    Ok::<(), Violation>(())
+                })
+            }
+            _ => push_text(&mut self.utf8, bytes),
+        }
+    }
+
+    /// A compressed message's FIN frame: inflate what the data held back,
+    /// then free the decompressor (or keep it, with context takeover).
+    fn finish_inflate(&mut self, text: bool) -> Result<(), Violation> {
+        let (policy, utf8) = (&self.policy, &mut self.utf8);
+        let Some(Deflate {
+            inflater: Some(inflater),
+            frame_out,
+            message_out,
+            ..
+        }) = self.deflate.as_deref_mut()
+        else {
+            return Ok(());
+        };
+        inflater.finish(&mut |out: &[u8]| {
+            count_inflated(policy, frame_out, message_out, out.len())?;
+            if text {
+                push_text(utf8, out)?;
+            }
+            Ok::<(), Violation>(())
+        })
     }
 
     fn end_frame(&mut self, frame: &Frame) -> Result<Event, Violation> {
@@ -210,7 +322,19 @@ impl Decoder {
                 code: close::parse_close(self.control_payload())?,
             },
             opcode => {
-                if frame.text && frame.fin {
+                if let (Payload::Inflate { text }, true) = (frame.payload, frame.fin) {
+                    self.finish_inflate(text)?;
+                }
+                if let Some(d) = &mut self.deflate {
+                    if let Payload::Inflate { .. } = frame.payload {
+                        d.last_frame_out = Some(d.frame_out);
+                    }
+                }
+                let text = matches!(
+                    frame.payload,
+                    Payload::Text | Payload::Inflate { text: true }
+                );
+                if text && frame.fin {
                     self.utf8
                         .finish()
                         .map_err(|_| Violation::TruncatedUtf8Text)?;
@@ -223,4 +347,34 @@ impl Decoder {
             }
         })
     }
+}
+
+fn push_text(utf8: &mut Utf8Validator, bytes: &[u8]) -> Result<(), Violation> {
+    utf8.push(bytes).map_err(|_| Violation::InvalidUtf8Text)
+}
+
+/// Counts `n` more inflated bytes of the frame and the message against the
+/// caps (RFC 7692 leaves them to the receiver): 1009 the moment either is
+/// passed, mid-frame included.
+fn count_inflated(
+    policy: &FramePolicy,
+    frame_out: &mut u64,
+    message_out: &mut u64,
+    n: usize,
+) -> Result<(), Violation> {
+    *frame_out = frame_out.saturating_add(n as u64);
+    *message_out = message_out.saturating_add(n as u64);
+    if let Some(max) = policy.max_frame_size.filter(|&m| *frame_out > m) {
+        return Err(Violation::InflatedFrameTooLarge {
+            len: *frame_out,
+            max,
+        });
+    }
+    if let Some(max) = policy.max_message_size.filter(|&m| *message_out > m) {
+        return Err(Violation::InflatedMessageTooLarge {
+            size: *message_out,
+            max,
+        });
+    }
+    Ok(())
 }

@@ -56,6 +56,34 @@ pub enum Violation {
         code: u16,
     },
     InvalidUtf8CloseReason,
+    /// RSV1 (permessage-deflate) on a ping, pong or close frame.
+    CompressedControlFrame,
+    /// RSV1 on a continuation: only a message's first frame carries it.
+    CompressedContinuation,
+    /// A compressed message's data does not inflate.
+    BadDeflateData,
+    /// Compressed data after a block marked final.
+    DataAfterFinalBlock,
+    /// A compressed frame inflates past `max_frame_size`; `len` is what was
+    /// inflated when the cap was passed.
+    InflatedFrameTooLarge {
+        len: u64,
+        max: u64,
+    },
+    /// A compressed message inflates past `max_message_size`.
+    InflatedMessageTooLarge {
+        size: u64,
+        max: u64,
+    },
+}
+
+impl From<crate::deflate::InflateError> for Violation {
+    fn from(e: crate::deflate::InflateError) -> Self {
+        match e {
+            crate::deflate::InflateError::BadData => Self::BadDeflateData,
+            crate::deflate::InflateError::DataAfterFinalBlock => Self::DataAfterFinalBlock,
+        }
+    }
 }
 
 // === impl Violation ===
@@ -67,10 +95,14 @@ impl Violation {
             Self::ZeroMaskKey | Self::RepeatedMaskKey { .. } => POLICY_VIOLATION,
             Self::FrameTooLarge { .. }
             | Self::MessageTooLarge { .. }
-            | Self::TooManyFragments { .. } => MESSAGE_TOO_BIG,
-            Self::InvalidUtf8Text | Self::TruncatedUtf8Text | Self::InvalidUtf8CloseReason => {
-                INVALID_PAYLOAD
-            }
+            | Self::TooManyFragments { .. }
+            | Self::InflatedFrameTooLarge { .. }
+            | Self::InflatedMessageTooLarge { .. } => MESSAGE_TOO_BIG,
+            Self::InvalidUtf8Text
+            | Self::TruncatedUtf8Text
+            | Self::InvalidUtf8CloseReason
+            | Self::BadDeflateData
+            | Self::DataAfterFinalBlock => INVALID_PAYLOAD,
             _ => PROTOCOL_ERROR,
         }
     }
@@ -121,6 +153,12 @@ impl Violation {
             Self::InvalidUtf8CloseReason => {
                 ("invalid_utf8_close_reason", "invalid UTF-8 in close reason")
             }
+            Self::CompressedControlFrame => ("compressed_control_frame", "RSV1 on a control frame"),
+            Self::CompressedContinuation => ("compressed_continuation", "RSV1 on a continuation"),
+            Self::BadDeflateData => ("bad_deflate_data", "compressed data does not inflate"),
+            Self::DataAfterFinalBlock => ("data_after_final_block", "data after the final block"),
+            Self::InflatedFrameTooLarge { .. } => ("frame_too_large", "frame too large"),
+            Self::InflatedMessageTooLarge { .. } => ("message_too_large", "message too large"),
         }
     }
 }
@@ -131,7 +169,7 @@ impl fmt::Display for Violation {
             Self::RepeatedMaskKey { frames } => {
                 write!(f, "same mask key on {frames} frames in a row")
             }
-            Self::ReservedBits { rsv } => write!(f, "reserved bits {rsv:#05b} set, no extension"),
+            Self::ReservedBits { rsv } => write!(f, "reserved bits {rsv:#05b} set, not negotiated"),
             Self::ReservedOpcode { opcode } => write!(f, "reserved opcode {opcode}"),
             Self::ControlFrameTooLong { len } => {
                 write!(f, "control frame of {len} bytes over {MAX_CONTROL_PAYLOAD}")
@@ -152,6 +190,18 @@ impl fmt::Display for Violation {
                 write!(f, "message of more than max_fragments {max} frames")
             }
             Self::InvalidCloseCode { code } => write!(f, "invalid close code {code}"),
+            Self::InflatedFrameTooLarge { len, max } => {
+                write!(
+                    f,
+                    "frame inflates past {len} bytes, over max_frame_size {max}"
+                )
+            }
+            Self::InflatedMessageTooLarge { size, max } => {
+                write!(
+                    f,
+                    "message inflates past {size} bytes, over max_message_size {max}"
+                )
+            }
             other => f.write_str(other.reason()),
         }
     }

@@ -48,6 +48,10 @@ pub struct RuleState {
     /// Opcode of the data message in progress: set by its first frame's header,
     /// cleared at the end of its FIN frame.
     message: Option<OpCode>,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// permessage-deflate was negotiated: RSV1 may start a message.
+    rsv1_allowed: bool,
     message_size: u64,
     fragments: u32,
     last_key: Option<[u8; 4]>,
@@ -62,6 +66,16 @@ impl RuleState {
         self.message
     }
 
+    /// Whether the data message in progress is compressed.
+    pub fn compressed(&self) -> bool {
+        self.compressed
+    }
+
+    /// permessage-deflate was negotiated for this direction (RFC 7692 §6).
+    pub fn allow_rsv1(&mut self) {
+        self.rsv1_allowed = true;
+    }
+
     /// Records that a data frame's payload ended; a FIN frame ends its message.
     pub fn end_data_frame(&mut self, fin: bool) {
         if fin {
@@ -72,9 +86,10 @@ impl RuleState {
 
 /// Checks one header against every header-time rule, in this order:
 ///
-/// 1. reserved bits, reserved opcode, mask bit for the role (the frame cannot be read);
-/// 2. control-frame shape: FIN, length ≤ 125, a close payload of 1 byte;
-/// 3. fragment sequence;
+/// 1. reserved bits (RSV1 only if permessage-deflate was negotiated), reserved opcode,
+///    mask bit for the role (the frame cannot be read);
+/// 2. control-frame shape: no RSV1, FIN, length ≤ 125, a close payload of 1 byte;
+/// 3. fragment sequence, RSV1 only on a message's first frame (RFC 7692 §6.1);
 /// 4. mask-key policy (1008);
 /// 5. caps (1009): frame size, message size, fragment count.
 ///
@@ -88,7 +103,8 @@ pub fn check_header(
     state: &mut RuleState,
     h: &FrameHeader,
 ) -> Result<(), Violation> {
-    let rsv = u8::from(h.rsv1) << 2 | u8::from(h.rsv2) << 1 | u8::from(h.rsv3);
+    let rsv1 = h.rsv1 && !state.rsv1_allowed;
+    let rsv = u8::from(rsv1) << 2 | u8::from(h.rsv2) << 1 | u8::from(h.rsv3);
     if rsv != 0 {
         return Err(Violation::ReservedBits { rsv });
     }
@@ -124,6 +140,9 @@ pub fn check_header(
 }
 
 fn check_control(h: &FrameHeader) -> Result<(), Violation> {
+    if h.rsv1 {
+        return Err(Violation::CompressedControlFrame);
+    }
     if !h.fin {
         return Err(Violation::FragmentedControlFrame);
     }
@@ -140,10 +159,12 @@ fn check_control(h: &FrameHeader) -> Result<(), Violation> {
 fn check_sequence(state: &mut RuleState, h: &FrameHeader) -> Result<(), Violation> {
     match (h.opcode, state.message) {
         (OpCode::Continue, None) => Err(Violation::UnexpectedContinuation),
+        (OpCode::Continue, Some(_)) if h.rsv1 => Err(Violation::CompressedContinuation),
         (OpCode::Continue, Some(_)) => Ok(()),
         (_, Some(_)) => Err(Violation::ExpectedContinuation),
         (opcode, None) => {
             state.message = Some(opcode);
+            state.compressed = h.rsv1;
             state.message_size = 0;
             state.fragments = 0;
             Ok(())

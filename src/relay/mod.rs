@@ -23,6 +23,7 @@ use tokio::time::{timeout, Instant};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
+use crate::deflate::{Inflater, Negotiated};
 use crate::frame::{Decoder, FramePolicy, Role, Violation};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, PING_TOKEN};
@@ -132,6 +133,10 @@ pub struct Settings {
     pub ping_interval: Option<Duration>,
     /// A proxy ping unanswered this long: close 1001 both ways.
     pub pong_timeout: Duration,
+    /// permessage-deflate as negotiated for this connection, if it was.
+    pub deflate: Option<Negotiated>,
+    /// Inflate the backend's compressed messages too (`[deflate] inspect_backend`).
+    pub inspect_backend: bool,
 }
 
 fn rate(settings: &RateConfig) -> Option<Rate> {
@@ -160,10 +165,19 @@ where
     let backend_ping = Arc::new(AtomicBool::new(false));
     let (client_read, client_write) = client.split();
     let (backend_read, backend_write) = backend.split();
+    let (mut client_dec, mut backend_dec) = (
+        Decoder::new(Role::Client, settings.client_policy.clone()),
+        Decoder::new(Role::Server, settings.backend_policy.clone()),
+    );
+    if let Some(n) = settings.deflate {
+        client_dec = client_dec.with_deflate(Some(Inflater::new(n.client)));
+        let inspect = settings.inspect_backend.then(|| Inflater::new(n.server));
+        backend_dec = backend_dec.with_deflate(inspect);
+    }
     let up = Pump::new(
         (client_read, backend_write),
         Dir::Up,
-        Decoder::new(Role::Client, settings.client_policy.clone()),
+        client_dec,
         &client_early,
         backend_ping.clone(),
         rate(&settings.client_rate),
@@ -171,7 +185,7 @@ where
     let down = Pump::new(
         (backend_read, client_write),
         Dir::Down,
-        Decoder::new(Role::Server, settings.backend_policy.clone()),
+        backend_dec,
         &backend_early,
         backend_ping,
         rate(&settings.backend_rate),

@@ -238,11 +238,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         }
     }
 
-    /// Charges the frame just decoded to the quota; `Some(wait)` if over.
+    /// Charges the frame just decoded to the quota; `Some(wait)` if over. A
+    /// compressed frame costs what it inflates to, if that is more: it is
+    /// what the backend must process.
     fn over_quota(&mut self, event: Event) -> Option<Duration> {
         let rate = self.rate.as_mut()?;
         let control = !matches!(event, Event::DataEnd { .. });
-        rate.quota.check(control, self.frame_bytes).err()
+        let bytes = self.frame_bytes.max(self.dec.inflated_len().unwrap_or(0));
+        rate.quota.check(control, bytes).err()
     }
 
     /// The frame just decoded passed every rule: forward it, or consume it

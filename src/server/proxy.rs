@@ -71,6 +71,8 @@ impl Proxy {
             idle_timeout: config.server.idle_timeout,
             ping_interval: config.server.ping_interval,
             pong_timeout: config.server.pong_timeout,
+            deflate: None,
+            inspect_backend: config.deflate.inspect_backend,
         };
         Ok(Proxy {
             ip_limits: ip_limits(&config.limits),

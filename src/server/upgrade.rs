@@ -185,8 +185,12 @@ where
     if let Some(p) = &upstream.protocol {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, p.as_str());
     }
+    if let Some(d) = &upstream.deflate {
+        response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, d.response.to_string());
+    }
 
-    let settings = conn.proxy.relay.clone();
+    let mut settings = conn.proxy.relay.clone();
+    settings.deflate = upstream.deflate;
     let path = parts.uri.path().to_owned();
     let route = conn.proxy.config.routes[upgrade.route].path.clone();
     let drain = state.drain_signal();

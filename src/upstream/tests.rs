@@ -14,6 +14,7 @@ fn upgrade(protocols: &[&str]) -> Upgrade {
         accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
         protocols: protocols.iter().map(|p| p.to_string()).collect(),
         origin_report: None,
+        deflate: None,
     }
 }
 
@@ -62,7 +63,7 @@ fn verify_raw(raw: &str, offered: &[&str]) -> Result<Option<String>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; 16];
     let mut resp = httparse::Response::new(&mut headers);
     resp.parse(raw.as_bytes()).unwrap();
-    verify(&resp, &upgrade(offered))
+    verify(&resp, &upgrade(offered)).map(|a| a.protocol)
 }
 
 const OK: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
@@ -108,4 +109,37 @@ fn backend_answers_are_verified() {
         bad("HTTP/1.1 500 Oops\r\n\r\n".into(), &[]),
         Refusal::BackendBadHandshake(_)
     ));
+}
+
+#[test]
+fn deflate_offer_goes_to_the_backend_and_its_answer_is_checked() {
+    let policy = crate::deflate::Policy {
+        context_takeover: false,
+        max_window_bits: 15,
+    };
+    let mut up = upgrade(&[]);
+    up.deflate = policy.negotiation([b"permessage-deflate; client_max_window_bits".as_slice()]);
+    let head = String::from_utf8(request_head(&parts(&[]), &up, &client())).unwrap();
+    assert!(
+        head.contains("sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits\r\n"),
+        "{head}"
+    );
+    let check = |ext: &str| {
+        let raw = format!("{OK}Sec-WebSocket-Extensions: {ext}\r\n\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        resp.parse(raw.as_bytes()).unwrap();
+        verify(&resp, &up).map(|a| a.deflate)
+    };
+    let agreed = check("permessage-deflate; server_no_context_takeover").unwrap();
+    assert_eq!(
+        agreed.unwrap().response.to_string(),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    assert_eq!(
+        check("permessage-deflate").err(),
+        Some(Refusal::BackendBadHandshake(
+            "backend's permessage-deflate parameters were not offered"
+        ))
+    );
 }

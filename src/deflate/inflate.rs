@@ -1,0 +1,169 @@
+//! Inflating a permessage-deflate message to inspect it (RFC 7692 §7.2.2):
+//! the compressed bytes go in as they arrive, the inflated bytes come out a
+//! few KiB at a time into one buffer per worker thread, are handed to the
+//! caller's check, and are dropped. Nothing is sized by a wire length or by
+//! the compression ratio, so a bomb costs CPU, never memory.
+//!
+//! Without context takeover a decompressor is needed only while a message is
+//! open: it is taken from a pool at the message's first frame and returned at
+//! its last, so an idle connection holds none. With context takeover each
+//! connection owns one for its life (its window is 2^bits bytes).
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::negotiate::{Direction, MAX_WINDOW_BITS};
+
+/// Inflated bytes produced per step. 8 KiB keeps the inflater on its fast
+/// path for chat-sized messages while staying a per-thread, not
+/// per-connection, cost.
+const OUT_LEN: usize = 8 << 10;
+
+/// RFC 7692 §7.2.2: the end of every message's compressed data, removed by
+/// the sender and appended again by the receiver.
+const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// zlib-based compressors asked for a 256-byte window use 512 bytes (zlib
+/// cannot deflate with 8 bits), and inflaters take 9 to 15 bits: an
+/// 8-bit window is inflated with 9.
+const MIN_INFLATE_BITS: u8 = 9;
+
+/// Idle decompressors kept per window size; more are freed on return.
+const POOL_CAP: usize = 64;
+
+thread_local! {
+    static OUT: RefCell<[u8; OUT_LEN]> = const { RefCell::new([0; OUT_LEN]) };
+}
+
+/// One pool per window size (9..=15 bits).
+static POOLS: [Mutex<Vec<Decompress>>; 7] = [const { Mutex::new(Vec::new()) }; 7];
+
+/// Why a message's compressed data was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// Not valid DEFLATE data: a bad block, or a back-reference to before
+    /// the start of the data (of the message, without context takeover).
+    BadData,
+    /// Compressed bytes after a block marked final (BFINAL).
+    DataAfterFinalBlock,
+}
+
+/// The receiving side of one direction's compression.
+#[derive(Debug)]
+pub struct Inflater {
+    bits: u8,
+    context_takeover: bool,
+    /// Present while a message is open, or for the whole connection with
+    /// context takeover once the first compressed message arrived.
+    state: Option<Decompress>,
+    /// The message's data reached a final block.
+    ended: bool,
+}
+
+impl Inflater {
+    pub fn new(sender: Direction) -> Self {
+        Inflater {
+            bits: sender.window_bits.clamp(MIN_INFLATE_BITS, MAX_WINDOW_BITS),
+            context_takeover: sender.context_takeover,
+            state: None,
+            ended: false,
+        }
+    }
+
+    /// Inflates the next compressed bytes of the open message, handing each
+    /// inflated chunk to `sink` as it is produced; `sink`'s error stops the
+    /// work at once. `E` carries both: an [`InflateError`] converts into it.
+    pub fn push<E: From<InflateError>>(
+        &mut self,
+        input: &[u8],
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        if self.ended {
+            return Err(InflateError::DataAfterFinalBlock.into());
+        }
+        self.run(input, sink)
+    }
+
+    /// Ends the open message: inflates what its data still holds back, then
+    /// frees the decompressor (no context takeover) or keeps it.
+    pub fn finish<E: From<InflateError>>(
+        &mut self,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.ended {
+            self.run(&TRAILER, sink)?;
+        }
+        if self.ended || !self.context_takeover {
+            // A final block ends the LZ77 stream: the next message starts a
+            // new one, whatever the context setting.
+            if let Some(mut d) = self.state.take() {
+                d.reset(false);
+                if self.context_takeover {
+                    self.state = Some(d);
+                } else {
+                    give_back(self.bits, d);
+                }
+            }
+        }
+        self.ended = false;
+        Ok(())
+    }
+
+    fn run<E: From<InflateError>>(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let bits = self.bits;
+        let d = self.state.get_or_insert_with(|| take(bits));
+        OUT.with_borrow_mut(|out| loop {
+            let (in_before, out_before) = (d.total_in(), d.total_out());
+            let status = d
+                .decompress(input, out, FlushDecompress::Sync)
+                .map_err(|_| InflateError::BadData)?;
+            // Both deltas are bounded by the slices' lengths.
+            let used = (d.total_in() - in_before) as usize;
+            let produced = (d.total_out() - out_before) as usize;
+            input = &input[used..];
+            sink(&out[..produced])?;
+            if status == Status::StreamEnd {
+                self.ended = true;
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(InflateError::DataAfterFinalBlock.into())
+                };
+            }
+            // Done when all input is in and the output had room to spare;
+            // no progress at all means the data needs more input.
+            if (input.is_empty() && produced < out.len()) || (used == 0 && produced == 0) {
+                return Ok(());
+            }
+        })
+    }
+}
+
+fn pool(bits: u8) -> &'static Mutex<Vec<Decompress>> {
+    &POOLS[usize::from(bits - MIN_INFLATE_BITS)]
+}
+
+fn take(bits: u8) -> Decompress {
+    let pooled = pool(bits).lock().ok().and_then(|mut p| p.pop());
+    pooled.unwrap_or_else(|| Decompress::new_with_window_bits(false, bits))
+}
+
+fn give_back(bits: u8, d: Decompress) {
+    if let Ok(mut p) = pool(bits).lock() {
+        if p.len() < POOL_CAP {
+            p.push(d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use flate2::{Compress, Compression, FlushCompress};
+
+use super::*;
+
+/// Raw DEFLATE of `data` as a permessage-deflate sender writes it: sync
+/// flush, trailer removed.
+fn deflate(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+    assert!(out.ends_with(&TRAILER));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn no_takeover() -> Inflater {
+    Inflater::new(Direction {
+        context_takeover: false,
+        window_bits: 15,
+    })
+}
+
+fn inflate_all(i: &mut Inflater, parts: &[&[u8]]) -> Result<Vec<u8>, InflateError> {
+    let mut got = Vec::new();
+    let mut sink = |b: &[u8]| {
+        got.extend_from_slice(b);
+        Ok::<_, InflateError>(())
+    };
+    for p in parts {
+        i.push(p, &mut sink)?;
+    }
+    i.finish(&mut sink)?;
+    Ok(got)
+}
+
+#[test]
+fn inflates_a_message_fed_byte_by_byte() {
+    let msg = br#"{"room":"lobby","text":"hello hello hello hello"}"#.repeat(50);
+    let z = deflate(&mut Compress::new(Compression::default(), false), &msg);
+    let bytes: Vec<&[u8]> = z.chunks(1).collect();
+    assert!(inflate_all(&mut no_takeover(), &bytes).unwrap() == msg);
+}
+
+#[test]
+fn without_takeover_each_message_stands_alone() {
+    let mut c = Compress::new(Compression::default(), false);
+    let first = deflate(&mut c, b"the same words again");
+    // The second message refers back to the first: only valid with context.
+    let second = deflate(&mut c, b"the same words again");
+    let mut i = no_takeover();
+    inflate_all(&mut i, &[&first]).unwrap();
+    assert_eq!(inflate_all(&mut i, &[&second]), Err(InflateError::BadData));
+
+    let mut i = Inflater::new(Direction {
+        context_takeover: true,
+        window_bits: 15,
+    });
+    inflate_all(&mut i, &[&first]).unwrap();
+    assert_eq!(
+        inflate_all(&mut i, &[&second]).unwrap(),
+        b"the same words again"
+    );
+}
+
+#[test]
+fn garbage_is_bad_data() {
+    // BTYPE 11 is reserved.
+    assert_eq!(
+        inflate_all(&mut no_takeover(), &[&[0xff, 0xff, 0xff]]),
+        Err(InflateError::BadData)
+    );
+}
+
+#[test]
+fn final_block_then_more_data_is_refused() {
+    // "Hello" as one final fixed-Huffman block (RFC 7692 §7.2.3.1).
+    let fin = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    assert_eq!(inflate_all(&mut no_takeover(), &[&fin]).unwrap(), b"Hello");
+    let mut more = fin.to_vec();
+    more.extend_from_slice(&[0x00, 0x00]);
+    assert_eq!(
+        inflate_all(&mut no_takeover(), &[&more]),
+        Err(InflateError::DataAfterFinalBlock)
+    );
+    // Across two pushes (two frames) too.
+    assert_eq!(
+        inflate_all(&mut no_takeover(), &[&fin, &[0x00]]),
+        Err(InflateError::DataAfterFinalBlock)
+    );
+}
+
+#[test]
+fn a_bomb_is_handed_out_in_bounded_chunks_and_stops_at_the_sink() {
+    let zeros = vec![0u8; 8 << 20];
+    let z = deflate(&mut Compress::new(Compression::best(), false), &zeros);
+    assert!(z.len() < 16 << 10, "{}", z.len());
+    let (mut seen, mut largest) = (0usize, 0usize);
+    let mut sink = |b: &[u8]| {
+        largest = largest.max(b.len());
+        seen += b.len();
+        if seen > 1 << 20 {
+            return Err(InflateError::BadData);
+        }
+        Ok(())
+    };
+    let mut i = no_takeover();
+    assert!(i.push(&z, &mut sink).is_err());
+    assert!(largest <= OUT_LEN);
+    assert!(seen <= (1 << 20) + OUT_LEN);
+}
+
+#[test]
+fn window_of_eight_bits_is_inflated_with_nine() {
+    let i = Inflater::new(Direction {
+        context_takeover: true,
+        window_bits: 8,
+    });
+    assert_eq!(i.bits, 9);
+}
