@@ -6,8 +6,10 @@
 #   --duration S     seconds measured per scenario (default 10)
 #   --warmup S       seconds of load before each measurement (default 2)
 #   --idle N         connections in the idle scenario (default 5000)
-#   --peers LIST     any of: direct nginx nginx-64k haproxy wsguard (default: all, in that order)
-#   --scenarios LIST any of: idle bin64 bin64-tls bin16k text16k rate128 rate128-tls (default: all)
+#   --peers LIST     any of: direct nginx nginx-64k haproxy wsguard wsguard-nib (default: all, in
+#                    that order); wsguard-nib is wsguard with [deflate] inspect_backend = false
+#   --scenarios LIST any of: idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls
+#                    chat1k chat1k-plain chat1k-rate (default: all)
 #
 # Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
 # then for each peer in turn: starts it (configs written to a temp dir), runs the scenarios
@@ -15,10 +17,14 @@
 # worker (nginx worker_processes 1, HAProxy nbthread 1, wsguard TOKIO_WORKER_THREADS=1);
 # the load generator and the echo backend (wsguard-echo --mode strict) share CPU 0.
 # CPU is utime+stime of all the proxy's processes over the measurement window only.
+# The permessage-deflate scenarios (chat1k: 1 KiB JSON chat messages, pre-compressed; idle-deflate:
+# idle with the offer) use wsguard-echo --mode lenient, which echoes compressed frames as they came;
+# nginx and HAProxy pass them through blind, wsguard inflates them to inspect. chat1k-plain is chat1k
+# without the offer; chat1k-rate paces the compressed chat at 5,000 msgs/s over 200 connections.
 #
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
 # latest), target/bench/table.md, and the RTT plot docs/bench-latency.png.
-# With the defaults a whole run takes about 8 minutes. Numbers are only comparable on a
+# With the defaults a whole run takes about 14 minutes. Numbers are only comparable on a
 # quiet machine: the load average is printed before and after.
 set -euo pipefail
 
@@ -27,8 +33,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=10
 WARMUP=2
 IDLE=5000
-PEERS="direct nginx nginx-64k haproxy wsguard"
-SCENARIOS="idle bin64 bin64-tls bin16k text16k rate128 rate128-tls"
+PEERS="direct nginx nginx-64k haproxy wsguard wsguard-nib"
+SCENARIOS="idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls chat1k chat1k-plain chat1k-rate"
 while (($#)); do
     case "$1" in
         --duration) DURATION=$2; shift ;;
@@ -36,7 +42,7 @@ while (($#)); do
         --idle) IDLE=$2; shift ;;
         --peers) PEERS=$2; shift ;;
         --scenarios) SCENARIOS=$2; shift ;;
-        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -44,8 +50,8 @@ done
 
 # Ports on 127.0.0.1; away from the demo (8080, 8443, 9000) and conformance (9001, 9002).
 BACKEND_PORT=19100
-declare -A WS_PORT=([nginx]=19101 [nginx-64k]=19103 [haproxy]=19105 [wsguard]=19107)
-declare -A WSS_PORT=([nginx]=19102 [nginx-64k]=19104 [haproxy]=19106 [wsguard]=19108)
+declare -A WS_PORT=([nginx]=19101 [nginx-64k]=19103 [haproxy]=19105 [wsguard]=19107 [wsguard-nib]=19109)
+declare -A WSS_PORT=([nginx]=19102 [nginx-64k]=19104 [haproxy]=19106 [wsguard]=19108 [wsguard-nib]=19110)
 PROXY_CPU=1
 LOAD_CPU=0
 
@@ -179,18 +185,22 @@ backend echo
 EOF
 
 # The full default policy: Origin allow-list, masking and strict mask-key rules, UTF-8,
-# default caps (max_frame_size 64 KiB, max_message_size 1 MiB: room for 16 KiB messages).
-# The rate quotas stay on (their cost is measured) with limits too high to trigger; the
-# per-IP limits are off because every load connection comes from 127.0.0.1.
-for tls in ws wss; do
+# default caps (max_frame_size 64 KiB, max_message_size 1 MiB: room for 16 KiB messages),
+# permessage-deflate inspected ([deflate] defaults). The rate quotas stay on (their cost is
+# measured) with limits too high to trigger; the per-IP limits are off because every load
+# connection comes from 127.0.0.1. wsguard-nib only adds [deflate] inspect_backend = false;
+# its configs are written only when it runs, as older builds refuse the key.
+wsguard_peers=wsguard
+[[ " $PEERS " == *" wsguard-nib "* ]] && wsguard_peers+=" wsguard-nib"
+for label in $wsguard_peers; do for tls in ws wss; do
     {
         echo "[server]"
         if [[ $tls == wss ]]; then
-            echo "listen = \"127.0.0.1:${WSS_PORT[wsguard]}\""
+            echo "listen = \"127.0.0.1:${WSS_PORT[$label]}\""
             echo "tls_cert = \"$CERTS/localhost.crt\""
             echo "tls_key = \"$CERTS/localhost.key\""
         else
-            echo "listen = \"127.0.0.1:${WS_PORT[wsguard]}\""
+            echo "listen = \"127.0.0.1:${WS_PORT[$label]}\""
         fi
         echo
         echo "[origin]"
@@ -205,14 +215,19 @@ for tls in ws wss; do
         echo "connections_per_ip = \"off\""
         echo "handshakes_per_ip = \"off\""
         echo
+        if [[ $label == wsguard-nib ]]; then
+            echo "[deflate]"
+            echo "inspect_backend = false"
+            echo
+        fi
         echo "[[route]]"
         echo 'path = "/"'
         echo 'match = "prefix"'
         echo "backends = [\"127.0.0.1:$BACKEND_PORT\"]"
-    } >"$TMP/wsguard-$tls.toml"
-    "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml" >/dev/null 2>&1 ||
-        "$BIN/wsguard" check --config "$TMP/wsguard-$tls.toml"
-done
+    } >"$TMP/$label-$tls.toml"
+    "$BIN/wsguard" check --config "$TMP/$label-$tls.toml" >/dev/null 2>&1 ||
+        "$BIN/wsguard" check --config "$TMP/$label-$tls.toml"
+done; done
 
 # --- running -------------------------------------------------------------------
 PEER_PIDS=()   # all processes of the running proxy, per listener kind
@@ -242,11 +257,11 @@ start_peer() {
             wait_port "${WSS_PORT[$label]}"
             LISTENER_PIDS=([ws]=$pid [wss]=$pid)
             ;;
-        wsguard)
+        wsguard | wsguard-nib)
             local tls
             for tls in ws wss; do
                 TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c $PROXY_CPU \
-                    "$BIN/wsguard" --config "$TMP/wsguard-$tls.toml" 2>>"$TMP/wsguard.log" &
+                    "$BIN/wsguard" --config "$TMP/$label-$tls.toml" 2>>"$TMP/wsguard.log" &
                 pid=$!
                 pids+=("$pid")
                 LISTENER_PIDS[$tls]=$pid
@@ -271,7 +286,7 @@ scenario() {
     local tls=ws
     [[ $name == *-tls ]] && tls=wss
     if [[ $label == direct ]]; then
-        [[ $tls == wss || $name == idle ]] && return 0
+        [[ $tls == wss || $name == idle* ]] && return 0
         url="ws://127.0.0.1:$BACKEND_PORT/"
     else
         local port
@@ -281,13 +296,18 @@ scenario() {
     fi
     case "$name" in
         idle) args+=(--mode idle -c "$IDLE" -s 128 --kind text) ;;
+        idle-deflate) args+=(--mode idle -c "$IDLE" -s 128 --kind text --deflate) ;;
         bin64 | bin64-tls) args+=(--mode throughput -c 64 -w 16 -s 64 --kind binary) ;;
         bin16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind binary) ;;
         text16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind text) ;;
         rate128 | rate128-tls) args+=(--mode rate -c 200 --rate 20000 -s 128 --kind text) ;;
+        chat1k) args+=(--mode throughput -c 64 -w 16 -s 1024 --kind chat --deflate) ;;
+        chat1k-plain) args+=(--mode throughput -c 64 -w 16 -s 1024 --kind chat) ;;
+        chat1k-rate) args+=(--mode rate -c 200 --rate 5000 -s 1024 --kind chat --deflate) ;;
         *) echo "bench.sh: unknown scenario $name" >&2; return 1 ;;
     esac
-    printf '  %-10s %-12s ' "$label" "$name"
+    use_backend "$(backend_mode "$name")"
+    printf '  %-11s %-12s ' "$label" "$name"
     local line
     if line=$(taskset -c $LOAD_CPU "$BIN/wsguard-bench" run --label "$label" --scenario "$name" \
         --url "$url" --ca "$CERTS/ca.crt" --backend-pid "$BACKEND_PID" \
@@ -302,17 +322,46 @@ scenario() {
 echo "wsguard bench $stamp: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-TOKIO_WORKER_THREADS=1 taskset -c $LOAD_CPU "$BIN/wsguard-echo" --mode strict \
-    --listen "127.0.0.1:$BACKEND_PORT" >/dev/null &
-BACKEND_PID=$!
-pids+=("$BACKEND_PID")
-wait_port "$BACKEND_PORT"
+BACKEND_PID=
+BACKEND_MODE=
+# The echo backend for a scenario: lenient (echoes frames as they came, compressed ones too)
+# for the permessage-deflate ones, strict for the rest.
+backend_mode() {
+    case "$1" in
+        chat* | idle-deflate) echo lenient ;;
+        *) echo strict ;;
+    esac
+}
+# (Re)starts the backend in MODE on the same port; the proxies connect per client connection.
+use_backend() {
+    [[ $1 == "$BACKEND_MODE" ]] && return 0
+    if [[ -n $BACKEND_PID ]]; then
+        local keep=() pid
+        for pid in "${pids[@]}"; do [[ $pid == "$BACKEND_PID" ]] || keep+=("$pid"); done
+        pids=("${keep[@]}")
+        stop_pid "$BACKEND_PID"
+    fi
+    TOKIO_WORKER_THREADS=1 taskset -c $LOAD_CPU "$BIN/wsguard-echo" --mode "$1" \
+        --listen "127.0.0.1:$BACKEND_PORT" >/dev/null &
+    BACKEND_PID=$!
+    BACKEND_MODE=$1
+    pids+=("$BACKEND_PID")
+    wait_port "$BACKEND_PORT"
+}
 
 for label in $PEERS; do
     echo "$label:"
     start_peer "$label"
+    fresh=1
     for name in $SCENARIOS; do
+        # Memory freed by an earlier scenario stays in the proxy's allocator and would hide
+        # the next idle scenario's cost: each one gets a fresh proxy.
+        if [[ $name == idle* && $fresh == 0 ]]; then
+            stop_peer
+            start_peer "$label"
+        fi
         scenario "$label" "$name"
+        fresh=0
     done
     stop_peer
 done

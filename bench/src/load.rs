@@ -12,8 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::bodies::Bodies;
+use crate::deflate::{self, Inflater};
 use crate::procstat::{self, Sample, TICKS_PER_SEC};
-use crate::ws::{self, Io, Keys, Kind, Target, OP_CLOSE, TAG_LEN};
+use crate::ws::{self, Io, Keys, Kind, Target, OP_CLOSE};
 
 /// Handshakes in flight at once while opening connections.
 const OPEN_CONCURRENCY: usize = 64;
@@ -43,6 +45,8 @@ pub struct Config {
     pub inflight: u32,
     pub size: usize,
     pub kind: Kind,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
     pub rate: f64,
     pub warmup: Duration,
     pub duration: Duration,
@@ -64,6 +68,11 @@ struct Shared {
     /// scheduled inside it.
     win_start: AtomicU64,
     win_end: AtomicU64,
+    /// Data messages sent and their frames' bytes (header and mask included),
+    /// and the same for the echoes: what compression saves on the wire.
+    sent: AtomicU64,
+    sent_bytes: AtomicU64,
+    echo_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -76,6 +85,9 @@ impl Shared {
             first_error: Mutex::new(None),
             win_start: AtomicU64::new(u64::MAX),
             win_end: AtomicU64::new(u64::MAX),
+            sent: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            echo_bytes: AtomicU64::new(0),
         }
     }
 
@@ -94,7 +106,7 @@ impl Shared {
 /// What one connection needs to build and check its messages.
 struct Plan {
     kind: Kind,
-    body: Vec<u8>,
+    bodies: Bodies,
     conns: u32,
     inflight: u32,
     /// Rate mode: ns between two messages of the whole run.
@@ -111,6 +123,7 @@ pub async fn run(cfg: Config) -> Value {
         "conns": cfg.conns,
         "size": cfg.size,
         "kind": format!("{:?}", cfg.kind).to_lowercase(),
+        "deflate_offered": cfg.deflate,
         "date": started,
     });
     let result = match cfg.mode {
@@ -143,9 +156,10 @@ async fn load(cfg: &Config) -> Value {
         return failed(&opening, "could not open every connection");
     }
     let period_ns = (cfg.mode == Mode::Rate).then(|| (1e9 / cfg.rate).round().max(1.0) as u64);
+    let deflated = opened.iter().filter(|c| c.deflate).count();
     let plan = Arc::new(Plan {
         kind: cfg.kind,
-        body: ws::body(cfg.kind, cfg.size),
+        bodies: Bodies::new(cfg.kind, cfg.size, cfg.deflate),
         conns: cfg.conns,
         inflight: cfg.inflight,
         period_ns,
@@ -154,14 +168,13 @@ async fn load(cfg: &Config) -> Value {
     let shared = Arc::new(Shared::new());
     let mut tasks = JoinSet::new();
     let mut senders = Vec::new();
-    for (id, (io, early)) in opened.into_iter().enumerate() {
+    for (id, conn) in opened.into_iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         let rx = period_ns.map(|_| rx);
         tasks.spawn(connection(
             id as u32,
-            io,
-            early,
+            conn,
             plan.clone(),
             shared.clone(),
             rx,
@@ -211,6 +224,7 @@ async fn load(cfg: &Config) -> Value {
         "msgs_per_s": messages as f64 / secs,
         "mb_per_s": messages as f64 * cfg.size as f64 / secs / 1e6,
     });
+    wire(&mut v, &shared, deflated);
     cost(&mut v, before, after, secs, messages, cfg.size);
     if period_ns.is_some() {
         v["latency_us"] = percentiles(&mut latencies);
@@ -259,6 +273,18 @@ fn cost(v: &mut Value, before: Samples, after: Samples, secs: f64, messages: u64
     }
 }
 
+/// Wire bytes per message each way (frames, over the whole run) and how
+/// many connections negotiated permessage-deflate.
+fn wire(v: &mut Value, shared: &Shared, deflated: usize) {
+    v["deflate_conns"] = json!(deflated);
+    let sent = shared.sent.load(Ordering::Relaxed);
+    if sent > 0 {
+        let per = |bytes: &AtomicU64| bytes.load(Ordering::Relaxed) as f64 / sent as f64;
+        v["wire_out_bytes_per_msg"] = json!(per(&shared.sent_bytes));
+        v["wire_in_bytes_per_msg"] = json!(per(&shared.echo_bytes));
+    }
+}
+
 fn finish(v: &mut Value, shared: &Shared) {
     v["errors"] = json!(shared.errors.load(Ordering::Relaxed));
     v["first_error"] = json!(shared.first_error.lock().ok().and_then(|e| e.clone()));
@@ -304,28 +330,29 @@ fn pace(shared: &Shared, period_ns: u64, senders: Vec<mpsc::UnboundedSender<u64>
 /// Returns the latencies (ns) of messages scheduled in the window.
 async fn connection(
     id: u32,
-    io: Box<dyn Io>,
-    early: Vec<u8>,
+    conn: Conn,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     mut pace: Option<mpsc::UnboundedReceiver<u64>>,
 ) -> Vec<u64> {
+    let Conn { io, early, deflate } = conn;
     let (r, mut w) = tokio::io::split(io);
-    let acked = Arc::new(AtomicU64::new(0));
-    let notify = Arc::new(Notify::new());
+    let acks = Arc::new(Acks {
+        count: AtomicU64::new(0),
+        notify: Notify::new(),
+    });
     let reader = tokio::spawn(read_echoes(
         id,
         r,
         early,
+        deflate,
         plan.clone(),
         shared.clone(),
-        acked.clone(),
-        notify.clone(),
+        acks.clone(),
     ));
     let mut keys = Keys::new(u64::from(id) + 1);
     let mut sent = 0u64;
     let mut batch = Vec::with_capacity(64 << 10);
-    let opcode = plan.kind.opcode();
     loop {
         let n = match pace.as_mut() {
             Some(rx) => match rx.recv().await {
@@ -341,10 +368,11 @@ async fn connection(
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let room = u64::from(plan.inflight) - (sent - acked.load(Ordering::Acquire));
+                let room = u64::from(plan.inflight) - (sent - acks.count.load(Ordering::Acquire));
                 if room == 0 {
                     let _ =
-                        tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+                        tokio::time::timeout(Duration::from_millis(100), acks.notify.notified())
+                            .await;
                     continue;
                 }
                 room
@@ -352,15 +380,15 @@ async fn connection(
         };
         batch.clear();
         for _ in 0..n {
-            ws::encode(
-                opcode,
-                &ws::tag(id, sent),
-                &plan.body,
-                keys.next_key(),
-                &mut batch,
-            );
+            let key = keys.next_key();
+            plan.bodies
+                .encode(plan.kind, deflate, id, sent, key, &mut batch);
             sent += 1;
         }
+        shared.sent.fetch_add(n, Ordering::Relaxed);
+        shared
+            .sent_bytes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         if let Err(e) = write(&mut w, &batch).await {
             shared.error(format!("conn {id}: write: {e}"));
             reader.abort();
@@ -369,10 +397,10 @@ async fn connection(
     }
     // Drain: wait for the echoes still owed, then the close handshake.
     let deadline = Instant::now() + DRAIN;
-    while acked.load(Ordering::Acquire) < sent && Instant::now() < deadline {
-        let _ = tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
+    while acks.count.load(Ordering::Acquire) < sent && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), acks.notify.notified()).await;
     }
-    let owed = sent - acked.load(Ordering::Acquire).min(sent);
+    let owed = sent - acks.count.load(Ordering::Acquire).min(sent);
     if owed > 0 {
         shared.error(format!("conn {id}: {owed} echoes missing at the end"));
     }
@@ -396,6 +424,12 @@ async fn connection(
     latencies
 }
 
+/// Echoes checked so far on one connection, and the wake-up for its writer.
+struct Acks {
+    count: AtomicU64,
+    notify: Notify,
+}
+
 async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
@@ -406,21 +440,21 @@ async fn read_echoes(
     id: u32,
     mut r: ReadHalf<Box<dyn Io>>,
     mut buf: Vec<u8>,
+    deflate: bool,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
-    acked: Arc<AtomicU64>,
-    notify: Arc<Notify>,
+    acks: Arc<Acks>,
 ) -> Vec<u64> {
     let mut latencies = Vec::new();
     let mut next = 0u64;
-    let opcode = plan.kind.opcode();
+    let mut inflater = Inflater::new();
     buf.reserve(256 << 10);
     let mut now_ns = shared.now_ns();
     loop {
         let mut pos = 0;
         let mut got = 0;
         loop {
-            let frame = match ws::parse(&buf[pos..]) {
+            let frame = match ws::parse(&buf[pos..], deflate) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
@@ -428,28 +462,23 @@ async fn read_echoes(
                     return latencies;
                 }
             };
-            let payload = &buf[pos..][frame.payload.clone()];
             if frame.opcode == OP_CLOSE {
+                let payload = &buf[pos..][frame.payload.clone()];
                 if payload.get(..2) != Some(&1000u16.to_be_bytes()[..]) {
                     shared.error(format!("conn {id}: close reply {payload:?}"));
                 }
                 return latencies;
             }
-            let ok = frame.fin
-                && frame.opcode == opcode
-                && payload.len() == TAG_LEN + plan.body.len()
-                && payload[..TAG_LEN] == ws::tag(id, next)
-                && payload[TAG_LEN..] == plan.body[..];
-            if !ok {
-                shared.error(format!(
-                    "conn {id}: echo {next} wrong (opcode {}, fin {}, {} bytes, tag {:?})",
-                    frame.opcode,
-                    frame.fin,
-                    payload.len(),
-                    String::from_utf8_lossy(&payload[..payload.len().min(TAG_LEN)])
-                ));
+            let checked =
+                plan.bodies
+                    .check(plan.kind, &frame, &buf[pos..], &mut inflater, id, next);
+            if let Err(e) = checked {
+                shared.error(format!("conn {id}: {e}"));
                 return latencies;
             }
+            shared
+                .echo_bytes
+                .fetch_add(frame.payload.end as u64, Ordering::Relaxed);
             if let Some(period) = plan.period_ns {
                 let due = (next * u64::from(plan.conns) + u64::from(id)) * period;
                 if due >= shared.win_start.load(Ordering::Relaxed)
@@ -463,9 +492,9 @@ async fn read_echoes(
             pos += frame.payload.end;
         }
         if got > 0 {
-            acked.store(next, Ordering::Release);
+            acks.count.store(next, Ordering::Release);
             shared.echoed.fetch_add(got, Ordering::Relaxed);
-            notify.notify_one();
+            acks.notify.notify_one();
         }
         buf.drain(..pos);
         if buf.capacity() - buf.len() < 64 << 10 {
@@ -507,8 +536,13 @@ fn percentiles(lat: &mut [u64]) -> Value {
 
 // === opening connections ===
 
-/// An open connection and the bytes that came after its 101.
-type Conn = (Box<dyn Io>, Vec<u8>);
+/// An open connection, the bytes that came after its 101, and whether it
+/// negotiated permessage-deflate.
+struct Conn {
+    io: Box<dyn Io>,
+    early: Vec<u8>,
+    deflate: bool,
+}
 type Opened = Vec<Conn>;
 
 /// Opens `cfg.conns` connections, `OPEN_CONCURRENCY` handshakes at a time.
@@ -522,12 +556,14 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
         let tls = cfg.tls.clone();
         let name = cfg.server_name.clone();
         let origin = cfg.origin.clone();
+        let offer = cfg.deflate.then_some(deflate::OFFER);
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let open = async {
                 let (mut io, cipher) = ws::connect(&target, tls.as_ref(), &name).await?;
-                let early = ws::handshake(&mut io, &target, &origin).await?;
-                Ok::<_, std::io::Error>((io, early, cipher))
+                let (early, answer) = ws::handshake(&mut io, &target, &origin, offer).await?;
+                let deflate = deflate::accepted(answer.as_deref()).map_err(|e| ws::bad(&e))?;
+                Ok::<_, std::io::Error>((Conn { io, early, deflate }, cipher))
             };
             (i, tokio::time::timeout(Duration::from_secs(10), open).await)
         });
@@ -536,8 +572,8 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
     let mut cipher = None;
     while let Some(done) = set.join_next().await {
         match done {
-            Ok((i, Ok(Ok((io, early, c))))) => {
-                slots[i as usize] = Some((io, early));
+            Ok((i, Ok(Ok((conn, c))))) => {
+                slots[i as usize] = Some(conn);
                 cipher = cipher.or(c);
             }
             Ok((i, Ok(Err(e)))) => shared.error(format!("conn {i}: open: {e}")),
@@ -557,16 +593,17 @@ async fn idle(cfg: &Config) -> Value {
     let before = sample_all(cfg, &shared).0;
     let (opened, _) = open_all(cfg, &shared).await;
     let n = opened.len();
+    let deflated = opened.iter().filter(|c| c.deflate).count();
     tokio::time::sleep(SETTLE).await;
     let open = sample_all(cfg, &shared).0;
 
-    let body = Arc::new(ws::body(cfg.kind, cfg.size));
+    let bodies = Arc::new(Bodies::new(cfg.kind, cfg.size, cfg.deflate));
     let mut set = JoinSet::new();
-    for (id, (io, early)) in opened.into_iter().enumerate() {
-        let body = body.clone();
-        let kind = cfg.kind;
+    for (id, conn) in opened.into_iter().enumerate() {
+        let bodies = bodies.clone();
+        let (kind, shared) = (cfg.kind, shared.clone());
         set.spawn(async move {
-            let r = echo_once(id as u32, io, early, kind, &body).await;
+            let r = echo_once(id as u32, conn, kind, &bodies, &shared).await;
             (id, r)
         });
     }
@@ -599,6 +636,7 @@ async fn idle(cfg: &Config) -> Value {
     }
 
     let mut v = json!({ "opened": n });
+    wire(&mut v, &shared, deflated);
     if let (Some(b), Some(o), Some(m)) = (before, open, after_msg) {
         let per = |x: Sample| (x.rss_kib as f64 - b.rss_kib as f64) / n.max(1) as f64;
         v["rss_before_kib"] = json!(b.rss_kib);
@@ -612,46 +650,42 @@ async fn idle(cfg: &Config) -> Value {
 }
 
 struct Held {
-    io: Box<dyn Io>,
-    buf: Vec<u8>,
+    conn: Conn,
     keys: Keys,
 }
 
 async fn echo_once(
     id: u32,
-    mut io: Box<dyn Io>,
-    mut buf: Vec<u8>,
+    mut conn: Conn,
     kind: Kind,
-    body: &[u8],
+    bodies: &Bodies,
+    shared: &Shared,
 ) -> Result<Held, String> {
     let mut keys = Keys::new(u64::from(id) + 1);
     let mut out = Vec::new();
-    ws::encode(
-        kind.opcode(),
-        &ws::tag(id, 0),
-        body,
-        keys.next_key(),
-        &mut out,
-    );
-    write(&mut io, &out).await.map_err(|e| e.to_string())?;
-    let frame = read_frame(&mut io, &mut buf).await?;
-    let payload = &buf[frame.payload.clone()];
-    if frame.opcode != kind.opcode()
-        || payload.get(..TAG_LEN) != Some(&ws::tag(id, 0)[..])
-        || &payload[TAG_LEN..] != body
-    {
-        return Err("wrong echo".into());
-    }
-    buf.drain(..frame.payload.end);
-    buf.shrink_to_fit();
-    Ok(Held { io, buf, keys })
+    bodies.encode(kind, conn.deflate, id, 0, keys.next_key(), &mut out);
+    write(&mut conn.io, &out).await.map_err(|e| e.to_string())?;
+    shared.sent.fetch_add(1, Ordering::Relaxed);
+    shared
+        .sent_bytes
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    let frame = read_frame(&mut conn).await?;
+    bodies.check(kind, &frame, &conn.early, &mut Inflater::new(), id, 0)?;
+    shared
+        .echo_bytes
+        .fetch_add(frame.payload.end as u64, Ordering::Relaxed);
+    conn.early.drain(..frame.payload.end);
+    conn.early.shrink_to_fit();
+    Ok(Held { conn, keys })
 }
 
 async fn close(id: u32, mut held: Held) -> Result<(), String> {
     let mut out = Vec::new();
     ws::encode_close(held.keys.next_key(), &mut out);
-    write(&mut held.io, &out).await.map_err(|e| e.to_string())?;
-    let frame = tokio::time::timeout(DRAIN, read_frame(&mut held.io, &mut held.buf))
+    write(&mut held.conn.io, &out)
+        .await
+        .map_err(|e| e.to_string())?;
+    let frame = tokio::time::timeout(DRAIN, read_frame(&mut held.conn))
         .await
         .map_err(|_| format!("conn {id}: no close reply"))??;
     if frame.opcode != OP_CLOSE {
@@ -660,17 +694,18 @@ async fn close(id: u32, mut held: Held) -> Result<(), String> {
             frame.opcode
         ));
     }
-    let _ = held.io.shutdown().await;
+    let _ = held.conn.io.shutdown().await;
     Ok(())
 }
 
-async fn read_frame(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<ws::ServerFrame, String> {
+/// Reads until `conn.early` starts with a whole frame.
+async fn read_frame(conn: &mut Conn) -> Result<ws::ServerFrame, String> {
     loop {
-        if let Some(f) = ws::parse(buf)? {
+        if let Some(f) = ws::parse(&conn.early, conn.deflate)? {
             return Ok(f);
         }
-        buf.reserve(4096);
-        match io.read_buf(buf).await {
+        conn.early.reserve(4096);
+        match conn.io.read_buf(&mut conn.early).await {
             Ok(0) => return Err("closed".into()),
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
@@ -727,5 +762,140 @@ mod tests {
         assert_eq!(p["p99"], json!(990.0));
         assert_eq!(p["p999"], json!(999.0));
         assert_eq!(p["max"], json!(1000.0));
+    }
+}
+
+#[cfg(test)]
+mod deflate_tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Reads until `buf` holds `n` bytes.
+    async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
+        while buf.len() < n {
+            if s.read_buf(buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A backend that accepts permessage-deflate without context takeover
+    /// and echoes every frame as it came (RSV1 included), like
+    /// `wsguard-echo --mode lenient` behind a blind proxy; a close ends it.
+    async fn echo(mut s: TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if s.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap_or_default();
+        let offered = head.contains(deflate::OFFER);
+        let reply = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n{}\r\n",
+            ws::accept_key(key),
+            if offered {
+                "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_no_context_takeover\r\n"
+            } else {
+                ""
+            }
+        );
+        s.write_all(reply.as_bytes()).await?;
+        buf.drain(..end);
+        loop {
+            fill(&mut s, &mut buf, 2).await?;
+            let (len, start) = match buf[1] & 0x7F {
+                126 => {
+                    fill(&mut s, &mut buf, 4).await?;
+                    (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4)
+                }
+                n => (usize::from(n), 2),
+            };
+            fill(&mut s, &mut buf, start + 4 + len).await?;
+            let key: [u8; 4] = buf[start..start + 4].try_into().unwrap();
+            let mut frame = vec![buf[0]];
+            if len < 126 {
+                frame.push(len as u8);
+            } else {
+                frame.push(126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            let payload = &buf[start + 4..start + 4 + len];
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+            s.write_all(&frame).await?;
+            let close = buf[0] & 0x0F == OP_CLOSE;
+            buf.drain(..start + 4 + len);
+            if close {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn backend() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(echo(s));
+            }
+        });
+        Target::parse(&format!("ws://127.0.0.1:{port}/")).unwrap()
+    }
+
+    fn config(target: Target, mode: Mode, deflate: bool) -> Config {
+        Config {
+            mode,
+            target,
+            tls: None,
+            server_name: "localhost".into(),
+            origin: "http://localhost".into(),
+            conns: 3,
+            inflight: 4,
+            size: 1024,
+            kind: Kind::Chat,
+            deflate,
+            rate: 1000.0,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(300),
+            hold: Duration::ZERO,
+            pids: Vec::new(),
+            backend_pids: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn chat_goes_compressed_where_negotiated_and_echoes_check_out() {
+        let target = backend().await;
+        for mode in [Mode::Throughput, Mode::Idle] {
+            let cfg = config(target.clone(), mode, true);
+            let v = tokio::time::timeout(Duration::from_secs(30), run(cfg))
+                .await
+                .unwrap();
+            assert_eq!(v["errors"], 0, "{v}");
+            assert_eq!(v["deflate_conns"], 3, "{v}");
+            // Frame header, mask, stored tag block and ~290 deflated bytes.
+            let out = v["wire_out_bytes_per_msg"].as_f64().unwrap();
+            assert!((250.0..400.0).contains(&out), "{v}");
+            assert_eq!(v["wire_in_bytes_per_msg"].as_f64(), Some(out - 4.0), "{v}");
+        }
+        let v = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(config(target, Mode::Throughput, false)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v["errors"], 0, "{v}");
+        assert_eq!(v["deflate_conns"], 0, "{v}");
+        assert_eq!(v["wire_out_bytes_per_msg"].as_f64(), Some(1032.0), "{v}");
     }
 }

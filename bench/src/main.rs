@@ -6,6 +6,9 @@
 //! and order) and prints one JSON line. `report` turns those lines into the
 //! markdown table and the latency plot.
 
+mod bodies;
+mod chat;
+mod deflate;
 mod load;
 mod plot;
 mod procstat;
@@ -18,6 +21,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// Smallest chat message: room for the envelope and a line of text.
+const CHAT_MIN: usize = 512;
 
 #[derive(Parser)]
 #[command(name = "wsguard-bench", version, about)]
@@ -48,6 +54,8 @@ enum ModeArg {
 enum KindArg {
     Binary,
     Text,
+    /// JSON-like chat messages (text) that compress several times.
+    Chat,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +76,10 @@ struct RunArgs {
     size: usize,
     #[arg(long, value_enum, default_value_t = KindArg::Binary)]
     kind: KindArg,
+    /// Offer permessage-deflate; where it is accepted, messages go compressed
+    /// (each on its own) and echoes are inflated to check them.
+    #[arg(long)]
+    deflate: bool,
     /// Messages per second over all connections (rate mode).
     #[arg(long, default_value_t = 20_000.0)]
     rate: f64,
@@ -143,6 +155,9 @@ fn run(args: RunArgs) -> ExitCode {
     if args.size < ws::TAG_LEN {
         return fail(format!("--size must be at least {}", ws::TAG_LEN));
     }
+    if matches!(args.kind, KindArg::Chat) && args.size < CHAT_MIN {
+        return fail(format!("--kind chat needs --size {CHAT_MIN} or more"));
+    }
     let tls = match (&args.ca, target.tls) {
         (Some(ca), true) => match ws::tls_config(ca) {
             Ok(c) => Some(c),
@@ -168,7 +183,9 @@ fn run(args: RunArgs) -> ExitCode {
         kind: match args.kind {
             KindArg::Binary => ws::Kind::Binary,
             KindArg::Text => ws::Kind::Text,
+            KindArg::Chat => ws::Kind::Chat,
         },
+        deflate: args.deflate,
         rate: args.rate.max(1.0),
         warmup: secs(args.warmup),
         duration: secs(args.duration),

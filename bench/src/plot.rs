@@ -16,12 +16,14 @@ const FONTS: [&str; 3] = [
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
 ];
 
-const COLORS: [RGBColor; 5] = [
+/// One per entry of `PEERS`, in its order.
+const COLORS: [RGBColor; PEERS.len()] = [
     RGBColor(120, 120, 120),
     RGBColor(0, 150, 60),
     RGBColor(130, 200, 90),
     RGBColor(30, 90, 200),
     RGBColor(210, 40, 40),
+    RGBColor(240, 150, 40),
 ];
 
 /// Percentile as "nines": 90% → 1, 99% → 2, 99.9% → 3.

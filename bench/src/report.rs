@@ -8,16 +8,17 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// Columns, in order: label in the JSON and its heading.
-pub const PEERS: [(&str, &str); 5] = [
+pub const PEERS: [(&str, &str); 6] = [
     ("direct", "direct"),
     ("nginx", "nginx"),
     ("nginx-64k", "nginx 64k"),
     ("haproxy", "HAProxy"),
     ("wsguard", "wsguard"),
+    ("wsguard-nib", "wsguard, inspect_backend off"),
 ];
 
 /// Rows: scenario, JSON path of the metric, heading, lower is better.
-const ROWS: [(&str, &str, &str, bool); 19] = [
+const ROWS: [(&str, &str, &str, bool); 29] = [
     (
         "bin64",
         "msgs_per_s",
@@ -111,6 +112,54 @@ const ROWS: [(&str, &str, &str, bool); 19] = [
         true,
     ),
     (
+        "chat1k",
+        "msgs_per_s",
+        "1 KiB chat, deflate, 64×16: msgs/s",
+        false,
+    ),
+    (
+        "chat1k",
+        "cpu_us_per_msg",
+        "1 KiB chat, deflate, 64×16: CPU µs/msg",
+        true,
+    ),
+    (
+        "chat1k",
+        "wire_out_bytes_per_msg",
+        "1 KiB chat, deflate: wire B/msg to proxy",
+        true,
+    ),
+    (
+        "chat1k",
+        "wire_in_bytes_per_msg",
+        "1 KiB chat, deflate: wire B/msg from proxy",
+        true,
+    ),
+    (
+        "chat1k-rate",
+        "cpu_us_per_msg",
+        "1 KiB chat, deflate, 5k/s: CPU µs/msg",
+        true,
+    ),
+    (
+        "chat1k-rate",
+        "latency_us.p99",
+        "1 KiB chat, deflate, 5k/s: RTT p99 µs",
+        true,
+    ),
+    (
+        "chat1k-plain",
+        "cpu_us_per_msg",
+        "1 KiB chat, no offer, 64×16: CPU µs/msg",
+        true,
+    ),
+    (
+        "chat1k-plain",
+        "wire_out_bytes_per_msg",
+        "1 KiB chat, no offer: wire B/msg to proxy",
+        true,
+    ),
+    (
         "idle",
         "kib_per_conn_open",
         "5,000 idle: KiB RSS/conn after upgrade",
@@ -122,7 +171,26 @@ const ROWS: [(&str, &str, &str, bool); 19] = [
         "5,000 idle: KiB RSS/conn after 1 msg each",
         true,
     ),
+    (
+        "idle-deflate",
+        "kib_per_conn_open",
+        "5,000 idle, deflate offered: KiB RSS/conn after upgrade",
+        true,
+    ),
+    (
+        "idle-deflate",
+        "kib_per_conn_after_msg",
+        "5,000 idle, deflate offered: KiB RSS/conn after 1 msg each",
+        true,
+    ),
 ];
+
+/// Inspecting compressed chat may cost wsguard this many times the better
+/// blind peer's CPU per message.
+const CHAT_CPU_FACTOR: f64 = 2.0;
+/// RSS noise allowed between the idle runs with and without the deflate
+/// offer, per connection: a decompressor kept per connection is ~46 KiB.
+const IDLE_DEFLATE_SLACK_KIB: f64 = 1.0;
 
 /// Results keyed by (label, scenario).
 pub type Results = BTreeMap<(String, String), Value>;
@@ -233,8 +301,10 @@ pub fn table(results: &Results) -> String {
     out
 }
 
-/// The targets: wsguard at most the better of nginx (either setting)
-/// and HAProxy on each cost metric; 16 KiB text at most 1.2× binary.
+/// The issues' targets: wsguard at most the better of nginx (either setting)
+/// and HAProxy on each cost metric; 16 KiB text at most 1.2× binary;
+/// inspected compressed chat at most `CHAT_CPU_FACTOR` × the better blind
+/// peer; the deflate offer costs no idle memory.
 pub fn verdicts(results: &Results) -> String {
     let mut out = String::from("| target | wsguard | bound | verdict |\n|---|---:|---:|---|\n");
     let checks: [(&str, &str, &str); 7] = [
@@ -258,17 +328,38 @@ pub fn verdicts(results: &Results) -> String {
             "64 B pipelined, wss: CPU µs/msg",
         ),
     ];
-    for (scenario, path, name) in checks {
-        let ws = metric(results, "wsguard", scenario, path);
-        let bound = [
+    let best_peer = |scenario: &str, path: &str| {
+        [
             best_nginx(results, scenario, path, true),
             metric(results, "haproxy", scenario, path),
         ]
         .into_iter()
         .flatten()
-        .reduce(f64::min);
-        verdict_row(&mut out, name, ws, bound);
+        .reduce(f64::min)
+    };
+    for (scenario, path, name) in checks {
+        let ws = metric(results, "wsguard", scenario, path);
+        verdict_row(&mut out, name, ws, best_peer(scenario, path));
     }
+    verdict_row(
+        &mut out,
+        "1 KiB chat, deflate: CPU µs/msg ≤ 2 × better blind peer",
+        metric(results, "wsguard", "chat1k", "cpu_us_per_msg"),
+        best_peer("chat1k", "cpu_us_per_msg").map(|b| CHAT_CPU_FACTOR * b),
+    );
+    verdict_row(
+        &mut out,
+        "1 KiB chat, deflate, 5k/s: CPU µs/msg ≤ 2 × better blind peer",
+        metric(results, "wsguard", "chat1k-rate", "cpu_us_per_msg"),
+        best_peer("chat1k-rate", "cpu_us_per_msg").map(|b| CHAT_CPU_FACTOR * b),
+    );
+    let path = "kib_per_conn_after_msg";
+    verdict_row(
+        &mut out,
+        "idle, deflate offered: KiB RSS/conn ≤ without + 1",
+        metric(results, "wsguard", "idle-deflate", path),
+        metric(results, "wsguard", "idle", path).map(|b| b + IDLE_DEFLATE_SLACK_KIB),
+    );
     let bin = metric(results, "wsguard", "bin16k", "cpu_ms_per_mb");
     let text = metric(results, "wsguard", "text16k", "cpu_ms_per_mb");
     verdict_row(
@@ -340,11 +431,33 @@ mod tests {
             );
         }
         let t = table(&r);
-        assert!(t.contains("| 64 B binary, 64×16, ws: CPU µs/msg | – | 0.90 | 0.80 | 1.00 | 0.60 | **0.75×** | **0.60×** |"), "{t}");
+        assert!(t.contains("| 64 B binary, 64×16, ws: CPU µs/msg | – | 0.90 | 0.80 | 1.00 | 0.60 | – | **0.75×** | **0.60×** |"), "{t}");
         assert!(t.contains("100,000"));
+        for (label, cpu) in [("nginx", 1.0), ("haproxy", 1.5), ("wsguard", 2.5)] {
+            r.insert(
+                (label.into(), "chat1k".into()),
+                serde_json::json!({"cpu_us_per_msg": cpu, "errors": 0}),
+            );
+        }
+        for (scenario, kib) in [("idle", 10.0), ("idle-deflate", 12.0)] {
+            r.insert(
+                ("wsguard".into(), scenario.into()),
+                serde_json::json!({"kib_per_conn_after_msg": kib, "errors": 0}),
+            );
+        }
         let v = verdicts(&r);
         assert!(
             v.contains("| 64 B pipelined: CPU µs/msg | 0.60 | 0.80 | met |"),
+            "{v}"
+        );
+        assert!(
+            v.contains("| 1 KiB chat, deflate: CPU µs/msg ≤ 2 × better blind peer | 2.50 | 2.00 | **missed** |"),
+            "{v}"
+        );
+        assert!(
+            v.contains(
+                "| idle, deflate offered: KiB RSS/conn ≤ without + 1 | 12.0 | 11.0 | **missed** |"
+            ),
             "{v}"
         );
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::chat;
+
 /// Either a plain or a TLS stream.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -15,6 +17,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub const OP_TEXT: u8 = 1;
 pub const OP_BINARY: u8 = 2;
 pub const OP_CLOSE: u8 = 8;
+/// The first-byte bit of a compressed message (permessage-deflate).
+pub const RSV1: u8 = 0x40;
 
 /// Bytes of every payload that carry its connection and sequence number.
 pub const TAG_LEN: usize = 16;
@@ -110,15 +114,24 @@ pub async fn connect(
     }
 }
 
-/// Sends the upgrade request and checks the 101 and its accept key. Returns
-/// the bytes that arrived after the response head (the first frames).
-pub async fn handshake(io: &mut Box<dyn Io>, target: &Target, origin: &str) -> io::Result<Vec<u8>> {
+/// Sends the upgrade request (with `extensions` offered, if any) and checks
+/// the 101 and its accept key. Returns the bytes that arrived after the
+/// response head (the first frames) and the `Sec-WebSocket-Extensions` answer.
+pub async fn handshake(
+    io: &mut Box<dyn Io>,
+    target: &Target,
+    origin: &str,
+    extensions: Option<&str>,
+) -> io::Result<(Vec<u8>, Option<String>)> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
     let key = b64(&raw);
+    let offer = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n",
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n{offer}\r\n",
         target.path, target.host, target.port
     );
     io.write_all(request.as_bytes()).await?;
@@ -140,17 +153,18 @@ pub async fn handshake(io: &mut Box<dyn Io>, target: &Target, origin: &str) -> i
     if !status.starts_with("HTTP/1.1 101") {
         return Err(bad(&format!("upgrade refused: {status}")));
     }
-    let want = accept_key(&key);
-    let accept = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| v.trim().to_owned())
-    });
-    if accept.as_deref() != Some(want.as_str()) {
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if header("sec-websocket-accept") != Some(accept_key(&key)) {
         return Err(bad("wrong Sec-WebSocket-Accept"));
     }
-    Ok(buf.split_off(end))
+    Ok((buf.split_off(end), header("sec-websocket-extensions")))
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -158,7 +172,7 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn accept_key(key: &str) -> String {
+pub fn accept_key(key: &str) -> String {
     use sha1::{Digest as _, Sha1};
     let mut h = Sha1::new();
     h.update(key.as_bytes());
@@ -205,7 +219,8 @@ fn mask(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// Appends a masked client frame (FIN set) whose payload is `tag` then `body`.
+/// Appends a masked client frame (FIN set) whose payload is `tag` then `body`;
+/// `opcode` may carry `RSV1`.
 pub fn encode(opcode: u8, tag: &[u8], body: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
     let len = tag.len() + body.len();
     out.push(0x80 | opcode);
@@ -236,19 +251,23 @@ pub fn encode_close(key: [u8; 4], out: &mut Vec<u8>) {
 pub struct ServerFrame {
     pub fin: bool,
     pub opcode: u8,
+    /// RSV1: the message is compressed.
+    pub compressed: bool,
     /// Payload range in the buffer.
     pub payload: std::ops::Range<usize>,
 }
 
-/// Parses one unmasked server frame; `Ok(None)` until it is complete.
-pub fn parse(buf: &[u8]) -> Result<Option<ServerFrame>, String> {
+/// Parses one unmasked server frame; `Ok(None)` until it is complete. RSV1
+/// is allowed only if permessage-deflate was `negotiated`.
+pub fn parse(buf: &[u8], negotiated: bool) -> Result<Option<ServerFrame>, String> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
     if b1 & 0x80 != 0 {
         return Err("masked frame from the server".into());
     }
-    if b0 & 0x70 != 0 {
+    let allowed = if negotiated { RSV1 } else { 0 };
+    if b0 & 0x70 & !allowed != 0 {
         return Err("reserved bits set by the server".into());
     }
     let (len, start) = match b1 & 0x7F {
@@ -271,6 +290,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<ServerFrame>, String> {
     Ok(Some(ServerFrame {
         fin: b0 & 0x80 != 0,
         opcode: b0 & 0x0F,
+        compressed: b0 & RSV1 != 0,
         payload: start..start + len,
     }))
 }
@@ -280,24 +300,31 @@ pub fn parse(buf: &[u8]) -> Result<Option<ServerFrame>, String> {
 pub enum Kind {
     Binary,
     Text,
+    /// Text: JSON-like chat messages that compress several times.
+    Chat,
 }
 
 impl Kind {
     pub fn opcode(self) -> u8 {
         match self {
             Kind::Binary => OP_BINARY,
-            Kind::Text => OP_TEXT,
+            Kind::Text | Kind::Chat => OP_TEXT,
         }
     }
 }
 
-/// The fixed part of every payload (all but the tag): for text, valid UTF-8
-/// that is mostly ASCII with a 2-, 3- and 4-byte code point every ~60 bytes
-/// (chat-like); for binary, every byte value.
-pub fn body(kind: Kind, size: usize) -> Vec<u8> {
+/// Distinct chat messages a run cycles through.
+const CHAT_BODIES: u64 = 64;
+
+/// The payloads but for the tag, message `seq` sending number `seq % len`:
+/// for text, one valid UTF-8 body that is mostly ASCII with a 2-, 3- and
+/// 4-byte code point every ~60 bytes; for binary, one with every byte value;
+/// for chat, `CHAT_BODIES` different JSON messages.
+pub fn bodies(kind: Kind, size: usize) -> Vec<Vec<u8>> {
     let len = size.saturating_sub(TAG_LEN);
     match kind {
-        Kind::Binary => (0..len).map(|i| (i * 7 + 13) as u8).collect(),
+        Kind::Binary => vec![(0..len).map(|i| (i * 7 + 13) as u8).collect()],
+        Kind::Chat => (0..CHAT_BODIES).map(|i| chat::message(i, len)).collect(),
         Kind::Text => {
             let unit = " é€𝄞 hello, this is a chat message with some words in it.";
             let mut out = Vec::with_capacity(len + unit.len());
@@ -309,7 +336,7 @@ pub fn body(kind: Kind, size: usize) -> Vec<u8> {
                 out.pop();
             }
             out.resize(len, b'.');
-            out
+            vec![out]
         }
     }
 }
@@ -333,7 +360,7 @@ mod tests {
     fn frames_round_trip_through_parse_after_unmasking() {
         for size in [16usize, 64, 125, 126, 1000, 70_000] {
             for kind in [Kind::Binary, Kind::Text] {
-                let body = body(kind, size);
+                let body = bodies(kind, size).remove(0);
                 let tag = tag(7, 42);
                 let key = [9, 8, 7, 6];
                 let mut out = Vec::new();
@@ -345,12 +372,15 @@ mod tests {
                 let mut payload = out[hdr + 4..].to_vec();
                 mask(&mut payload, key);
                 frame.extend_from_slice(&payload);
-                let f = parse(&frame).unwrap().unwrap();
+                let f = parse(&frame, false).unwrap().unwrap();
                 assert!(f.fin);
                 assert_eq!(f.opcode, kind.opcode());
                 assert_eq!(&frame[f.payload.clone()][..TAG_LEN], &tag);
                 assert_eq!(&frame[f.payload][TAG_LEN..], &body[..]);
-                assert!(parse(&frame[..frame.len() - 1]).unwrap().is_none());
+                assert!(parse(&frame[..frame.len() - 1], false).unwrap().is_none());
+                frame[0] |= RSV1;
+                assert!(parse(&frame, false).is_err());
+                assert!(parse(&frame, true).unwrap().unwrap().compressed);
                 if kind == Kind::Text {
                     assert!(std::str::from_utf8(&payload).is_ok());
                 }

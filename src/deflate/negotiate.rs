@@ -74,7 +74,8 @@ pub struct Negotiated {
 pub struct Direction {
     /// The sender keeps LZ77 context from one message to the next.
     pub context_takeover: bool,
-    /// The sender's largest window (base-2 logarithm).
+    /// The sender's largest window (base-2 logarithm). wsguard's own
+    /// inflater reads any window; this bounds what the receiving peer needs.
     pub window_bits: u8,
 }
 

@@ -201,6 +201,9 @@ impl Decoder {
         if h.opcode == OpCode::Text {
             self.utf8 = Utf8Validator::new();
         }
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.last_frame_out = None;
+        }
         let payload = if h.opcode.is_control() {
             self.control_len = 0;
             Payload::Opaque
@@ -208,7 +211,6 @@ impl Decoder {
             let text = self.rules.message() == Some(OpCode::Text);
             match &mut self.deflate {
                 Some(d) if self.rules.compressed() => {
-                    d.last_frame_out = None;
                     d.frame_out = 0;
                     if h.opcode != OpCode::Continue {
                         d.message_out = 0;

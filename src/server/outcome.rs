@@ -231,6 +231,8 @@ pub(super) struct Relayed<'a> {
     pub route: &'a str,
     pub origin: &'a str,
     pub backend: &'a str,
+    /// permessage-deflate was negotiated.
+    pub deflate: bool,
     pub duration: Duration,
 }
 
@@ -249,6 +251,7 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         route = %relayed.route,
         origin = %relayed.origin,
         backend = %relayed.backend,
+        deflate = relayed.deflate,
         by = summary.ended_by.label(),
         rule = summary.violation.map(|v| v.label()),
         code = summary.client_code,

@@ -227,6 +227,7 @@ where
             route: &route,
             origin: &origin,
             backend: &upstream.backend,
+            deflate: upstream.deflate.is_some(),
             duration: started.elapsed(),
         };
         outcome::closed(&state.metrics, &summary, &relayed);

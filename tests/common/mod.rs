@@ -541,7 +541,12 @@ pub async fn upgrade_raw(addr: SocketAddr, tls: bool, req: &[u8]) -> Box<dyn Io>
 }
 
 /// As [`upgrade_raw`], over a connection made by the caller.
-pub async fn upgrade_over(mut io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
+pub async fn upgrade_over(io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
+    upgrade_with_head(io, req).await.0
+}
+
+/// As [`upgrade_over`], also returning the 101's head for header checks.
+pub async fn upgrade_with_head(mut io: Box<dyn Io>, req: &[u8]) -> (Box<dyn Io>, String) {
     within("write upgrade", io.write_all(req)).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -551,7 +556,15 @@ pub async fn upgrade_over(mut io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
     }
     let head = String::from_utf8_lossy(&head).to_string();
     assert_eq!(status_of(&head), 101, "{head}");
-    io
+    (io, head)
+}
+
+/// The value of header `name` in an HTTP head (first match, trimmed).
+pub fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Reads server frames until a close frame; returns its code (and reason).
@@ -770,6 +783,20 @@ where
     F: Fn(TcpStream, Arc<Seen>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    start_upgraded_backend_with(|_| None, after).await
+}
+
+/// As [`start_upgraded_backend`], with the 101 carrying
+/// `Sec-WebSocket-Extensions: <value>` when `extensions` returns one for the
+/// request head it got.
+pub async fn start_upgraded_backend_with<F, Fut>(
+    extensions: fn(&str) -> Option<String>,
+    after: F,
+) -> Backend
+where
+    F: Fn(TcpStream, Arc<Seen>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -789,7 +816,11 @@ where
                     }
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
-                let ok = switching_protocols(&head) + "\r\n";
+                let mut ok = switching_protocols(&head);
+                if let Some(ext) = extensions(&head) {
+                    ok.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
+                }
+                ok.push_str("\r\n");
                 seen.requests.lock().unwrap().push(head);
                 if stream.write_all(ok.as_bytes()).await.is_ok() {
                     after(stream, seen).await;

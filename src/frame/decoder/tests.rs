@@ -704,3 +704,148 @@ fn utf8_checked_across_unmasking_steps() {
         assert_eq!(v.close_code(), 1007, "broken € at {at}");
     }
 }
+
+// --- permessage-deflate -------------------------------------------------------
+
+/// Raw DEFLATE as a permessage-deflate sender writes it (trailer removed).
+fn deflated(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Appends a frame with RSV1 set.
+fn rsv1_frame<'w>(w: &'w mut Wire, fin: bool, opcode: OpCode, payload: &[u8]) -> &'w mut Wire {
+    let at = w.bytes.len();
+    w.frame(fin, opcode, payload);
+    w.bytes[at] |= 0x40;
+    w
+}
+
+fn inflating(policy: FramePolicy) -> Decoder {
+    let sender = crate::deflate::Direction {
+        context_takeover: false,
+        window_bits: 15,
+    };
+    Decoder::new(Role::Client, policy).with_deflate(Some(Inflater::new(sender)))
+}
+
+/// Feeds everything; the events, or the violation.
+fn feed_all(dec: &mut Decoder, mut bytes: &[u8]) -> Result<Vec<Event>, Violation> {
+    let mut events = Vec::new();
+    while !bytes.is_empty() {
+        let (n, event) = dec.feed(bytes)?;
+        bytes = &bytes[n..];
+        events.extend(event);
+    }
+    Ok(events)
+}
+
+#[test]
+fn compressed_text_is_inflated_across_fragments() {
+    let text = "héllo wörld ".repeat(300);
+    let z = deflated(text.as_bytes());
+    let (a, b) = z.split_at(z.len() / 2);
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, false, OpCode::Text, a);
+    w.frame(true, OpCode::Ping, b"p");
+    w.frame(true, OpCode::Continue, b);
+    let mut dec = inflating(unlimited());
+    let events = feed_all(&mut dec, &w.bytes).unwrap();
+    assert_eq!(events.len(), 3);
+    // The continuation carried the rest of the inflated message.
+    let last = dec.inflated_len().unwrap();
+    assert!(last > 0 && last < text.len() as u64, "{last}");
+}
+
+#[test]
+fn inflated_size_is_forgotten_by_the_next_frame() {
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Binary, &deflated(&[7; 5000]));
+    let mut dec = inflating(unlimited());
+    feed_all(&mut dec, &w.bytes).unwrap();
+    assert_eq!(dec.inflated_len(), Some(5000));
+    let ping = Wire::client().frame(true, OpCode::Ping, b"").bytes.clone();
+    feed_all(&mut dec, &ping).unwrap();
+    assert_eq!(dec.inflated_len(), None);
+}
+
+#[test]
+fn rsv1_placement() {
+    let refuse_inflating = |bytes: &[u8]| feed_all(&mut inflating(unlimited()), bytes).unwrap_err();
+    let z = deflated(b"hello");
+    let mut w = Wire::client();
+    w.frame(false, OpCode::Text, b"he");
+    rsv1_frame(&mut w, true, OpCode::Continue, b"llo");
+    let v = refuse_inflating(&w.bytes);
+    assert_eq!(
+        (v.close_code(), v.label()),
+        (1002, "compressed_continuation")
+    );
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Ping, b"");
+    let v = refuse_inflating(&w.bytes);
+    assert_eq!(
+        (v.close_code(), v.label()),
+        (1002, "compressed_control_frame")
+    );
+    // Not negotiated: RSV1 is a reserved bit like the others.
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Text, &z);
+    assert_refused(Role::Client, unlimited(), &w.bytes, 1002, "reserved_bits");
+    // RSV2 stays reserved when compression is negotiated.
+    let mut bytes = Wire::client().frame(true, OpCode::Text, b"x").bytes.clone();
+    bytes[0] |= 0x20;
+    assert_eq!(refuse_inflating(&bytes).label(), "reserved_bits");
+}
+
+#[test]
+fn inflated_bytes_meet_the_caps_mid_frame() {
+    let z = deflated(&vec![0; 1 << 20]);
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Binary, &z);
+    let policy = FramePolicy {
+        max_frame_size: Some(64 << 10),
+        ..unlimited()
+    };
+    let v = feed_all(&mut inflating(policy), &w.bytes).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1009, "frame_too_large"));
+    let policy = FramePolicy {
+        max_message_size: Some(64 << 10),
+        ..unlimited()
+    };
+    let v = feed_all(&mut inflating(policy), &w.bytes).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1009, "message_too_large"));
+    assert!(v.to_string().contains("inflates"), "{v}");
+}
+
+#[test]
+fn bad_compressed_data_and_utf8_are_1007() {
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Binary, &[0xff, 0xff, 0xff]);
+    let v = feed_all(&mut inflating(unlimited()), &w.bytes).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1007, "bad_deflate_data"));
+    let mut w = Wire::client();
+    rsv1_frame(&mut w, true, OpCode::Text, &deflated(b"ok \xff"));
+    let v = feed_all(&mut inflating(unlimited()), &w.bytes).unwrap_err();
+    assert_eq!((v.close_code(), v.label()), (1007, "invalid_utf8_text"));
+}
+
+#[test]
+fn blind_decoder_checks_rsv1_but_not_the_data() {
+    let sender = Decoder::new(Role::Server, unlimited()).with_deflate(None);
+    let mut w = Wire::server();
+    rsv1_frame(&mut w, true, OpCode::Text, &[0xff, 0xff, 0xfe]);
+    let mut dec = sender;
+    assert_eq!(feed_all(&mut dec, &w.bytes).unwrap().len(), 1);
+    assert_eq!(dec.inflated_len(), None);
+    let mut w = Wire::server();
+    rsv1_frame(&mut w, true, OpCode::Close, &[]);
+    assert_eq!(
+        feed_all(&mut dec, &w.bytes).unwrap_err().label(),
+        "compressed_control_frame"
+    );
+}
