@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Autobahn TestSuite conformance run (via kosoku) against wsguard in front of an echo backend.
 #
-# usage: scripts/conformance.sh [strict|lenient|all] [--direct] [-- KOSOKU-ARGS...]
+# usage: scripts/conformance.sh [RUN...|all] [--direct] [-- KOSOKU-ARGS...]
 #
-#   strict|lenient|all  which wsguard-echo backend(s) to run (default: all)
+#   RUN                 strict, lenient, strict-takeover or lenient-takeover (default: all four).
+#                       The name is the wsguard-echo backend; "-takeover" runs wsguard with
+#                       [deflate] context_takeover = true instead of config/conformance.toml's false
 #   --direct            run kosoku straight against the backend, no proxy (a baseline;
-#                       exits 0 whatever the verdicts)
+#                       exits 0 whatever the verdicts; "all" is strict and lenient)
 #   -- ARGS             passed to kosoku, e.g. -- -i '6.*' -x '9.*'
 #
 # Without --direct: wsguard-echo listens on 127.0.0.1:9002, wsguard (config/conformance.toml)
 # on 127.0.0.1:9001 routes "/" to it, and kosoku drives 127.0.0.1:9001. Exits 1 if any case
 # is FAILED (or ERROR: the handshake did not complete).
-# Reports: target/conformance/<backend>[-direct]/ (index.json, index.html, kosoku.log,
-# verdicts.txt with one "case verdict close" line per case, for diffing between runs).
+# Reports: target/conformance/<run>[-direct]/ (index.json, index.html, kosoku.log,
+# verdicts.txt with one "case verdict close" line per case, for diffing between runs;
+# wsguard.toml, the configuration the run used).
 # Env: KOSOKU_PARALLELISM (default 2), CONFORMANCE_TIMEOUT seconds to wait for listeners (10).
 set -euo pipefail
 
@@ -26,23 +29,29 @@ PARALLELISM=${KOSOKU_PARALLELISM:-2}
 WAIT=${CONFORMANCE_TIMEOUT:-10}
 BIN="${CARGO_TARGET_DIR:-target}/release"
 
-which_backends=all
+runs=()
 direct=0
 kosoku_args=()
 while (($#)); do
     case "$1" in
-        strict | lenient | all) which_backends=$1 ;;
+        strict | lenient | strict-takeover | lenient-takeover) runs+=("$1") ;;
+        all) runs+=(strict lenient strict-takeover lenient-takeover) ;;
         --direct) direct=1 ;;
         --) shift; kosoku_args=("$@"); break ;;
-        -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "conformance.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
-case "$which_backends" in
-    all) backends=(strict lenient) ;;
-    *) backends=("$which_backends") ;;
-esac
+((${#runs[@]})) || runs=(strict lenient strict-takeover lenient-takeover)
+if ((direct)); then
+    # Context takeover is wsguard's setting: without it a run is its backend's.
+    direct_runs=()
+    for run in "${runs[@]}"; do
+        [[ " ${direct_runs[*]} " == *" ${run%-takeover} "* ]] || direct_runs+=("${run%-takeover}")
+    done
+    runs=("${direct_runs[@]}")
+fi
 
 # --- processes we start, stopped on any exit -------------------------------
 pids=()
@@ -102,6 +111,8 @@ cargo build --release --bins
 if ((!direct)); then
     [[ -x $BIN/wsguard ]] || die "$BIN/wsguard not built"
     [[ -f config/conformance.toml ]] || die "config/conformance.toml missing"
+    grep -q '^context_takeover = false$' config/conformance.toml ||
+        die "config/conformance.toml: no 'context_takeover = false' line to flip for the -takeover runs"
 fi
 
 # --- summary of one run's index.json: prints counts, writes verdicts.txt -------
@@ -133,11 +144,12 @@ sys.exit(1 if bad or not cases else 0)
 PY
 }
 
-# --- one run per backend ----------------------------------------------------------
+# --- one run per name ----------------------------------------------------------------
 failed_runs=()
-for backend in "${backends[@]}"; do
-    name=$backend
-    ((direct)) && name=$backend-direct
+for run in "${runs[@]}"; do
+    backend=${run%-takeover}
+    name=$run
+    ((direct)) && name=$run-direct
     out=target/conformance/$name
     rm -rf "$out"
     mkdir -p "$out"
@@ -151,8 +163,14 @@ for backend in "${backends[@]}"; do
 
     target=$BACKEND_ADDR
     if ((!direct)); then
+        # One configuration, so the two variants cannot drift apart.
+        if [[ $run == *-takeover ]]; then
+            sed 's/^context_takeover = false$/context_takeover = true/' config/conformance.toml
+        else
+            cat config/conformance.toml
+        fi >"$out/wsguard.toml"
         port_free "$PROXY_ADDR" || die "$PROXY_ADDR is already in use"
-        "$BIN/wsguard" --config config/conformance.toml >"$out/wsguard.log" 2>&1 &
+        "$BIN/wsguard" --config "$out/wsguard.toml" >"$out/wsguard.log" 2>&1 &
         pids+=($!)
         wait_for_port "$PROXY_ADDR" "$!" wsguard "$out/wsguard.log"
         target=$PROXY_ADDR

@@ -60,7 +60,10 @@ pub fn offers<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<Offer> {
 
 /// A correct server's answer: the first offer, each parameter honoured as
 /// asked. It compresses with the window the client allows and inflates with the
-/// largest, so `client_max_window_bits` needs no answer.
+/// largest, so `client_max_window_bits` needs no answer. An 8-bit server window
+/// is accepted too: zlib cannot compress with one and uses 9 bits (yawc raises
+/// 8 to 9), but zlib never matches farther back than 250 bytes with 9 bits, so
+/// the stream fits the 256-byte window the client inflates with.
 pub fn strict_response(offers: &[Offer]) -> Option<Response> {
     offers.first().map(|o| Response {
         server_no_context_takeover: o.server_no_context_takeover,

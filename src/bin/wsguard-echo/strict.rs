@@ -8,6 +8,10 @@
 //!   of the plain RFC 6455 suite: it closes with 1003 instead of 1002 on a
 //!   reserved opcode, accepts a close reason too long for a control frame, and
 //!   sends no close frame for invalid UTF-8 or a broken fragment sequence.
+//!   On deflate connections `Assembler` checks UTF-8 and fragment order and
+//!   sends those close frames; the rest stays yawc's there: reserved opcodes
+//!   get 1003, and unmasked frames, RSV1 on control frames and over-long close
+//!   or pong payloads are not refused.
 
 use std::convert::Infallible;
 
