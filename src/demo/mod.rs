@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 mod chat;
 mod conn;
-mod negotiate;
+pub mod negotiate;
 
 use conn::{accept, HANDSHAKE_TIMEOUT};
 

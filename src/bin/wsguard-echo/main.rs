@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 
-mod deflate;
+use wsguard::demo::negotiate as deflate;
 mod lenient;
 mod strict;
 #[cfg(test)]
