@@ -119,14 +119,16 @@ impl Inflater {
         let d = self.state.get_or_insert_with(take);
         OUT.with_borrow_mut(|out| loop {
             let (in_before, out_before) = (d.total_in(), d.total_out());
-            let status = d
-                .decompress(input, out, FlushDecompress::Sync)
-                .map_err(|_| InflateError::BadData)?;
+            let result = d.decompress(input, out, FlushDecompress::Sync);
             // Both deltas are bounded by the slices' lengths.
             let used = (d.total_in() - in_before) as usize;
             let produced = (d.total_out() - out_before) as usize;
             input = &input[used..];
+            // What inflated before bad data goes to the sink first, so the
+            // verdict is the stream's first fault (a cap passed there, or bad
+            // UTF-8), not whichever the input's split put in one call.
             sink(&out[..produced])?;
+            let status = result.map_err(|_| InflateError::BadData)?;
             if status == Status::StreamEnd {
                 self.ended = true;
                 return if input.is_empty() {
