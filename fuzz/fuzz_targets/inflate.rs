@@ -22,7 +22,7 @@
 use arbitrary::Arbitrary;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use libfuzzer_sys::fuzz_target;
-use wsguard::deflate::{Direction, InflateError, Inflater};
+use wsguard::deflate::{InflateError, Inflater};
 use wsguard::frame::{Decoder, Event, FrameHeader, MaskKeyPolicy, OpCode};
 use wsguard::frame::{FramePolicy, Role, Violation};
 
@@ -38,8 +38,6 @@ struct Input {
     /// Inflated bytes allowed per message.
     cap: u16,
     context_takeover: bool,
-    /// Taken modulo 8, plus 8: the negotiated 8..=15.
-    window_bits: u8,
     messages: Vec<Message>,
 }
 
@@ -258,18 +256,14 @@ fn one_shot(stream: &[u8], limit: usize) -> (End, Vec<u8>) {
 
 fuzz_target!(|input: Input| {
     let cap = usize::from(input.cap);
-    let sender = Direction {
-        context_takeover: input.context_takeover,
-        window_bits: input.window_bits % 8 + 8,
-    };
-    let mut inflater = Inflater::new(sender);
+    let mut inflater = Inflater::new(input.context_takeover);
     let policy = FramePolicy {
         max_frame_size: None,
         max_message_size: Some(cap as u64),
         max_fragments: None,
         mask_key_policy: MaskKeyPolicy::Rfc,
     };
-    let mut decoder = Decoder::new(Role::Client, policy).with_deflate(Some(Inflater::new(sender)));
+    let mut decoder = Decoder::new(Role::Client, policy).with_deflate(Some(Inflater::new(input.context_takeover)));
     let mut shared = Compress::new(Compression::default(), false);
     // The reference's stream since the LZ77 context last started over, and
     // what it inflated to.

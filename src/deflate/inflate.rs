@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use super::negotiate::{Direction, MAX_WINDOW_BITS};
+use super::negotiate::MAX_WINDOW_BITS;
 
 /// Inflated bytes produced per step. 8 KiB keeps the inflater on its fast
 /// path for chat-sized messages while staying a per-thread, not
@@ -61,9 +61,10 @@ pub struct Inflater {
 }
 
 impl Inflater {
-    pub fn new(sender: Direction) -> Self {
+    /// `context_takeover`: the sender keeps LZ77 context between messages.
+    pub fn new(context_takeover: bool) -> Self {
         Inflater {
-            context_takeover: sender.context_takeover,
+            context_takeover,
             state: None,
             ended: false,
         }

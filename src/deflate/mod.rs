@@ -10,7 +10,7 @@ mod params;
 use std::fmt;
 
 pub use inflate::{InflateError, Inflater};
-pub use negotiate::{Direction, Negotiated, Negotiation, Offer, Policy};
+pub use negotiate::{Negotiated, Negotiation, Offer, Policy};
 
 /// `[deflate]`: permessage-deflate (RFC 7692).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,26 +57,23 @@ pub struct Offer {
     pub sent: Params,
 }
 
-/// What was agreed: the response relayed to the client, and how each
-/// direction is compressed.
+/// What was agreed: the response relayed to the client, which both peers
+/// compress by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
-    /// The parameters of the response relayed to the client.
     pub response: Params,
-    /// Client to backend.
-    pub client: Direction,
-    /// Backend to client.
-    pub server: Direction,
 }
 
-/// How one peer compresses its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Direction {
-    /// The sender keeps LZ77 context from one message to the next.
-    pub context_takeover: bool,
-    /// The sender's largest window (base-2 logarithm). wsguard's own
-    /// inflater reads any window; this bounds what the receiving peer needs.
-    pub window_bits: u8,
+impl Negotiated {
+    /// The client keeps LZ77 context from one message to the next.
+    pub fn client_context_takeover(&self) -> bool {
+        !self.response.client_no_context_takeover
+    }
+
+    /// The backend keeps LZ77 context from one message to the next.
+    pub fn server_context_takeover(&self) -> bool {
+        !self.response.server_no_context_takeover
+    }
 }
 
 /// Why a backend's `Sec-WebSocket-Extensions` cannot be accepted (a 502).
@@ -223,7 +220,7 @@ impl Policy {
         Some(sent)
     }
 
-    /// The response the client gets, and what it means for each direction.
+    /// The response the client gets.
     fn relayed(&self, offer: &Offer, backend: Params) -> Negotiated {
         let max = self.max_window_bits;
         let client_bits = [
@@ -246,17 +243,7 @@ impl Policy {
                 _ => None,
             },
         };
-        Negotiated {
-            response,
-            client: Direction {
-                context_takeover: !response.client_no_context_takeover,
-                window_bits: client_bits,
-            },
-            server: Direction {
-                context_takeover: !response.server_no_context_takeover,
-                window_bits: response.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS),
-            },
-        }
+        Negotiated { response }
     }
 }
 

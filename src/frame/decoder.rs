@@ -270,33 +270,17 @@ impl Decoder {
 
     /// Checks unmasked payload bytes: as text, or inflated.
     fn read_payload(&mut self, payload: Payload, bytes: &[u8]) -> Result<(), Violation> {
-        match (payload, &mut self.deflate) {
-            (Payload::Inflate { text }, Some(d)) => {
-                let (policy, utf8) = (&self.policy, &mut self.utf8);
-                let Deflate {
-                    inflater: Some(inflater),
-                    frame_out,
-                    message_out,
-                    ..
-                } = &mut **d
-                else {
-                    return Ok(());
-                };
-                inflater.push(bytes, &mut |out: &[u8]| {
-                    count_inflated(policy, frame_out, message_out, out.len())?;
-                    if text {
-                        push_text(utf8, out)?;
-                    }
-                    Ok::<(), Violation>(())
-                })
-            }
+        match payload {
+            Payload::Inflate { text } => self.inflate(text, Some(bytes)),
             _ => push_text(&mut self.utf8, bytes),
         }
     }
 
-    /// A compressed message's FIN frame: inflate what the data held back,
-    /// then free the decompressor (or keep it, with context takeover).
-    fn finish_inflate(&mut self, text: bool) -> Result<(), Violation> {
+    /// Inflates the next compressed `bytes` of the open message, or with
+    /// `None` ends it (what the data held back, then the decompressor is
+    /// freed, or kept with context takeover). Every inflated chunk meets the
+    /// caps, and UTF-8 for text.
+    fn inflate(&mut self, text: bool, bytes: Option<&[u8]>) -> Result<(), Violation> {
         let (policy, utf8) = (&self.policy, &mut self.utf8);
         let Some(Deflate {
             inflater: Some(inflater),
@@ -307,13 +291,17 @@ impl Decoder {
         else {
             return Ok(());
         };
-        inflater.finish(&mut |out: &[u8]| {
+        let mut sink = |out: &[u8]| {
             count_inflated(policy, frame_out, message_out, out.len())?;
             if text {
                 push_text(utf8, out)?;
             }
             Ok::<(), Violation>(())
-        })
+        };
+        match bytes {
+            Some(bytes) => inflater.push(bytes, &mut sink),
+            None => inflater.finish(&mut sink),
+        }
     }
 
     fn end_frame(&mut self, frame: &Frame) -> Result<Event, Violation> {
@@ -325,7 +313,7 @@ impl Decoder {
             },
             opcode => {
                 if let (Payload::Inflate { text }, true) = (frame.payload, frame.fin) {
-                    self.finish_inflate(text)?;
+                    self.inflate(text, None)?;
                 }
                 if let Some(d) = &mut self.deflate {
                     if let Payload::Inflate { .. } = frame.payload {

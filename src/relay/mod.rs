@@ -170,8 +170,10 @@ where
         Decoder::new(Role::Server, settings.backend_policy.clone()),
     );
     if let Some(n) = settings.deflate {
-        client_dec = client_dec.with_deflate(Some(Inflater::new(n.client)));
-        let inspect = settings.inspect_backend.then(|| Inflater::new(n.server));
+        client_dec = client_dec.with_deflate(Some(Inflater::new(n.client_context_takeover())));
+        let inspect = settings
+            .inspect_backend
+            .then(|| Inflater::new(n.server_context_takeover()));
         backend_dec = backend_dec.with_deflate(inspect);
     }
     let up = Pump::new(

@@ -13,10 +13,7 @@ fn deflate(c: &mut Compress, data: &[u8]) -> Vec<u8> {
 }
 
 fn no_takeover() -> Inflater {
-    Inflater::new(Direction {
-        context_takeover: false,
-        window_bits: 15,
-    })
+    Inflater::new(false)
 }
 
 fn inflate_all(i: &mut Inflater, parts: &[&[u8]]) -> Result<Vec<u8>, InflateError> {
@@ -50,10 +47,7 @@ fn without_takeover_each_message_stands_alone() {
     inflate_all(&mut i, &[&first]).unwrap();
     assert_eq!(inflate_all(&mut i, &[&second]), Err(InflateError::BadData));
 
-    let mut i = Inflater::new(Direction {
-        context_takeover: true,
-        window_bits: 15,
-    });
+    let mut i = Inflater::new(true);
     inflate_all(&mut i, &[&first]).unwrap();
     assert_eq!(
         inflate_all(&mut i, &[&second]).unwrap(),
@@ -114,10 +108,7 @@ fn any_window_is_read() {
     for bits in [9, 12, 15] {
         let mut c = Compress::new_with_window_bits(Compression::best(), false, bits);
         let z = deflate(&mut c, &msg);
-        let mut i = Inflater::new(Direction {
-            context_takeover: true,
-            window_bits: 8,
-        });
+        let mut i = Inflater::new(true);
         assert!(inflate_all(&mut i, &[&z]).unwrap() == msg, "{bits} bits");
     }
 }

@@ -726,11 +726,7 @@ fn rsv1_frame<'w>(w: &'w mut Wire, fin: bool, opcode: OpCode, payload: &[u8]) ->
 }
 
 fn inflating(policy: FramePolicy) -> Decoder {
-    let sender = crate::deflate::Direction {
-        context_takeover: false,
-        window_bits: 15,
-    };
-    Decoder::new(Role::Client, policy).with_deflate(Some(Inflater::new(sender)))
+    Decoder::new(Role::Client, policy).with_deflate(Some(Inflater::new(false)))
 }
 
 /// Feeds everything; the events, or the violation.
