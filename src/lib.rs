@@ -27,6 +27,7 @@ pub mod proxy_protocol;
 pub mod refusal;
 pub mod relay;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod tls;
 pub mod upstream;

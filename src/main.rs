@@ -173,7 +173,7 @@ fn init_logs(format: Option<LogFormat>) {
 }
 
 async fn serve(proxy: Proxy, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let state = Arc::new(State::default());
+    let state = Arc::new(State::new(&proxy.config().limits)?);
     if let Some(addr) = proxy.config().admin.listen {
         let listener = bind(addr).await?;
         tracing::info!(listen = %listener.local_addr()?, "admin listening (/metrics, /healthz)");
@@ -216,6 +216,11 @@ async fn reload_on_sighup(handle: ProxyHandle, path: PathBuf) {
         let old = old.config();
         if config.server.listen != old.server.listen || config.admin.listen != old.admin.listen {
             tracing::warn!("reload: listen addresses change only on restart; the rest applies");
+        }
+        if config.limits.shared != old.limits.shared {
+            tracing::warn!(
+                "reload: [limits.shared] changes only on restart; the quotas it shares apply now"
+            );
         }
         match Proxy::new(config) {
             Ok(proxy) => {

@@ -47,6 +47,29 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// The shared tier's metrics (`[limits.shared]`), registered only when it is configured.
+#[derive(Clone, Debug)]
+pub struct SharedMetrics {
+    /// 1 while the store answers, 0 while handshakes are decided by `on_error`.
+    pub up: Gauge,
+    /// Connection leases this process holds in the store.
+    pub leases: Gauge,
+    /// One admission round trip (the Lua script).
+    pub seconds: Histogram,
+    pub errors: Family<KindLabels, Counter>,
+    pub decisions: Family<OutcomeLabels, Counter>,
+}
+
 /// All of wsguard's metrics. One instance per process, shared by reloads so
 /// counters survive a SIGHUP.
 pub struct Metrics {
@@ -173,6 +196,47 @@ impl Metrics {
             m.backend_connect_seconds.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Registers the shared tier's metrics (at start, before the metrics are shared).
+    pub fn register_shared(&mut self) -> SharedMetrics {
+        let m = SharedMetrics {
+            up: Gauge::default(),
+            leases: Gauge::default(),
+            // From 50 µs: a store on the same network answers in a fraction of a millisecond.
+            seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.00005, 2.0, 16,
+            )),
+            errors: Family::default(),
+            decisions: Family::default(),
+        };
+        let r = &mut self.registry;
+        r.register(
+            "shared_store_up",
+            "1 while the shared limit store answers, 0 while on_error decides",
+            m.up.clone(),
+        );
+        r.register(
+            "shared_leases",
+            "Connection leases this instance holds in the shared store",
+            m.leases.clone(),
+        );
+        r.register(
+            "shared_store_duration_seconds",
+            "One admission round trip to the shared store",
+            m.seconds.clone(),
+        );
+        r.register(
+            "shared_store_errors",
+            "Shared store calls that failed, by kind",
+            m.errors.clone(),
+        );
+        r.register(
+            "shared_decisions",
+            "Handshakes decided by the shared tier, by outcome",
+            m.decisions.clone(),
+        );
+        m
     }
 
     /// The Prometheus text exposition of every metric.

@@ -47,6 +47,10 @@ pub enum Refusal {
     Origin(OriginRefusal),
     /// The client IP is over `connections_per_ip` or `handshakes_per_ip`.
     ClientIp(IpRefusal),
+    /// The client IP is over the same limits counted across the fleet (`[limits.shared]`).
+    Shared(IpRefusal),
+    /// The shared limit store did not answer in time and `on_error = "closed"`.
+    SharedStoreUnavailable,
     /// Over `max_connections`.
     Overloaded,
     /// No backend of the route accepted a TCP connection in time.
@@ -82,10 +86,10 @@ impl Refusal {
             | Refusal::MalformedRequest => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Origin(_) => StatusCode::FORBIDDEN,
-            Refusal::ClientIp(IpRefusal::TooManyTrackedIps) | Refusal::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Refusal::ClientIp(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::ClientIp(IpRefusal::TooManyTrackedIps)
+            | Refusal::Overloaded
+            | Refusal::SharedStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ClientIp(_) | Refusal::Shared(_) => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BackendUnavailable | Refusal::BackendBadHandshake(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -107,10 +111,13 @@ impl Refusal {
     /// Seconds for `Retry-After` (RFC 9110 §10.2.3), rounded up.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Refusal::ClientIp(IpRefusal::TooManyHandshakes { retry_after }) => {
+            Refusal::ClientIp(IpRefusal::TooManyHandshakes { retry_after })
+            | Refusal::Shared(IpRefusal::TooManyHandshakes { retry_after }) => {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
             }
-            Refusal::Overloaded | Refusal::ClientIp(IpRefusal::TooManyTrackedIps) => Some(1),
+            Refusal::Overloaded
+            | Refusal::ClientIp(IpRefusal::TooManyTrackedIps)
+            | Refusal::SharedStoreUnavailable => Some(1),
             _ => None,
         }
     }
@@ -131,6 +138,9 @@ impl Refusal {
             Refusal::MalformedRequest => "malformed_request",
             Refusal::Origin(o) => o.label(),
             Refusal::ClientIp(r) => r.label(),
+            Refusal::Shared(IpRefusal::TooManyHandshakes { .. }) => "shared_ip_handshake_rate",
+            Refusal::Shared(_) => "shared_ip_connections",
+            Refusal::SharedStoreUnavailable => "shared_store_unavailable",
             Refusal::Overloaded => "max_connections",
             Refusal::BackendUnavailable => "backend_unavailable",
             Refusal::BackendRefused(_) => "backend_refused",
@@ -153,14 +163,19 @@ impl Refusal {
             Refusal::HeadTooLarge => "request head too large",
             Refusal::MalformedRequest => "malformed request",
             Refusal::Origin(o) => o.reason(),
-            Refusal::ClientIp(IpRefusal::TooManyConnections) => {
+            Refusal::ClientIp(IpRefusal::TooManyConnections)
+            | Refusal::Shared(IpRefusal::TooManyConnections) => {
                 "too many connections from this client"
             }
-            Refusal::ClientIp(IpRefusal::TooManyHandshakes { .. }) => {
+            Refusal::ClientIp(IpRefusal::TooManyHandshakes { .. })
+            | Refusal::Shared(IpRefusal::TooManyHandshakes { .. }) => {
                 "too many handshakes from this client; retry later"
             }
-            Refusal::ClientIp(IpRefusal::TooManyTrackedIps) | Refusal::Overloaded => {
-                "too many connections; retry later"
+            Refusal::ClientIp(IpRefusal::TooManyTrackedIps)
+            | Refusal::Shared(IpRefusal::TooManyTrackedIps)
+            | Refusal::Overloaded => "too many connections; retry later",
+            Refusal::SharedStoreUnavailable => {
+                "the connection limits cannot be checked now; retry later"
             }
             Refusal::BackendUnavailable => "no backend is available",
             Refusal::BackendRefused(_) => "the backend refused the upgrade",
@@ -186,5 +201,13 @@ mod tests {
         assert_eq!(Refusal::BackendRefused(401).status(), 401);
         assert_eq!(Refusal::BackendRefused(401).side(), Side::Backend);
         assert_eq!(Refusal::BadHost.side(), Side::Client);
+        let shared = Refusal::Shared(IpRefusal::TooManyHandshakes {
+            retry_after: std::time::Duration::from_millis(1200),
+        });
+        assert_eq!(shared.status(), 429);
+        assert_eq!(shared.retry_after(), Some(2));
+        assert_eq!(shared.label(), "shared_ip_handshake_rate");
+        assert_eq!(Refusal::SharedStoreUnavailable.status(), 503);
+        assert_eq!(Refusal::SharedStoreUnavailable.retry_after(), Some(1));
     }
 }

@@ -1,5 +1,5 @@
 //! Process-wide state that outlives configuration reloads: the metrics, the per-IP limit
-//! tables, the drain signal (the readiness `/healthz` reports), the set of live connection
+//! tables and their shared tier, the drain signal (the readiness `/healthz` reports), the set of live connection
 //! tasks and the count of open connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,14 +8,18 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::config::LimitsConfig;
 use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::Metrics;
+use crate::shared::{SharedLimits, StoreError};
 
 pub struct State {
     pub metrics: Arc<Metrics>,
     /// Connections and handshake buckets per client IP; a reload changes their quotas and
     /// caps, never their counts.
     pub ip_limits: Arc<IpLimits>,
+    /// The per-IP limits fleet-wide (`[limits.shared]`), asked after the local tables.
+    pub shared: Option<SharedLimits>,
     drain: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Connections open now, for `max_connections`.
@@ -25,21 +29,43 @@ pub struct State {
 // === impl State ===
 
 impl Default for State {
-    /// Per-IP limits off until a configuration applies them.
+    /// Per-IP limits off until a configuration applies them; no shared tier.
     fn default() -> Self {
+        let (ip_limits, metrics) = State::tables();
+        State::assemble(ip_limits, metrics, None)
+    }
+}
+
+impl State {
+    /// The state for `limits`: with its shared tier when `[limits.shared]` is set (on the
+    /// current tokio runtime). The shared store is fixed for the process's life.
+    pub fn new(limits: &LimitsConfig) -> Result<State, StoreError> {
+        let (ip_limits, mut metrics) = State::tables();
+        let shared = match &limits.shared {
+            Some(cfg) => Some(SharedLimits::start(cfg, metrics.register_shared())?),
+            None => None,
+        };
+        Ok(State::assemble(ip_limits, metrics, shared))
+    }
+
+    fn tables() -> (Arc<IpLimits>, Metrics) {
         let ip_limits = Arc::new(IpLimits::new(&IpLimitsConfig::default()));
         let counted = Arc::clone(&ip_limits);
+        let metrics = Metrics::new(move || counted.untracked_handshakes());
+        (ip_limits, metrics)
+    }
+
+    fn assemble(ip_limits: Arc<IpLimits>, metrics: Metrics, shared: Option<SharedLimits>) -> State {
         State {
-            metrics: Arc::new(Metrics::new(move || counted.untracked_handshakes())),
+            metrics: Arc::new(metrics),
             ip_limits,
+            shared,
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),
         }
     }
-}
 
-impl State {
     /// True once shutdown began: `/healthz` answers 503.
     pub fn draining(&self) -> bool {
         *self.drain.borrow()

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -315,6 +316,28 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// A file path resolved against `base` (the config file's directory); `Some(None)` when
+    /// absent. `hint` says what to write instead of an empty string.
+    pub(super) fn file(
+        &mut self,
+        key: &str,
+        field: &Field,
+        base: Option<&Path>,
+        hint: &str,
+    ) -> Option<Option<PathBuf>> {
+        let Some(leaf) = field else { return Some(None) };
+        let s = self.string(key, leaf, "a file path")?;
+        if s.trim().is_empty() {
+            self.report(key, Some(leaf.span()), format!("is empty; {hint}"));
+            return None;
+        }
+        let p = Path::new(s);
+        Some(Some(match base {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }))
     }
 
     /// `true` or `false`, or `default` when absent.

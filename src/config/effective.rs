@@ -149,6 +149,30 @@ pub(super) fn render(c: &Config) -> String {
         list(l.trusted_proxies.networks().iter().map(|n| n.to_string()))
     );
     let _ = writeln!(o, "proxy_protocol = {}", l.proxy_protocol);
+    match &l.shared {
+        Some(sh) => {
+            let _ = writeln!(o, "\n[limits.shared]\nredis = {}", q(&sh.url));
+            let path =
+                |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| q(&p.display().to_string()));
+            for (key, value) in [
+                ("password_file", path(&sh.password_file)),
+                ("ca_file", path(&sh.ca_file)),
+            ] {
+                match value {
+                    Some(v) => writeln!(o, "{key} = {v}"),
+                    None => writeln!(o, "# {key}: not set"),
+                }
+                .ok();
+            }
+            let _ = writeln!(o, "key_prefix = {}", q(&sh.key_prefix));
+            let _ = writeln!(o, "timeout = {}", q(&format_duration(sh.timeout)));
+            let _ = writeln!(o, "on_error = {}", q(&sh.on_error.to_string()));
+            let _ = writeln!(o, "lease = {}", q(&format_duration(sh.lease)));
+        }
+        None => {
+            o.push_str("# [limits.shared]: not set (per-IP limits count this instance alone)\n")
+        }
+    }
 
     let d = &c.deflate;
     let _ = writeln!(o, "\n[deflate]\nmode = {}", q(&d.mode.to_string()));

@@ -12,6 +12,7 @@ mod error;
 mod rates;
 mod raw;
 mod routes;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use crate::client_ip::TrustedProxies;
 use crate::limits::FrameRateConfig;
 use crate::origin::AllowList;
+use crate::shared::SharedConfig;
 
 pub use error::{ConfigErrors, ConfigProblem};
 pub use units::{format_duration, format_size};
@@ -214,6 +216,9 @@ pub struct LimitsConfig {
     /// Expect a PROXY protocol v1/v2 header from trusted peers; validation guarantees
     /// `trusted_proxies` is not empty when this is true.
     pub proxy_protocol: bool,
+    /// `[limits.shared]`: the per-IP limits fleet-wide, through Redis. `None` = this process
+    /// alone.
+    pub shared: Option<SharedConfig>,
 }
 
 /// `[origin]`: which browser origins may open a socket.

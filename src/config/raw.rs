@@ -85,6 +85,8 @@ pub(super) type Field = Option<Spanned<Leaf>>;
 /// The keys of one section, as written in the file.
 pub(super) trait Section {
     const KEYS: &'static [&'static str];
+    /// Tables inside this section (`[limits.shared]`): key → that table's keys.
+    const NESTED: &'static [(&'static str, &'static [&'static str])] = &[];
 }
 
 /// `[[route]]` is an array of tables, each with the keys of one route.
@@ -95,16 +97,25 @@ impl<T: Section> Section for Vec<Spanned<T>> {
 /// Declares a section's raw struct and its [`Section::KEYS`] from one list of fields, so the
 /// keys the unknown-key pass knows are exactly the ones serde reads. `field as "key"` renames.
 macro_rules! raw_section {
-    ($(#[$doc:meta])* $name:ident { $($field:ident $(as $key:literal)?),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident {
+        $($field:ident $(as $key:literal)?),* $(,)?
+        $(; $($nested:ident: $nested_ty:ty),* $(,)?)?
+    }) => {
         $(#[$doc])*
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub(super) struct $name {
             $($(#[serde(rename = $key)])? pub $field: Field,)*
+            $($(#[serde(default)] pub $nested: Option<Spanned<$nested_ty>>,)*)?
         }
 
         impl Section for $name {
-            const KEYS: &'static [&'static str] = &[$(raw_section!(@key $field $($key)?)),*];
+            const KEYS: &'static [&'static str] = &[
+                $(raw_section!(@key $field $($key)?),)*
+                $($(stringify!($nested),)*)?
+            ];
+            const NESTED: &'static [(&'static str, &'static [&'static str])] =
+                &[$($((stringify!($nested), <$nested_ty as Section>::KEYS),)*)?];
         }
     };
     (@key $field:ident $key:literal) => { $key };
@@ -122,6 +133,9 @@ macro_rules! raw_config {
 
         /// Known keys per section.
         pub(super) const SCHEMA: &[(&str, &[&str])] = &[$((stringify!($section), <$ty as Section>::KEYS)),*];
+
+        /// Tables inside sections, per section (see [`Section::NESTED`]).
+        pub(super) const NESTED: &[(&str, &[(&str, &[&str])])] = &[$((stringify!($section), <$ty as Section>::NESTED)),*];
     };
 }
 
@@ -192,8 +206,22 @@ raw_section!(RawLimits {
     handshake_burst,
     max_tracked_ips,
     trusted_proxies,
-    proxy_protocol,
+    proxy_protocol;
+    shared: RawShared,
 });
+
+raw_section!(
+    /// `[limits.shared]`.
+    RawShared {
+        redis,
+        password_file,
+        ca_file,
+        key_prefix,
+        timeout,
+        on_error,
+        lease,
+    }
+);
 
 raw_section!(RawDeflate {
     mode,
@@ -241,11 +269,28 @@ pub(super) fn strip_unknown(root: &mut DeTable<'_>) -> bool {
                 }
             }
             ("route", _) => shapes_ok = false,
-            (_, DeValue::Table(t)) => retain_known(t, keep),
+            (_, DeValue::Table(t)) => {
+                retain_known(t, keep);
+                for (inner, keys) in nested(name) {
+                    match t.get_mut(*inner).map(|v| v.get_mut()) {
+                        None => {}
+                        Some(DeValue::Table(n)) => retain_known(n, |k| keys.contains(&k)),
+                        Some(_) => shapes_ok = false,
+                    }
+                }
+            }
             _ => shapes_ok = false,
         }
     }
     shapes_ok
+}
+
+/// The tables inside section `name`.
+fn nested(name: &str) -> &'static [(&'static str, &'static [&'static str])] {
+    NESTED
+        .iter()
+        .find(|(s, _)| *s == name)
+        .map_or(&[], |(_, n)| n)
 }
 
 fn retain_known(table: &mut DeTable<'_>, keep: impl Fn(&str) -> bool) {
@@ -302,7 +347,19 @@ pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem
                 "routes must be an array of tables: write [[route]] (double brackets) for each route",
             )),
             (_, DeValue::Table(t)) => {
-                check_table(name, &format!("[{name}]"), t, known, lines, &mut problems)
+                check_table(name, &format!("[{name}]"), t, known, lines, &mut problems);
+                for (inner, keys) in nested(name) {
+                    let Some((k, v)) = t.get_key_value(*inner) else { continue };
+                    let path = format!("{name}.{inner}");
+                    match v.get_ref() {
+                        DeValue::Table(n) => check_table(&path, &format!("[{path}]"), n, keys, lines, &mut problems),
+                        other => problems.push(ConfigProblem::new(
+                            path.clone(),
+                            Some(lines.line_of_span(&k.span())),
+                            format!("\"{path}\" must be a [{path}] section (a table), found {}", other.type_str()),
+                        )),
+                    }
+                }
             }
             (_, other) => problems.push(ConfigProblem::new(
                 name,

@@ -114,11 +114,33 @@ fn shipped_example_toml_loads_and_sets_every_key() {
             .unwrap_or_default();
         for key in *keys {
             assert!(
-                body.contains(&format!("\n{key} = ")),
+                body.contains(&format!("\n{key} = ")) || nested(section, key),
                 "example.toml lacks {key} in {header}"
             );
         }
     }
+    // Tables inside sections are shown commented out (they need a server of their own).
+    for (section, tables) in raw::NESTED {
+        for (table, keys) in *tables {
+            let header = format!("# [{section}.{table}]");
+            let start = text
+                .find(&format!("\n{header}\n"))
+                .unwrap_or_else(|| panic!("example.toml lacks {header}"));
+            let body = text[start..].split("\n\n").next().unwrap_or_default();
+            for key in *keys {
+                assert!(
+                    body.contains(&format!("\n# {key} = ")),
+                    "example.toml lacks {key} in {header}"
+                );
+            }
+        }
+    }
+}
+
+fn nested(section: &str, key: &str) -> bool {
+    raw::NESTED
+        .iter()
+        .any(|(s, tables)| *s == section && tables.iter().any(|(t, _)| *t == key))
 }
 
 #[test]
@@ -615,4 +637,82 @@ fn unknown_keys_do_not_hide_the_other_problems() {
         "t.toml:7: route[0].bogus: unknown key",
     ];
     assert_lines_start_with(&errors(src), &expected);
+}
+
+#[test]
+fn shared_limits_section() {
+    let src = "[limits]\nconnections_per_ip = 4\n\n[limits.shared]\nredis = \"redis://10.0.0.5:6379/2\"\npassword_file = \"secrets/redis\"\ntimeout = \"20ms\"\non_error = \"closed\"\nlease = \"9s\"\n".to_owned() + MINIMAL;
+    let c = Config::from_str(&src, "/etc/wsguard/t.toml").unwrap();
+    let shared = c.limits.shared.as_ref().expect("set");
+    assert_eq!(shared.url, "redis://10.0.0.5:6379/2");
+    assert_eq!(
+        shared.password_file.as_deref(),
+        Some(Path::new("/etc/wsguard/secrets/redis"))
+    );
+    assert_eq!(shared.key_prefix, "wsguard:");
+    assert_eq!(shared.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(shared.on_error, crate::shared::OnError::Closed);
+    assert_eq!(shared.lease, std::time::Duration::from_secs(9));
+    let text = c.to_effective_toml();
+    assert!(text.contains("[limits.shared]\nredis = \"redis://10.0.0.5:6379/2\"\npassword_file = \"/etc/wsguard/secrets/redis\"\n# ca_file: not set\nkey_prefix = \"wsguard:\"\ntimeout = \"20ms\"\non_error = \"closed\"\nlease = \"9s\"\n"), "{text}");
+    assert_eq!(Config::from_str(&text, "/etc/wsguard/t.toml"), Ok(c));
+    // Defaults, and the line that says it is off.
+    let c = Config::from_str(
+        &("[limits.shared]\nredis = \"rediss://r.internal:6380\"\nca_file = \"ca.pem\"\n"
+            .to_owned()
+            + MINIMAL),
+        "t.toml",
+    )
+    .unwrap();
+    let shared = c.limits.shared.unwrap();
+    assert_eq!(
+        (shared.timeout, shared.on_error, shared.lease),
+        (
+            crate::shared::DEFAULT_TIMEOUT,
+            crate::shared::OnError::Open,
+            crate::shared::DEFAULT_LEASE
+        )
+    );
+    let text = Config::from_str(MINIMAL, "t.toml")
+        .unwrap()
+        .to_effective_toml();
+    assert!(text.contains("# [limits.shared]: not set"), "{text}");
+}
+
+#[test]
+fn shared_limits_problems_are_named() {
+    let e = errors(&("[limits.shared]\nredis = \"redis://:hunter2@10.0.0.5:6379\"\nkey_prefix = \"a{b}\"\ntimeout = \"11s\"\non_error = \"maybe\"\nlease = \"1s\"\nca_file = \"ca.pem\"\ncolour = 1\n".to_owned() + MINIMAL));
+    for want in [
+        "t.toml:2: limits.shared.redis: carries a password; put it in a file",
+        "t.toml:3: limits.shared.key_prefix: must be 1 to 64 printable ASCII characters",
+        "t.toml:4: limits.shared.timeout: 11s is out of range; use 1ms to 10s",
+        "t.toml:5: limits.shared.on_error: \"maybe\" is not allowed; use one of \"open\", \"closed\"",
+        "t.toml:6: limits.shared.lease: 1s is out of range; use 3s to 1h",
+        "t.toml:8: limits.shared.colour: unknown key \"colour\" in [limits.shared]",
+    ] {
+        assert!(e.contains(want), "lacks {want}:\n{e}");
+    }
+    assert!(!e.contains("hunter2"), "the password is echoed:\n{e}");
+    let e = errors(&("[limits.shared]\ntimeout = \"5ms\"\n".to_owned() + MINIMAL));
+    assert!(
+        e.contains("limits.shared.redis: is required in [limits.shared]"),
+        "{e}"
+    );
+    let e = errors(
+        &("[limits.shared]\nredis = \"redis://127.0.0.1\"\nca_file = \"ca.pem\"\n".to_owned()
+            + MINIMAL),
+    );
+    assert!(e.contains("t.toml:3: limits.shared.ca_file: is set but limits.shared.redis is not a rediss:// URL"), "{e}");
+    let e = errors(&("[limits]\nconnections_per_ip = \"off\"\nhandshakes_per_ip = \"off\"\n[limits.shared]\nredis = \"redis://127.0.0.1\"\n".to_owned() + MINIMAL));
+    assert!(e.contains("limits.shared: is set but limits.connections_per_ip and limits.handshakes_per_ip are both \"off\""), "{e}");
+    let e = errors(&("[limits]\nshared = 3\n".to_owned() + MINIMAL));
+    assert!(
+        e.contains("t.toml:2: limits.shared: \"limits.shared\" must be a [limits.shared] section"),
+        "{e}"
+    );
+    let e = errors(&("[limits.shared]\nredis = \"http://x\"\n".to_owned() + MINIMAL));
+    assert!(
+        e.contains("t.toml:2: limits.shared.redis: is not a Redis URL"),
+        "{e}"
+    );
 }

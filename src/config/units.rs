@@ -107,7 +107,7 @@ pub fn format_size(bytes: u64) -> String {
     SIZE_UNITS
         .iter()
         .rev()
-        .find(|(_, f)| bytes >= *f && bytes % f == 0)
+        .find(|(_, f)| bytes >= *f && bytes.is_multiple_of(*f))
         .map_or_else(
             || format!("{bytes} B"),
             |(u, f)| format!("{} {u}", bytes / f),
@@ -117,13 +117,13 @@ pub fn format_size(bytes: u64) -> String {
 /// Print a duration in the largest unit that divides it exactly ("10s", "500ms", "5m").
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms == 0 || ms % 1000 != 0 {
+    if ms == 0 || !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let secs = ms / 1000;
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

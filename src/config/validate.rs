@@ -101,7 +101,7 @@ impl Checker<'_> {
         );
         let rate = self.rate("rate", &raw.rate, &RATE_DEFAULTS);
         let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
-        let limits = self.limits(&raw.limits);
+        let limits = self.limits(&raw.limits, base);
         let deflate = self.deflate(&raw.deflate);
         let routes = self.routes(&raw.route);
         let admin_listen = self.optional_addr("admin.listen", &raw.admin.listen);
@@ -241,22 +241,9 @@ impl Checker<'_> {
         key: &Field,
         base: Option<&Path>,
     ) -> Option<(Option<PathBuf>, Option<PathBuf>)> {
-        let mut path = |name: &str, field: &Field| -> Option<Option<PathBuf>> {
-            let Some(leaf) = field else { return Some(None) };
-            let s = self.string(name, leaf, "a file path")?;
-            if s.trim().is_empty() {
-                let msg = "is empty; give a PEM file path, or remove both tls_cert and tls_key for plain ws://";
-                self.report(name, Some(leaf.span()), msg);
-                return None;
-            }
-            let p = Path::new(s);
-            Some(Some(match base {
-                Some(dir) if p.is_relative() => dir.join(p),
-                _ => p.to_path_buf(),
-            }))
-        };
-        let c = path("server.tls_cert", cert);
-        let k = path("server.tls_key", key);
+        let hint = "give a PEM file path, or remove both tls_cert and tls_key for plain ws://";
+        let c = self.file("server.tls_cert", cert, base, hint);
+        let k = self.file("server.tls_key", key, base, hint);
         match (c?, k?) {
             (Some(cert), Some(key)) => Some((Some(cert), Some(key))),
             (None, None) => Some((None, None)),
@@ -335,7 +322,7 @@ impl Checker<'_> {
             .then_some(limits)
     }
 
-    fn limits(&mut self, l: &RawLimits) -> Option<LimitsConfig> {
+    fn limits(&mut self, l: &RawLimits, base: Option<&Path>) -> Option<LimitsConfig> {
         let max_connections = self.whole(
             "limits.max_connections",
             &l.max_connections,
@@ -374,6 +361,10 @@ impl Checker<'_> {
             parse_network,
         );
         let proxy_protocol = self.boolean("limits.proxy_protocol", &l.proxy_protocol, false);
+        let shared = match &l.shared {
+            None => Some(None),
+            Some(s) => self.shared(s, base).map(Some),
+        };
         if proxy_protocol == Some(true) && networks.as_ref().is_some_and(Vec::is_empty) {
             let msg = "is true but limits.trusted_proxies is empty; a PROXY header is believed only from trusted peers, so every connection would be refused. List your load balancers' addresses in limits.trusted_proxies (e.g. [\"10.0.0.0/8\"]) or set proxy_protocol = false";
             let span = l.proxy_protocol.as_ref().map(|l| l.span());
@@ -386,6 +377,13 @@ impl Checker<'_> {
             Setting::Absent => NonZeroU32::new(DEFAULT_CONNECTIONS_PER_IP),
         };
         let (handshakes_per_ip, handshake_burst) = handshakes?;
+        let shared = shared?;
+        if shared.is_some() && connections_per_ip.is_none() && handshakes_per_ip.is_none() {
+            let msg = "is set but limits.connections_per_ip and limits.handshakes_per_ip are both \"off\": there is nothing to share. Turn one on or remove [limits.shared]";
+            let span = l.shared.as_ref().map(|s| s.span());
+            self.report("limits.shared", span, msg);
+            return None;
+        }
         let max_connections = max_connections?.map_or(DEFAULT_MAX_CONNECTIONS, |n| n as u32);
         let max_tracked_ips = tracked?.map_or(DEFAULT_MAX_TRACKED_IPS, |n| n as u32);
         Some(LimitsConfig {
@@ -396,6 +394,7 @@ impl Checker<'_> {
             max_tracked_ips,
             trusted_proxies: TrustedProxies::new(networks?),
             proxy_protocol: proxy_protocol?,
+            shared,
         })
     }
 

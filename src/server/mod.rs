@@ -108,6 +108,10 @@ impl Server {
         } else {
             tracing::info!("drained");
         }
+        // The other instances take this one's clients now: free their fleet-wide slots.
+        if let Some(shared) = &self.state.shared {
+            shared.release_all().await;
+        }
     }
 
     fn accept(&self, stream: TcpStream, peer: SocketAddr) {

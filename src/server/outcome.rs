@@ -5,7 +5,7 @@
 //! counted and logged at debug.
 
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tracing::Level;
@@ -172,6 +172,8 @@ pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&std:
 /// The request a refusal answers, as far as it is known: hyper's own refusals come before
 /// any request is parsed ([`Asked::UNPARSED`]).
 pub(super) struct Asked<'a> {
+    /// The client IP as named by the TCP peer, a trusted PROXY header or X-Forwarded-For.
+    pub client: Option<IpAddr>,
     pub path: &'a str,
     /// The configured route, or "none".
     pub route: &'a str,
@@ -180,6 +182,7 @@ pub(super) struct Asked<'a> {
 
 impl Asked<'static> {
     pub(super) const UNPARSED: Asked<'static> = Asked {
+        client: None,
         path: "-",
         route: "none",
         origin: "-",
@@ -193,10 +196,12 @@ pub(super) fn refused(
     asked: &Asked<'_>,
     backend: Option<&Failure>,
 ) {
-    if let Refusal::ClientIp(r) = refusal {
+    if let Refusal::ClientIp(_) | Refusal::Shared(_) = refusal {
         metrics
             .rate_limited
-            .get_or_create(&ReasonLabels { reason: r.label() })
+            .get_or_create(&ReasonLabels {
+                reason: refusal.label(),
+            })
             .inc();
     }
     metrics
@@ -212,6 +217,7 @@ pub(super) fn refused(
     };
     event_at!(
         level,
+        client = asked.client.map(display),
         path = asked.path,
         status = refusal.status().as_u16(),
         rule = refusal.label(),
@@ -227,6 +233,8 @@ pub(super) fn refused(
 /// A relayed connection, for its closing line.
 pub(super) struct Relayed<'a> {
     pub peer: SocketAddr,
+    /// The client IP (see [`Asked::client`]).
+    pub client: IpAddr,
     pub path: &'a str,
     pub route: &'a str,
     pub origin: &'a str,
@@ -247,6 +255,7 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
     event_at!(
         level,
         peer = %relayed.peer,
+        client = %relayed.client,
         path = %relayed.path,
         route = %relayed.route,
         origin = %relayed.origin,

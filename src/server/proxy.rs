@@ -21,8 +21,9 @@ pub struct Proxy {
     pub(super) round_robin: Vec<RoundRobin>,
     pub(super) tls: Option<TlsAcceptor>,
     pub(super) trusted: TrustedProxies,
-    /// Applied to the process-wide per-IP tables when this configuration takes over.
-    ip_limits: IpLimitsConfig,
+    /// Applied to the process-wide per-IP tables when this configuration takes over, and
+    /// what the shared tier is asked with.
+    pub(super) ip_limits: IpLimitsConfig,
     /// What every relay starts from, built once per configuration.
     pub(super) relay: relay::Settings,
 }

@@ -23,6 +23,7 @@ use crate::limits::{ConnectionPermit, IpRefusal};
 use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
 use crate::relay;
+use crate::shared::{Lease, Verdict};
 use crate::state::{OpenConnection, State};
 use crate::upstream::{self, ClientInfo, Failure, Upstream};
 
@@ -65,11 +66,16 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _body) = req.into_parts();
     let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
-    match prepare(&conn, &parts, &origin).await {
+    let client = match conn.admitted {
+        Some((ip, _)) => ip,
+        None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), &parts.headers),
+    };
+    match prepare(&conn, &parts, &origin, client).await {
         Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
         Err((refusal, failure)) => {
             let config = &conn.proxy.config;
             let asked = Asked {
+                client: Some(client),
                 path: parts.uri.path(),
                 route: config
                     .route_for(parts.uri.path())
@@ -88,6 +94,9 @@ struct Ready {
     upstream: Upstream,
     /// The slot of a client named by X-Forwarded-For (one named at accept holds its own).
     permit: Option<ConnectionPermit>,
+    /// The fleet-wide slot (`[limits.shared]`).
+    lease: Option<Lease>,
+    client: IpAddr,
 }
 
 /// The checks in their documented order, then the backend handshake.
@@ -95,6 +104,7 @@ async fn prepare(
     conn: &Conn,
     parts: &Parts,
     origin: &str,
+    client_ip: IpAddr,
 ) -> Result<Ready, (Refusal, Option<Failure>)> {
     let refuse = |r: Refusal| (r, None);
     let proxy = &conn.proxy;
@@ -107,18 +117,25 @@ async fn prepare(
     if conn.state.open_connections() > config.limits.max_connections as usize {
         return Err(refuse(Refusal::Overloaded));
     }
-    let (client_ip, permit) = match conn.admitted {
-        Some((ip, quota)) => {
+    let permit = match conn.admitted {
+        Some((_, quota)) => {
             quota.map_err(|r| refuse(Refusal::ClientIp(r)))?;
-            (ip, None)
+            None
         }
         None => {
-            let ip = forwarded_client(&proxy.trusted, conn.peer.ip(), &parts.headers);
             let limits = &conn.state.ip_limits;
-            let client_ip = |r| refuse(Refusal::ClientIp(r));
-            limits.handshake(ip).map_err(client_ip)?;
-            (ip, Some(limits.connect(ip).map_err(client_ip)?))
+            let over = |r| refuse(Refusal::ClientIp(r));
+            limits.handshake(client_ip).map_err(over)?;
+            Some(limits.connect(client_ip).map_err(over)?)
         }
+    };
+    let lease = match &conn.state.shared {
+        None => None,
+        Some(shared) => match shared.admit(client_ip, &proxy.ip_limits).await {
+            Verdict::Allowed(lease) => lease,
+            Verdict::Refused(r) => return Err(refuse(Refusal::Shared(r))),
+            Verdict::Unavailable => return Err(refuse(Refusal::SharedStoreUnavailable)),
+        },
     };
     if let Some(rule) = upgrade.origin_report {
         metrics
@@ -153,6 +170,8 @@ async fn prepare(
         upgrade,
         upstream,
         permit,
+        lease,
+        client: client_ip,
     })
 }
 
@@ -171,6 +190,8 @@ where
         upgrade,
         upstream,
         permit,
+        lease,
+        client,
     } = ready;
     let state = conn.state.clone();
     state
@@ -210,8 +231,8 @@ where
             return;
         };
         let started = Instant::now();
-        // Both live as long as the relay.
-        let _held = (held, permit);
+        // All live as long as the relay.
+        let _held = (held, permit, lease);
         let summary = relay::relay(
             parts.io.into_inner(),
             parts.read_buf,
@@ -223,6 +244,7 @@ where
         .await;
         let relayed = Relayed {
             peer,
+            client,
             path: &path,
             route: &route,
             origin: &origin,

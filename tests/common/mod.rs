@@ -131,8 +131,9 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
 /// As [`start_guard`], with extra `[server]` keys; a key given there
 /// replaces the test default of the same name.
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
-    let proxy = Proxy::new(test_config(tls, server, body)).expect("proxy starts");
-    let state = Arc::new(State::default());
+    let config = test_config(tls, server, body);
+    let state = Arc::new(State::new(&config.limits).expect("shared limits start"));
+    let proxy = Proxy::new(config).expect("proxy starts");
     let server = Server::bind(proxy, state.clone()).await.expect("binds");
     let addr = server.local_addr();
     let handle = server.handle();

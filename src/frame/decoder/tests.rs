@@ -185,7 +185,7 @@ fn xorshift(seed: u32) -> impl FnMut() -> usize {
         s ^= s >> 17;
         s ^= s << 5;
         // Mostly small reads, sometimes large ones.
-        if s % 8 == 0 {
+        if s.is_multiple_of(8) {
             (s % 5000) as usize
         } else {
             (s % 23) as usize
