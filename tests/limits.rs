@@ -255,6 +255,27 @@ async fn proxy_protocol_is_believed_from_trusted_peers_only() {
         request.contains("x-forwarded-for: 203.0.113.7\r\n"),
         "{request}"
     );
+    // Log lines name the client the header named, not the proxy.
+    let logs = Logs::capture();
+    let mut evil = b"PROXY TCP4 203.0.113.8 10.0.0.1 5555 443\r\n".to_vec();
+    evil.extend(upgrade_request("/chat", "Origin: https://evil.example\r\n"));
+    let answer = raw_request(guard.addr, false, &evil).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let lines = logs.lines();
+    let refused = lines
+        .iter()
+        .find(|l| l["rule"] == "origin_not_allowed")
+        .expect("the refusal is logged");
+    assert_eq!(refused["client"], "203.0.113.8", "{refused}");
+    assert_eq!(refused["span"]["client"], "203.0.113.8", "{refused}");
+    assert_eq!(
+        refused["span"]["peer"]
+            .as_str()
+            .map(|p| p.starts_with("127.0.0.1:")),
+        Some(true),
+        "{refused}"
+    );
+    drop(logs);
 
     // From an untrusted peer the same header is refused before TLS or HTTP:
     // closed without an answer, no backend.

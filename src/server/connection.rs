@@ -80,6 +80,9 @@ pub(super) async fn run(
                 }
                 Err(_) => return outcome::dropped(metrics, Dropped::ProxyHeaderTimeout, None),
             };
+            if let Some(ip) = header {
+                tracing::Span::current().record("client", tracing::field::display(ip));
+            }
             match client_at_accept(&proxy.trusted, peer.ip(), header) {
                 None => Client::Forwarded,
                 Some(ip) => match admit(&state.ip_limits, ip) {

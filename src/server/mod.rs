@@ -119,7 +119,8 @@ impl Server {
         let proxy = self.proxy.current();
         let state = &self.state;
         state.metrics.connections_accepted.inc();
-        let span = tracing::info_span!("conn", %peer);
+        // `client` is filled in when a PROXY header names someone other than the peer.
+        let span = tracing::info_span!("conn", %peer, client = tracing::field::Empty);
         let drop_now = |why| span.in_scope(|| outcome::dropped(&state.metrics, why, None));
         // Over the cap, a connection still gets its 503 once its request is
         // read; far over it, it is dropped at once to keep file descriptors.
