@@ -236,6 +236,7 @@ async fn run(
     let bound = (every / 2).max(settings.timeout);
     // The first round probes at once, so the log tells at start whether the store answers.
     let mut next = Instant::now();
+    let mut renew_at = next;
     loop {
         tokio::select! {
             () = leases.wake.notified() => {
@@ -250,11 +251,17 @@ async fn run(
                     let ping = redis::cmd("PING");
                     let answer = timeout(PROBE_INTERVAL / 2, ping.exec_async(&mut conn)).await;
                     report(&health, answer.map(|r| r.map_err(StoreError::from)));
+                    // Back up: every live lease is written back now, not at the next renewal.
+                    renew_at = Instant::now();
                 }
-                if health.is_up() {
+                if health.is_up() && Instant::now() >= renew_at {
                     report(&health, timeout(bound, leases.renew(&mut conn, &script, settings.lease)).await);
+                    renew_at = Instant::now() + every;
                 }
-                next = Instant::now() + if health.is_up() { every } else { PROBE_INTERVAL };
+                // A tick every second even while up: an admission may find the store down at
+                // any moment, and the probes must start within a second, not at the next renewal.
+                let tick = Instant::now() + PROBE_INTERVAL;
+                next = if health.is_up() { tick.min(renew_at) } else { tick };
             }
         }
     }
