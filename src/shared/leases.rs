@@ -23,6 +23,9 @@ use crate::metrics::SharedMetrics;
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Leases per renewal script: bounds the time one script holds the store.
 const RENEW_CHUNK: usize = 500;
+/// Removals kept while the store is down; past this many, the members left behind expire
+/// within one lease instead.
+const MAX_PENDING_REMOVALS: usize = 10_000;
 
 pub(super) struct Settings {
     pub instance: String,
@@ -216,7 +219,10 @@ impl Drop for Lease {
             leases.metrics.leases.set(live.len() as i64);
         }
         if self.written {
-            lock(&leases.ended).push((Arc::clone(&self.key), self.id));
+            let mut ended = lock(&leases.ended);
+            if ended.len() < MAX_PENDING_REMOVALS {
+                ended.push((Arc::clone(&self.key), self.id));
+            }
             leases.wake.notify_one();
         }
     }
@@ -239,9 +245,13 @@ async fn run(
     let mut renew_at = next;
     loop {
         tokio::select! {
-            () = leases.wake.notified() => {
+            // While the store is down removals wait for it (the wake-up is kept): it may still
+            // hold the member of a connection that ended meanwhile, or add it late (an
+            // admission it answered after `timeout`), and that member would count until it
+            // expires.
+            () = leases.wake.notified(), if health.is_up() => {
                 let ended = std::mem::take(&mut *lock(&leases.ended));
-                if health.is_up() && !ended.is_empty() {
+                if !ended.is_empty() {
                     // Not retried: a member left behind expires within one lease.
                     report(&health, timeout(bound, leases.remove(&mut conn, ended)).await);
                 }
