@@ -23,6 +23,9 @@ use crate::metrics::SharedMetrics;
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Leases per renewal script: bounds the time one script holds the store.
 const RENEW_CHUNK: usize = 500;
+/// Removals kept while the store is down; past this many, the members left behind expire
+/// within one lease instead.
+const MAX_PENDING_REMOVALS: usize = 10_000;
 
 pub(super) struct Settings {
     pub instance: String,
@@ -216,7 +219,10 @@ impl Drop for Lease {
             leases.metrics.leases.set(live.len() as i64);
         }
         if self.written {
-            lock(&leases.ended).push((Arc::clone(&self.key), self.id));
+            let mut ended = lock(&leases.ended);
+            if ended.len() < MAX_PENDING_REMOVALS {
+                ended.push((Arc::clone(&self.key), self.id));
+            }
             leases.wake.notify_one();
         }
     }
@@ -236,11 +242,16 @@ async fn run(
     let bound = (every / 2).max(settings.timeout);
     // The first round probes at once, so the log tells at start whether the store answers.
     let mut next = Instant::now();
+    let mut renew_at = next;
     loop {
         tokio::select! {
-            () = leases.wake.notified() => {
+            // While the store is down removals wait for it (the wake-up is kept): it may still
+            // hold the member of a connection that ended meanwhile, or add it late (an
+            // admission it answered after `timeout`), and that member would count until it
+            // expires.
+            () = leases.wake.notified(), if health.is_up() => {
                 let ended = std::mem::take(&mut *lock(&leases.ended));
-                if health.is_up() && !ended.is_empty() {
+                if !ended.is_empty() {
                     // Not retried: a member left behind expires within one lease.
                     report(&health, timeout(bound, leases.remove(&mut conn, ended)).await);
                 }
@@ -250,11 +261,17 @@ async fn run(
                     let ping = redis::cmd("PING");
                     let answer = timeout(PROBE_INTERVAL / 2, ping.exec_async(&mut conn)).await;
                     report(&health, answer.map(|r| r.map_err(StoreError::from)));
+                    // Back up: every live lease is written back now, not at the next renewal.
+                    renew_at = Instant::now();
                 }
-                if health.is_up() {
+                if health.is_up() && Instant::now() >= renew_at {
                     report(&health, timeout(bound, leases.renew(&mut conn, &script, settings.lease)).await);
+                    renew_at = Instant::now() + every;
                 }
-                next = Instant::now() + if health.is_up() { every } else { PROBE_INTERVAL };
+                // A tick every second even while up: an admission may find the store down at
+                // any moment, and the probes must start within a second, not at the next renewal.
+                let tick = Instant::now() + PROBE_INTERVAL;
+                next = if health.is_up() { tick.min(renew_at) } else { tick };
             }
         }
     }

@@ -71,7 +71,10 @@ impl From<redis::RedisError> for StoreError {
             StoreError::Timeout
         } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
             StoreError::Connection(text)
-        } else if matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) {
+        } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+            // A refused AUTH at connect is a client-side kind without a server code.
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        {
             StoreError::Auth(text)
         } else {
             StoreError::Server(text)
