@@ -394,6 +394,28 @@ async fn a_stopped_store_with_on_error_closed_answers_503_and_recovers() {
 }
 
 #[tokio::test]
+async fn a_store_restarted_while_the_instance_was_idle_costs_no_handshake() {
+    let mut redis = RedisServer::start().await;
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    // The lease task renews only every 10 s: the handshake is the first to meet the
+    // connection the restart closed.
+    let a = start_guard(
+        false,
+        &fleet(&backend, &redis, &cap(2), "on_error = \"closed\"\n"),
+    )
+    .await;
+    drop(upgraded(&a).await);
+    redis.wait_members(CONN_KEY, 0).await;
+    redis.stop().await;
+    redis.start_again().await;
+    let _held = upgraded(&a).await;
+    assert_eq!(decisions(&a, "error_closed"), 0.0, "{}", a.metrics());
+    assert_eq!(decisions(&a, "allowed"), 2.0);
+    assert_eq!(a.metric(UP), 1.0);
+    redis.wait_members(CONN_KEY, 1).await;
+}
+
+#[tokio::test]
 async fn a_hanging_store_costs_a_handshake_at_most_the_timeout() {
     let redis = RedisServer::start().await;
     let backend = start_backend(Answer::Echo { protocol: None }).await;

@@ -166,7 +166,19 @@ impl SharedLimits {
         }
         let mut conn = self.conn.clone();
         let started = Instant::now();
-        let answer = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await;
+        let call = async {
+            match invocation.invoke_async(&mut conn).await {
+                // A connection the store closed while this instance was idle (a Redis
+                // restart) is found by the first command after it, which the client answers
+                // by reconnecting: one retry within the same timeout keeps that handshake
+                // from being decided by on_error.
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    invocation.invoke_async(&mut conn).await
+                }
+                answer => answer,
+            }
+        };
+        let answer = tokio::time::timeout(self.timeout, call).await;
         self.metrics
             .seconds
             .observe(started.elapsed().as_secs_f64());
