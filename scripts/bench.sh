@@ -60,17 +60,7 @@ missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v haproxy >/dev/null || missing+=(haproxy)
 if ((${#missing[@]})); then
-    echo "installing ${missing[*]} with apt-get"
-    # Keep the packages' init scripts from starting system-wide daemons.
-    made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+    scripts/apt-install.sh "${missing[@]}"
 fi
 command -v taskset >/dev/null || { echo "bench.sh: taskset (util-linux) is required" >&2; exit 1; }
 

@@ -514,7 +514,7 @@ async fn read_echoes(
     }
 }
 
-fn percentiles(lat: &mut [u64]) -> Value {
+pub(crate) fn percentiles(lat: &mut [u64]) -> Value {
     if lat.is_empty() {
         return Value::Null;
     }

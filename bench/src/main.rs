@@ -4,11 +4,13 @@
 //! `run` drives one scenario against one URL with hand-built, masked,
 //! pipelined client frames over ws:// or wss://, checks every echo (content
 //! and order) and prints one JSON line. `report` turns those lines into the
-//! markdown table and the latency plot.
+//! markdown table and the latency plot. `handshakes` opens and closes connections from
+//! many source addresses, for what a handshake costs.
 
 mod bodies;
 mod chat;
 mod deflate;
+mod handshakes;
 mod load;
 mod plot;
 mod procstat;
@@ -16,6 +18,7 @@ mod report;
 mod ws;
 
 use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,6 +41,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the markdown comparison table from result lines; draw the plot.
     Report(ReportArgs),
+    /// Open, upgrade and close connections from many source addresses; print one JSON line
+    /// (with --hold: one when the connections are open, one when they are closed).
+    Handshakes(HandshakesArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,9 +133,47 @@ struct ReportArgs {
     plot: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct HandshakesArgs {
+    /// ws://IPV4:PORT/PATH
+    #[arg(long)]
+    url: String,
+    /// First client source address; the others follow it (127.0.0.0/8 is all loopback).
+    #[arg(long, default_value = "127.1.0.1")]
+    source: Ipv4Addr,
+    /// Source addresses, taken in turn.
+    #[arg(long, default_value_t = 1000)]
+    sources: u32,
+    /// Connections cycling at once.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    conns: u32,
+    /// Seconds of cycling before the measurement window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    duration: f64,
+    /// Instead of cycling: open this many connections (source i for the i-th) and hold
+    /// them until stdin closes.
+    #[arg(long)]
+    hold: Option<u32>,
+    /// Longest hold, in seconds, should stdin never close.
+    #[arg(long, default_value_t = 60.0)]
+    hold_max: f64,
+    #[arg(long, default_value = "http://localhost")]
+    origin: String,
+    /// The proxies (repeat, or comma-separate), for their CPU time per handshake.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// The limit store's process, for its CPU time per handshake.
+    #[arg(long = "store-pid", value_delimiter = ',')]
+    store_pids: Vec<u32>,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(*args),
+        Command::Handshakes(args) => handshakes(args),
         Command::Report(args) => match report::report(&args.inputs, args.plot.as_deref()) {
             Ok(table) => {
                 print!("{table}");
@@ -141,6 +185,55 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn handshakes(args: HandshakesArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("wsguard-bench handshakes: {msg}");
+        ExitCode::from(2)
+    };
+    let target = match ws::Target::parse(&args.url) {
+        Ok(t) if !t.tls => t,
+        Ok(_) => return fail("only ws:// URLs".into()),
+        Err(e) => return fail(e),
+    };
+    // The sources are IPv4, so the target must be an IPv4 address too.
+    let addr = match format!("{}:{}", target.host, target.port).parse::<SocketAddr>() {
+        Ok(a @ SocketAddr::V4(_)) => a,
+        _ => return fail(format!("{}: the host must be an IPv4 address", args.url)),
+    };
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let cfg = handshakes::Config {
+        target,
+        addr,
+        origin: args.origin,
+        first: args.source,
+        count: args.sources.max(1),
+        conns: args.conns.max(1),
+        warmup: secs(args.warmup),
+        duration: secs(args.duration),
+        hold: args.hold,
+        hold_max: secs(args.hold_max),
+        pids: args.pids,
+        store_pids: args.store_pids,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    let result = runtime.block_on(handshakes::run(cfg));
+    println!("{result}");
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if result["errors"].as_u64().unwrap_or(1) > 0 {
+        return fail(format!(
+            "{} errors; first: {}",
+            result["errors"], result["first_error"]
+        ));
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(args: RunArgs) -> ExitCode {
