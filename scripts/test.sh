@@ -7,7 +7,6 @@ if ! command -v redis-server >/dev/null && [[ -z "${WSGUARD_REDIS_SERVER:-}" ]];
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     echo "installing redis-server for the shared-limit tests" >&2
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    "${sudo[@]}" "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" redis-server
 fi
 exec cargo test --locked "$@"
