@@ -58,10 +58,12 @@ if [[ $have != "$WEBSOCKETS_VERSION" ]]; then
 fi
 
 # --- build --------------------------------------------------------------------------
-echo "==> cargo build --release --locked (wsguard, wsguard-echo, wsguard-bench)"
+bins=(wsguard wsguard-echo)
+((measure)) && bins+=(wsguard-bench)  # the load generator, only for the measurements
+echo "==> cargo build --release --locked (${bins[*]})"
 cargo build --release --locked --quiet -p wsguard --bins
-cargo build --release --locked --quiet -p wsguard-bench
-for bin in wsguard wsguard-echo wsguard-bench; do
+((measure)) && cargo build --release --locked --quiet -p wsguard-bench
+for bin in "${bins[@]}"; do
     [[ -x $BIN/$bin ]] || { echo "fleet-test.sh: $BIN/$bin not built" >&2; exit 1; }
 done
 
