@@ -18,6 +18,7 @@ pub mod deflate;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod dev_certs;
+pub mod fleet;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
@@ -27,7 +28,6 @@ pub mod proxy_protocol;
 pub mod refusal;
 pub mod relay;
 pub mod server;
-pub mod shared;
 pub mod state;
 pub mod tls;
 pub mod upstream;

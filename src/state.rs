@@ -9,9 +9,9 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::config::LimitsConfig;
+use crate::fleet::{SharedLimits, StoreError};
 use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::Metrics;
-use crate::shared::{SharedLimits, StoreError};
 
 pub struct State {
     pub metrics: Arc<Metrics>,

@@ -9,10 +9,10 @@ mod check;
 mod deflate;
 mod effective;
 mod error;
+mod fleet;
 mod rates;
 mod raw;
 mod routes;
-mod shared;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::client_ip::TrustedProxies;
+use crate::fleet::SharedConfig;
 use crate::limits::FrameRateConfig;
 use crate::origin::AllowList;
-use crate::shared::SharedConfig;
 
 pub use error::{ConfigErrors, ConfigProblem};
 pub use units::{format_duration, format_size};

@@ -651,7 +651,7 @@ fn shared_limits_section() {
     );
     assert_eq!(shared.key_prefix, "wsguard:");
     assert_eq!(shared.timeout, std::time::Duration::from_millis(20));
-    assert_eq!(shared.on_error, crate::shared::OnError::Closed);
+    assert_eq!(shared.on_error, crate::fleet::OnError::Closed);
     assert_eq!(shared.lease, std::time::Duration::from_secs(9));
     let text = c.to_effective_toml();
     assert!(text.contains("[limits.shared]\nredis = \"redis://10.0.0.5:6379/2\"\npassword_file = \"/etc/wsguard/secrets/redis\"\n# ca_file: not set\nkey_prefix = \"wsguard:\"\ntimeout = \"20ms\"\non_error = \"closed\"\nlease = \"9s\"\n"), "{text}");
@@ -668,9 +668,9 @@ fn shared_limits_section() {
     assert_eq!(
         (shared.timeout, shared.on_error, shared.lease),
         (
-            crate::shared::DEFAULT_TIMEOUT,
-            crate::shared::OnError::Open,
-            crate::shared::DEFAULT_LEASE
+            crate::fleet::DEFAULT_TIMEOUT,
+            crate::fleet::OnError::Open,
+            crate::fleet::DEFAULT_LEASE
         )
     );
     let text = Config::from_str(MINIMAL, "t.toml")

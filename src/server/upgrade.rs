@@ -18,12 +18,12 @@ use tokio::time::Instant;
 use super::outcome::{self, Asked, Relayed};
 use super::proxy::Proxy;
 use crate::client_ip::forwarded_client;
+use crate::fleet::{Lease, Verdict};
 use crate::handshake::{self, Upgrade};
 use crate::limits::{ConnectionPermit, IpRefusal};
 use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
 use crate::relay;
-use crate::shared::{Lease, Verdict};
 use crate::state::{OpenConnection, State};
 use crate::upstream::{self, ClientInfo, Failure, Upstream};
 

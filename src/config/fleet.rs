@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::check::Checker;
 use super::raw::{Field, Leaf, RawShared};
-use crate::shared::{OnError, SharedConfig, DEFAULT_KEY_PREFIX, DEFAULT_LEASE, DEFAULT_TIMEOUT};
+use crate::fleet::{OnError, SharedConfig, DEFAULT_KEY_PREFIX, DEFAULT_LEASE, DEFAULT_TIMEOUT};
 
 /// Shortest `lease` (3 s, renewed every second): less is a renewal storm for the store.
 const MIN_LEASE: Duration = Duration::from_secs(3);
