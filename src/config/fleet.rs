@@ -7,7 +7,7 @@ use redis::IntoConnectionInfo;
 use toml::Spanned;
 
 use super::check::Checker;
-use super::raw::{Field, Leaf, RawShared};
+use super::raw::{Field, RawShared};
 use crate::fleet::{OnError, SharedConfig, DEFAULT_KEY_PREFIX, DEFAULT_LEASE, DEFAULT_TIMEOUT};
 
 /// Shortest `lease` (3 s, renewed every second): less is a renewal storm for the store.
@@ -108,22 +108,13 @@ impl Checker<'_> {
     }
 
     fn key_prefix(&mut self, field: &Field) -> Option<String> {
-        const KEY: &str = "limits.shared.key_prefix";
-        let Some(leaf) = field else {
-            return Some(DEFAULT_KEY_PREFIX.to_owned());
-        };
-        let Leaf::Str(p) = leaf.get_ref() else {
-            return self.mistyped(KEY, leaf, "a string like \"wsguard:\"");
-        };
-        let ok = !p.is_empty()
-            && p.len() <= MAX_KEY_PREFIX
-            && p.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
-        if !ok {
-            let msg = format!("must be 1 to {MAX_KEY_PREFIX} printable ASCII characters without spaces or braces (braces would break the keys' hash tag)");
-            self.report(KEY, Some(leaf.span()), msg);
-            return None;
-        }
-        Some(p.clone())
+        let want = "a string like \"wsguard:\"";
+        let default = DEFAULT_KEY_PREFIX.to_owned();
+        self.parsed("limits.shared.key_prefix", field, default, want, |p| {
+            let ok = !p.is_empty()
+                && p.len() <= MAX_KEY_PREFIX
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+            ok.then(|| p.to_owned()).ok_or_else(|| format!("must be 1 to {MAX_KEY_PREFIX} printable ASCII characters without spaces or braces (braces would break the keys' hash tag)"))
+        })
     }
 }

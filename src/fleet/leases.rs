@@ -53,11 +53,18 @@ pub struct Lease {
     leases: Arc<Leases>,
     id: u64,
     key: Arc<str>,
-    member: String,
-    /// Whether the store may hold this member: held (admitted), or the admission script was
-    /// sent and its answer not seen.
-    written: bool,
-    held: bool,
+    state: LeaseState,
+}
+
+/// Where a lease stands; the store may hold its member once it is `Sent` or `Held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseState {
+    /// Not in the store: not asked yet, or the store answered without adding it.
+    Reserved,
+    /// The admission script carrying it was sent and its answer not seen.
+    Sent,
+    /// Admitted: in the live table, renewed until dropped.
+    Held,
 }
 
 impl std::fmt::Debug for Leases {
@@ -102,9 +109,7 @@ impl Leases {
             leases: Arc::clone(self),
             id,
             key: key.into(),
-            member: self.member(id),
-            written: false,
-            held: false,
+            state: LeaseState::Reserved,
         }
     }
 
@@ -185,25 +190,25 @@ impl Leases {
 }
 
 impl Lease {
-    /// The member this lease is stored under.
-    pub(super) fn member(&self) -> &str {
-        &self.member
+    /// The member this lease is stored under (made when needed: a held lease keeps only its
+    /// id, which the renewals format the same way).
+    pub(super) fn member(&self) -> String {
+        self.leases.member(self.id)
     }
 
     /// The admission script carrying this lease is about to be sent.
     pub(super) fn sent(&mut self) {
-        self.written = true;
+        self.state = LeaseState::Sent;
     }
 
     /// The store's answer was seen and it did not add the member.
     pub(super) fn not_added(&mut self) {
-        self.written = false;
+        self.state = LeaseState::Reserved;
     }
 
     /// The connection is admitted: renewed from now on until dropped.
     pub(super) fn hold(&mut self) {
-        self.held = true;
-        self.written = true;
+        self.state = LeaseState::Held;
         let mut live = lock(&self.leases.live);
         live.insert(self.id, Arc::clone(&self.key));
         self.leases.metrics.leases.set(live.len() as i64);
@@ -213,12 +218,12 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let leases = &self.leases;
-        if self.held {
+        if self.state == LeaseState::Held {
             let mut live = lock(&leases.live);
             live.remove(&self.id);
             leases.metrics.leases.set(live.len() as i64);
         }
-        if self.written {
+        if self.state != LeaseState::Reserved {
             let mut ended = lock(&leases.ended);
             if ended.len() < MAX_PENDING_REMOVALS {
                 ended.push((Arc::clone(&self.key), self.id));

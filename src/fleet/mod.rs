@@ -65,7 +65,7 @@ impl SharedLimits {
     /// starts the lease task. Fails only on what the configuration points at: the password
     /// or CA file, or a URL the client refuses.
     pub fn start(cfg: &SharedConfig, metrics: SharedMetrics) -> Result<SharedLimits, StoreError> {
-        let conn = store::connect(cfg)?;
+        let (conn, store) = store::connect(cfg)?;
         let instance = store::instance_id();
         let health = Arc::new(Health::new(metrics.clone(), cfg.on_error));
         let leases = Leases::start(
@@ -79,7 +79,7 @@ impl SharedLimits {
             metrics.clone(),
         );
         tracing::info!(
-            store = %store::describe(cfg),
+            store = %store,
             instance = %instance,
             lease_ms = cfg.lease.as_millis() as u64,
             on_error = %cfg.on_error,
@@ -120,14 +120,7 @@ impl SharedLimits {
         };
         let (verdict, outcome) = match answer {
             Some(Admitted::Yes) => (Verdict::Allowed(hold(lease)), "allowed"),
-            Some(Admitted::TooManyConnections) => (
-                Verdict::Refused(IpRefusal::TooManyConnections),
-                "ip_connections",
-            ),
-            Some(Admitted::TooManyHandshakes { retry_after }) => (
-                Verdict::Refused(IpRefusal::TooManyHandshakes { retry_after }),
-                "ip_handshake_rate",
-            ),
+            Some(Admitted::No(refusal)) => (Verdict::Refused(refusal), refusal.label()),
             // Admitted without the store: the lease is written into it once it answers.
             None if self.on_error == OnError::Open => (Verdict::Allowed(hold(lease)), "error_open"),
             None => (Verdict::Unavailable, "error_closed"),
@@ -156,11 +149,8 @@ impl SharedLimits {
     ) -> Result<Admitted, StoreError> {
         let mut invocation = self.admit.key(conn_key);
         invocation.key(rate_key);
-        quota.args(
-            &mut invocation,
-            lease.as_deref().map(Lease::member),
-            self.lease,
-        );
+        let member = lease.as_deref().map(Lease::member);
+        quota.args(&mut invocation, member.as_deref(), self.lease);
         if let Some(lease) = lease.as_deref_mut() {
             lease.sent();
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::{ScriptInvocation, Value};
 
 use super::store::StoreError;
-use crate::limits::IpLimitsConfig;
+use crate::limits::{IpLimitsConfig, IpRefusal};
 
 /// One handshake of one client key, atomically.
 ///
@@ -123,12 +123,11 @@ pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The admission script's answer.
+/// The admission script's answer: yes, or the refusal the local tier would give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admitted {
     Yes,
-    TooManyConnections,
-    TooManyHandshakes { retry_after: Duration },
+    No(IpRefusal),
 }
 
 /// Reads the admission script's reply (see [`ADMIT`]).
@@ -138,10 +137,10 @@ pub(super) fn admitted(reply: Value) -> Result<Admitted, StoreError> {
     };
     match items.as_slice() {
         [Value::Int(0)] => Ok(Admitted::Yes),
-        [Value::Int(1)] => Ok(Admitted::TooManyConnections),
-        [Value::Int(2), Value::Int(us)] => Ok(Admitted::TooManyHandshakes {
+        [Value::Int(1)] => Ok(Admitted::No(IpRefusal::TooManyConnections)),
+        [Value::Int(2), Value::Int(us)] => Ok(Admitted::No(IpRefusal::TooManyHandshakes {
             retry_after: Duration::from_micros(u64::try_from(*us).unwrap_or(0)),
-        }),
+        })),
         _ => Err(StoreError::Reply),
     }
 }
@@ -189,9 +188,9 @@ mod tests {
         assert_eq!(admitted(Value::Array(vec![int(0)])).unwrap(), Admitted::Yes);
         assert_eq!(
             admitted(Value::Array(vec![int(2), int(1_500_000)])).unwrap(),
-            Admitted::TooManyHandshakes {
+            Admitted::No(IpRefusal::TooManyHandshakes {
                 retry_after: Duration::from_millis(1500)
-            }
+            })
         );
         assert!(admitted(Value::Array(vec![int(3)])).is_err());
         assert!(admitted(Value::Nil).is_err());

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo};
+use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use super::config::{OnError, SharedConfig};
 use crate::metrics::{KindLabels, SharedMetrics};
@@ -82,11 +82,13 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// The connection manager for `cfg`: lazy, so a store that is down at start does not stop
-/// wsguard; reconnects with a short backoff whenever a command finds the connection broken.
-pub(super) fn connect(cfg: &SharedConfig) -> Result<ConnectionManager, StoreError> {
+/// The connection manager for `cfg`, and the store as log lines name it. Lazy, so a store
+/// that is down at start does not stop wsguard; reconnects with a short backoff whenever a
+/// command finds the connection broken.
+pub(super) fn connect(cfg: &SharedConfig) -> Result<(ConnectionManager, String), StoreError> {
     let setup = |e: redis::RedisError| StoreError::Setup(e.to_string());
     let mut info = cfg.url.as_str().into_connection_info().map_err(setup)?;
+    let described = describe(&info);
     if let Some(path) = &cfg.password_file {
         let password = read_secret(path)?;
         let settings = info.redis_settings().clone().set_password(password);
@@ -108,7 +110,8 @@ pub(super) fn connect(cfg: &SharedConfig) -> Result<ConnectionManager, StoreErro
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, manager).map_err(setup)
+    let conn = ConnectionManager::new_lazy_with_config(client, manager).map_err(setup)?;
+    Ok((conn, described))
 }
 
 /// A connection attempt gets at least this long, even with a shorter command timeout: a TLS
@@ -127,18 +130,13 @@ fn read_secret(path: &PathBuf) -> Result<String, StoreError> {
 }
 
 /// The store for log lines: its address, never its credentials.
-pub(super) fn describe(cfg: &SharedConfig) -> String {
-    match cfg.url.as_str().into_connection_info() {
-        Ok(info) => {
-            let db = info.redis_settings().db();
-            match info.addr() {
-                ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
-                ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
-                ConnectionAddr::Unix(path) => format!("unix://{}", path.display()),
-                _ => "redis".to_owned(),
-            }
-        }
-        Err(_) => "redis".to_owned(),
+fn describe(info: &ConnectionInfo) -> String {
+    let db = info.redis_settings().db();
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
+        ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
+        ConnectionAddr::Unix(path) => format!("unix://{}", path.display()),
+        _ => "redis".to_owned(),
     }
 }
 
