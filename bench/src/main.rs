@@ -187,6 +187,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` on a current-thread runtime; connection tasks that did not finish are left
+/// behind without waiting.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let output = runtime.block_on(f);
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(output)
+}
+
+/// A command-line duration in seconds; negative is zero.
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
 fn handshakes(args: HandshakesArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("wsguard-bench handshakes: {msg}");
@@ -202,7 +219,6 @@ fn handshakes(args: HandshakesArgs) -> ExitCode {
         Ok(a @ SocketAddr::V4(_)) => a,
         _ => return fail(format!("{}: the host must be an IPv4 address", args.url)),
     };
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let cfg = handshakes::Config {
         target,
         addr,
@@ -210,23 +226,18 @@ fn handshakes(args: HandshakesArgs) -> ExitCode {
         first: args.source,
         count: args.sources.max(1),
         conns: args.conns.max(1),
-        warmup: secs(args.warmup),
-        duration: secs(args.duration),
+        warmup: seconds(args.warmup),
+        duration: seconds(args.duration),
         hold: args.hold,
-        hold_max: secs(args.hold_max),
+        hold_max: seconds(args.hold_max),
         pids: args.pids,
         store_pids: args.store_pids,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let result = match block_on(handshakes::run(cfg)) {
         Ok(r) => r,
-        Err(e) => return fail(format!("runtime: {e}")),
+        Err(e) => return fail(e),
     };
-    let result = runtime.block_on(handshakes::run(cfg));
     println!("{result}");
-    runtime.shutdown_timeout(Duration::from_millis(100));
     if result["errors"].as_u64().unwrap_or(1) > 0 {
         return fail(format!(
             "{} errors; first: {}",
@@ -259,7 +270,6 @@ fn run(args: RunArgs) -> ExitCode {
         (None, true) => return fail("wss:// needs --ca".into()),
         _ => None,
     };
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let cfg = load::Config {
         mode: match args.mode {
             ModeArg::Throughput => load::Mode::Throughput,
@@ -280,20 +290,16 @@ fn run(args: RunArgs) -> ExitCode {
         },
         deflate: args.deflate,
         rate: args.rate.max(1.0),
-        warmup: secs(args.warmup),
-        duration: secs(args.duration),
-        hold: secs(args.hold),
+        warmup: seconds(args.warmup),
+        duration: seconds(args.duration),
+        hold: seconds(args.hold),
         pids: args.pids,
         backend_pids: args.backend_pids,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mut result = match block_on(load::run(cfg)) {
         Ok(r) => r,
-        Err(e) => return fail(format!("runtime: {e}")),
+        Err(e) => return fail(e),
     };
-    let mut result = runtime.block_on(load::run(cfg));
     result["label"] = args.label.into();
     result["scenario"] = args.scenario.into();
     let line = result.to_string();
@@ -308,8 +314,6 @@ fn run(args: RunArgs) -> ExitCode {
             return fail(format!("{}: {e}", path.display()));
         }
     }
-    // Leave connection tasks that did not finish behind without waiting.
-    runtime.shutdown_timeout(Duration::from_millis(100));
     if result["errors"].as_u64().unwrap_or(1) > 0 {
         eprintln!(
             "wsguard-bench: {} errors; first: {}",
