@@ -11,6 +11,7 @@
 //! [`refusal::Refusal`] (HTTP status) and [`frame::Violation`] (close code).
 
 pub mod admin;
+pub mod auth;
 pub mod client_ip;
 pub mod config;
 pub mod deflate;

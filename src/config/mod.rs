@@ -24,6 +24,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::{AuthConfig, RouteAuth};
 use crate::client_ip::TrustedProxies;
 use crate::fleet::SharedConfig;
 use crate::limits::FrameRateConfig;
@@ -142,6 +143,8 @@ pub struct Config {
     pub deflate: DeflateConfig,
     /// At least one; paths are unique per match kind.
     pub routes: Vec<Route>,
+    /// `[auth.NAME]` sections, in file order; routes refer to them by index.
+    pub auth: Vec<AuthConfig>,
     pub admin: AdminConfig,
     pub demo: DemoConfig,
 }
@@ -219,6 +222,11 @@ pub struct LimitsConfig {
     /// `[limits.shared]`: the per-IP limits fleet-wide, through Redis. `None` = this process
     /// alone.
     pub shared: Option<SharedConfig>,
+    /// Failed authentications per client IP per minute; over → 429. `None` = off.
+    pub auth_failures_per_ip: Option<NonZeroU32>,
+    /// Failed authentications at once per client IP; `Some` exactly when
+    /// `auth_failures_per_ip` is.
+    pub auth_failure_burst: Option<NonZeroU32>,
 }
 
 /// `[origin]`: which browser origins may open a socket.
@@ -262,6 +270,8 @@ pub struct Route {
     pub subprotocols: Vec<String>,
     /// Overrides `[deflate] mode` on this route.
     pub deflate: Option<DeflateMode>,
+    /// `auth`, `keep_token` and `max_session`.
+    pub auth: RouteAuth,
 }
 
 /// `[[route]] match`.

@@ -8,6 +8,7 @@ use super::check::Checker;
 use super::error::ConfigProblem;
 use super::raw::RawRoute;
 use super::{Backend, PathMatch, Route};
+use crate::auth::RouteAuth;
 
 impl Checker<'_> {
     pub(super) fn routes(&mut self, raw: &[Spanned<RawRoute>]) -> Option<Vec<Route>> {
@@ -88,6 +89,7 @@ impl Checker<'_> {
             backends: backends?,
             subprotocols: subprotocols?,
             deflate: deflate?,
+            auth: RouteAuth::default(),
         };
         Some((route, line.unwrap_or(0)))
     }

@@ -144,6 +144,7 @@ impl Checker<'_> {
             limits: limits?,
             deflate: deflate?,
             routes: routes?,
+            auth: Vec::new(),
             admin,
             demo: DemoConfig {
                 backend_listen: backend_listen?,
@@ -395,6 +396,8 @@ impl Checker<'_> {
             trusted_proxies: TrustedProxies::new(networks?),
             proxy_protocol: proxy_protocol?,
             shared,
+            auth_failures_per_ip: None,
+            auth_failure_burst: None,
         })
     }
 

@@ -1,0 +1,6 @@
+//! Authentication at the handshake (`[auth.NAME]`, `[[route]] auth`).
+
+mod config;
+pub mod http;
+
+pub use config::*;
