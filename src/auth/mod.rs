@@ -2,5 +2,6 @@
 
 mod config;
 pub mod http;
+pub mod jwks;
 
 pub use config::*;
