@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -100,6 +101,15 @@ impl HttpClient {
         Ok(HttpClient { client })
     }
 
+    /// Sends `req` and returns the answer with its body unread, for a caller whose bound on
+    /// the body depends on the status. No timeout: the caller bounds the whole exchange.
+    pub async fn send(&self, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, FetchError> {
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| FetchError::Transport(error_chain(&e)))
+    }
+
     /// Sends `req` and reads the whole answer, at most `max_body` bytes of body, all within
     /// `timeout`.
     pub async fn fetch(
@@ -109,12 +119,7 @@ impl HttpClient {
         max_body: usize,
     ) -> Result<Response<Bytes>, FetchError> {
         let exchange = async {
-            let response = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| FetchError::Transport(error_chain(&e)))?;
-            let (parts, body) = response.into_parts();
+            let (parts, body) = self.send(req).await?.into_parts();
             let body = Limited::new(body, max_body)
                 .collect()
                 .await

@@ -3,6 +3,7 @@
 //! dev CA, and a raw socket client for hostile bytes). Every wait is bounded.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod auth_service;
 pub mod jwks;
 pub mod redis;
 
