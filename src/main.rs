@@ -108,8 +108,27 @@ fn main() -> ExitCode {
         }
     }
     let effective = config.to_effective_toml();
-    let proxy = match Proxy::new(config) {
-        Ok(p) => p,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    // The shared tier and the [auth] sections start their background work on the runtime.
+    let entered = runtime.enter();
+    let started = State::new(&config.limits)
+        .map_err(|e| e.to_string())
+        .and_then(|state| {
+            let proxy = Proxy::new(config, &state).map_err(|e| e.to_string())?;
+            Ok((Arc::new(state), proxy))
+        });
+    drop(entered);
+    let (state, proxy) = match started {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("{}: {e}", cli.config.display());
             return ExitCode::from(EXIT_CONFIG);
@@ -122,22 +141,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
-    };
     let served: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         #[cfg(feature = "demo")]
         if matches!(command, Command::Demo) {
             start_demo(&proxy).await?;
         }
-        serve(proxy, &cli.config).await
+        serve(proxy, state, &cli.config).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,8 +181,11 @@ fn init_logs(format: Option<LogFormat>) {
     }
 }
 
-async fn serve(proxy: Proxy, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let state = Arc::new(State::new(&proxy.config().limits)?);
+async fn serve(
+    proxy: Proxy,
+    state: Arc<State>,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(addr) = proxy.config().admin.listen {
         let listener = bind(addr).await?;
         tracing::info!(listen = %listener.local_addr()?, "admin listening (/metrics, /healthz)");
@@ -222,9 +234,8 @@ async fn reload_on_sighup(handle: ProxyHandle, path: PathBuf) {
                 "reload: [limits.shared] changes only on restart; the quotas it shares apply now"
             );
         }
-        match Proxy::new(config) {
-            Ok(proxy) => {
-                handle.replace(proxy);
+        match handle.reload(config) {
+            Ok(()) => {
                 tracing::info!(config = %path.display(), "configuration reloaded; applies to new connections");
             }
             Err(e) => {

@@ -5,8 +5,14 @@
 
 use http::StatusCode;
 
+use crate::auth::refusal::AuthRefusal;
 use crate::limits::IpRefusal;
 use crate::origin::OriginRefusal;
+
+/// The challenge of a 401 without a token (RFC 6750 §3).
+const BEARER: &str = "Bearer realm=\"wsguard\"";
+/// The challenge of a 401 for a token that was presented and refused.
+const BEARER_INVALID: &str = "Bearer realm=\"wsguard\", error=\"invalid_token\"";
 
 /// Who caused a refusal: decides 4xx vs 5xx and the log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +57,8 @@ pub enum Refusal {
     Shared(IpRefusal),
     /// The shared limit store did not answer in time and `on_error = "closed"`.
     SharedStoreUnavailable,
+    /// Authentication (`[[route]] auth`) refused the handshake.
+    Auth(AuthRefusal),
     /// Over `max_connections`.
     Overloaded,
     /// No backend of the route accepted a TCP connection in time.
@@ -96,14 +104,17 @@ impl Refusal {
             Refusal::BackendRefused(code) => {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            Refusal::Auth(a) => a.status(),
         }
     }
 
-    /// Headers the answer must carry (RFC 6455 §4.2.2 for 426).
+    /// Headers the answer must carry (RFC 6455 §4.2.2 for 426, RFC 6750 §3 for 401).
     pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
         match self {
             Refusal::NotWebSocket => &[("upgrade", "websocket"), ("sec-websocket-version", "13")],
             Refusal::UnsupportedVersion => &[("sec-websocket-version", "13")],
+            Refusal::Auth(AuthRefusal::Missing) => &[("www-authenticate", BEARER)],
+            Refusal::Auth(a) if a.invalid_token() => &[("www-authenticate", BEARER_INVALID)],
             _ => &[],
         }
     }
@@ -112,12 +123,14 @@ impl Refusal {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Refusal::ClientIp(IpRefusal::TooManyHandshakes { retry_after })
-            | Refusal::Shared(IpRefusal::TooManyHandshakes { retry_after }) => {
+            | Refusal::Shared(IpRefusal::TooManyHandshakes { retry_after })
+            | Refusal::Auth(AuthRefusal::TooManyFailures { retry_after }) => {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
             }
             Refusal::Overloaded
             | Refusal::ClientIp(IpRefusal::TooManyTrackedIps)
-            | Refusal::SharedStoreUnavailable => Some(1),
+            | Refusal::SharedStoreUnavailable
+            | Refusal::Auth(AuthRefusal::Unavailable) => Some(1),
             _ => None,
         }
     }
@@ -141,6 +154,7 @@ impl Refusal {
             Refusal::Shared(IpRefusal::TooManyHandshakes { .. }) => "shared_ip_handshake_rate",
             Refusal::Shared(_) => "shared_ip_connections",
             Refusal::SharedStoreUnavailable => "shared_store_unavailable",
+            Refusal::Auth(a) => a.label(),
             Refusal::Overloaded => "max_connections",
             Refusal::BackendUnavailable => "backend_unavailable",
             Refusal::BackendRefused(_) => "backend_refused",
@@ -180,6 +194,7 @@ impl Refusal {
             Refusal::BackendUnavailable => "no backend is available",
             Refusal::BackendRefused(_) => "the backend refused the upgrade",
             Refusal::BackendBadHandshake(why) => why,
+            Refusal::Auth(a) => a.message(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::AuthFailures;
 use crate::config::LimitsConfig;
 use crate::fleet::{SharedLimits, StoreError};
 use crate::limits::{IpLimits, IpLimitsConfig};
@@ -20,6 +21,8 @@ pub struct State {
     pub ip_limits: Arc<IpLimits>,
     /// The per-IP limits fleet-wide (`[limits.shared]`), asked after the local tables.
     pub shared: Option<SharedLimits>,
+    /// Failed authentications per client IP (`auth_failures_per_ip`).
+    pub auth_failures: AuthFailures,
     drain: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Connections open now, for `max_connections`.
@@ -60,10 +63,28 @@ impl State {
             metrics: Arc::new(metrics),
             ip_limits,
             shared,
+            auth_failures: AuthFailures::default(),
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),
         }
+    }
+
+    /// Applies a configuration's per-IP quotas and caps (at start and on reload); the
+    /// counts stay as they are.
+    pub fn apply_limits(&self, limits: &LimitsConfig, ip_limits: &IpLimitsConfig) {
+        self.ip_limits.reconfigure(ip_limits);
+        self.auth_failures.reconfigure(
+            limits.auth_failures_per_ip,
+            limits.auth_failure_burst,
+            limits.max_tracked_ips,
+        );
+    }
+
+    /// Drops idle per-IP state; on a timer.
+    pub fn housekeeping(&self) {
+        self.ip_limits.housekeeping();
+        self.auth_failures.housekeeping();
     }
 
     /// True once shutdown began: `/healthz` answers 503.

@@ -66,6 +66,24 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
+/// Who a request comes from: its connection, and what authentication established.
+pub struct Sender<'a> {
+    pub client: &'a ClientInfo,
+    pub identity: Identity<'a>,
+}
+
+/// What authentication changes in the request the backend gets.
+#[derive(Default)]
+pub struct Identity<'a> {
+    /// The request target to send instead of the client's (the token taken out).
+    pub target: Option<&'a str>,
+    /// Headers added: who the client is.
+    pub headers: &'a [(HeaderName, http::HeaderValue)],
+    /// Client headers never forwarded: every identity header any `[auth]` section sets, so
+    /// a client cannot send its own.
+    pub reserved: &'a [HeaderName],
+}
+
 /// Round-robin cursor per route.
 #[derive(Default)]
 pub struct RoundRobin(AtomicUsize);
@@ -94,7 +112,7 @@ pub async fn connect(
     rr: &RoundRobin,
     req: &Parts,
     upgrade: &Upgrade,
-    client: &ClientInfo,
+    sender: &Sender<'_>,
     connect_timeout: Duration,
     metrics: &Metrics,
 ) -> Result<Upstream, Failure> {
@@ -137,7 +155,7 @@ pub async fn connect(
         let _ = stream.set_nodelay(true);
         let remaining = connect_timeout.saturating_sub(started.elapsed());
         let answered = timeout(remaining.max(Duration::from_millis(1)), async {
-            handshake(stream, req, upgrade, client).await
+            handshake(stream, req, upgrade, sender).await
         })
         .await
         .unwrap_or(Err(Refusal::BackendBadHandshake(
@@ -186,9 +204,9 @@ async fn handshake(
     mut stream: TcpStream,
     req: &Parts,
     upgrade: &Upgrade,
-    client: &ClientInfo,
+    sender: &Sender<'_>,
 ) -> Result<(TcpStream, Vec<u8>, Agreed), Refusal> {
-    let head = request_head(req, upgrade, client);
+    let head = request_head(req, upgrade, sender);
     stream
         .write_all(&head)
         .await
@@ -295,10 +313,14 @@ fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Agreed
 
 /// The request sent to the backend: the client's request line and end-to-end
 /// headers, a fresh hop (`Upgrade`, `Connection`), the filtered subprotocol
-/// offer, and forwarding headers that wsguard sets from what it saw.
-fn request_head(req: &Parts, upgrade: &Upgrade, client: &ClientInfo) -> Vec<u8> {
+/// offer, forwarding headers that wsguard sets from what it saw, and the identity
+/// authentication established.
+fn request_head(req: &Parts, upgrade: &Upgrade, sender: &Sender<'_>) -> Vec<u8> {
+    let (client, identity) = (sender.client, &sender.identity);
     let mut out = Vec::with_capacity(1024);
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = identity
+        .target
+        .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -316,6 +338,7 @@ fn request_head(req: &Parts, upgrade: &Upgrade, client: &ClientInfo) -> Vec<u8> 
         let n = name.as_str();
         if NOT_FORWARDED.contains(name)
             || NOT_FORWARDED_NAMES.contains(&n)
+            || identity.reserved.contains(name)
             || named_in_connection.iter().any(|c| c == n)
             || value
                 .as_bytes()
@@ -360,6 +383,9 @@ fn request_head(req: &Parts, upgrade: &Upgrade, client: &ClientInfo) -> Vec<u8> 
         None => format!("for={forwarded_for};proto={proto}"),
     };
     push_header(&mut out, "forwarded", forwarded.as_bytes());
+    for (name, value) in identity.headers {
+        push_header(&mut out, name.as_str(), value.as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
     out
 }

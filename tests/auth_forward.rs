@@ -14,8 +14,10 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use common::auth_service::{AuthService, RawService, Reply};
 use common::{certs, sample, within};
+use wsguard::auth::config::{
+    ForwardConfig, ForwardOnError, DEFAULT_CACHE_SIZE, DEFAULT_EXPIRES_HEADER,
+};
 use wsguard::auth::forward::{Decision, Forward, MAX_BODY};
-use wsguard::auth::{ForwardConfig, ForwardOnError, DEFAULT_CACHE_SIZE, DEFAULT_EXPIRES_HEADER};
 use wsguard::metrics::Metrics;
 use wsguard::upstream::ClientInfo;
 

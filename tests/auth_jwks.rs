@@ -14,8 +14,8 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use common::jwks::{jwk_set, JwksServer, Reply, TestKey};
 use common::{sample, wait_until, within, Logs};
+use wsguard::auth::config::JwksConfig;
 use wsguard::auth::jwks::{Jwks, JwksMiss};
-use wsguard::auth::JwksConfig;
 use wsguard::metrics::Metrics;
 
 const HOUR: Duration = Duration::from_secs(3600);

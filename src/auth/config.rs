@@ -6,6 +6,8 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
+use super::http::ClientError;
+
 /// Default `leeway` (30 s) for `exp` and `nbf`: clocks of an identity provider and a
 /// proxy drift by seconds, not minutes.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -134,3 +136,22 @@ pub struct RouteAuth {
     /// Close every connection of the route after this long (1008); `None` = off.
     pub max_session: Option<Duration>,
 }
+
+/// Why an `[auth.NAME]` could not start.
+#[derive(Debug)]
+pub enum AuthError {
+    /// A key or secret file could not be read or used.
+    File(PathBuf, String),
+    Client(ClientError),
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::File(path, why) => write!(f, "{}: {why}", path.display()),
+            AuthError::Client(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}

@@ -14,8 +14,8 @@ use hyper::body::{Body, Incoming};
 use tokio::time::{timeout_at, Instant};
 
 use super::cache::{self, Cache, Lookup};
+use super::config::ForwardConfig;
 use super::http::{ClientError, FetchError, HttpClient};
-use super::ForwardConfig;
 use crate::metrics::{AuthLabels, AuthMetrics};
 use crate::upstream::ClientInfo;
 

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::config::JwksConfig;
 use super::http::{ClientError, FetchError, HttpClient};
-use super::JwksConfig;
 use crate::metrics::{AuthLabels, AuthMetrics};
 
 /// Largest JWKS body read: real sets are a few KiB.

@@ -1,9 +1,253 @@
-//! Authentication at the handshake (`[auth.NAME]`, `[[route]] auth`).
+//! Authentication at the handshake (`[auth.NAME]`, `[[route]] auth`): after the handshake
+//! rules, the Origin and the per-IP limits, before any backend is contacted. A JWT verified
+//! in-process ([`jwt`], keys from files or [`jwks`]) or a sub-request to an auth service
+//! ([`forward`], with its decision cache). What passes carries identity headers for the
+//! backend and the time its credential runs out, when the relay closes it with 1008. Every
+//! refusal is an [`AuthRefusal`], mapped to the wire in `refusal.rs`. Tokens, cookies and
+//! credentials never reach a log line or a metric label: the rule and the `kid` at most.
 
 mod cache;
-mod config;
+pub mod config;
+mod failures;
 pub mod forward;
 pub mod http;
 pub mod jwks;
+mod jwt;
+pub mod refusal;
+pub mod token;
 
-pub use config::*;
+use std::time::{Duration, SystemTime};
+
+use ::http::request::Parts;
+use ::http::{HeaderName, HeaderValue, StatusCode};
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::metrics::{AuthLabels, AuthMetrics};
+use crate::upstream::ClientInfo;
+use config::{AuthConfig, AuthError, AuthKind, ForwardOnError};
+use forward::{Decision, Forward};
+use jwt::JwtAuth;
+use token::Source;
+
+pub use failures::AuthFailures;
+pub use refusal::AuthRefusal;
+
+/// What an accepted handshake carries to the backend and the relay.
+#[derive(Debug, Default)]
+pub struct Granted {
+    /// Identity headers for the backend request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// When the credential runs out, grace included: the relay closes with 1008 then.
+    pub session_end: Option<Instant>,
+    /// The request target without the token's query parameter.
+    pub target: Option<String>,
+    /// The token came as a subprotocol value: values with this prefix are not offered to
+    /// the backend, and if nothing else was offered, the 101 names the value the client sent
+    /// (a browser fails a handshake whose answer picks none of its offers).
+    pub token_protocol: Option<TokenProtocol>,
+    /// Let through unauthenticated: the auth service failed and `on_error = "open"`.
+    pub unauthenticated: bool,
+}
+
+/// A token sent as a subprotocol value.
+#[derive(Debug)]
+pub struct TokenProtocol {
+    pub prefix: String,
+    /// The whole value, prefix and token.
+    pub offered: String,
+}
+
+/// A refused handshake: the rule, and what its log line and answer need.
+#[derive(Debug)]
+pub struct Denied {
+    pub refusal: AuthRefusal,
+    /// The token's `kid`, for the log line.
+    pub kid: Option<String>,
+    /// What failed, for the log line (an auth service's error; never a credential).
+    pub detail: Option<String>,
+    /// An auth service's 401/403 answer, passed to the client.
+    pub answer: Option<Passed>,
+}
+
+impl Denied {
+    fn new(refusal: AuthRefusal) -> Denied {
+        Denied {
+            refusal,
+            kid: None,
+            detail: None,
+            answer: None,
+        }
+    }
+}
+
+/// An auth service's refusal as the client gets it.
+#[derive(Debug)]
+pub struct Passed {
+    pub body: Bytes,
+    pub www_authenticate: Option<HeaderValue>,
+}
+
+/// One started `[auth.NAME]`.
+pub struct Authenticator {
+    cfg: AuthConfig,
+    kind: Kind,
+    metrics: AuthMetrics,
+}
+
+enum Kind {
+    Jwt(Box<JwtAuth>),
+    Forward(Box<Forward>),
+}
+
+impl Authenticator {
+    /// Reads its key files and starts its background work (JWKS fetches) on the current
+    /// tokio runtime.
+    pub fn start(cfg: &AuthConfig, metrics: &AuthMetrics) -> Result<Authenticator, AuthError> {
+        let kind = match &cfg.kind {
+            AuthKind::Jwt(j) => Kind::Jwt(Box::new(JwtAuth::new(&cfg.name, j, metrics)?)),
+            AuthKind::Forward(f) => Kind::Forward(Box::new(
+                Forward::new(&cfg.name, f, metrics).map_err(AuthError::Client)?,
+            )),
+        };
+        Ok(Authenticator {
+            cfg: cfg.clone(),
+            kind,
+            metrics: metrics.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.cfg
+    }
+
+    /// Decides the upgrade request `parts` from `client`. `keep_token`: the route forwards
+    /// the token as it came.
+    pub async fn authenticate(
+        &self,
+        parts: &Parts,
+        client: &ClientInfo,
+        keep_token: bool,
+    ) -> Result<Granted, Denied> {
+        let started = std::time::Instant::now();
+        let decided = match &self.kind {
+            Kind::Jwt(jwt) => self.jwt(jwt, parts, keep_token).await,
+            Kind::Forward(forward) => self.forward(forward, parts, client).await,
+        };
+        self.metrics
+            .seconds
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &decided {
+            Ok(g) if g.unauthenticated => "error_open",
+            Ok(_) => "allowed",
+            Err(d) => d.refusal.label(),
+        };
+        self.metrics
+            .decisions
+            .get_or_create(&AuthLabels {
+                auth: self.cfg.name.clone(),
+                outcome,
+            })
+            .inc();
+        decided
+    }
+
+    async fn jwt(&self, jwt: &JwtAuth, parts: &Parts, keep_token: bool) -> Result<Granted, Denied> {
+        let AuthKind::Jwt(cfg) = &self.cfg.kind else {
+            return Err(Denied::new(AuthRefusal::Unavailable));
+        };
+        let token = match token::find(&cfg.sources, parts) {
+            None => return Err(Denied::new(AuthRefusal::Missing)),
+            Some(Err(())) => return Err(Denied::new(AuthRefusal::Malformed)),
+            Some(Ok(t)) => t,
+        };
+        let verified = jwt.verify(&token.value).await.map_err(|r| Denied {
+            kid: r.kid,
+            ..Denied::new(r.refusal)
+        })?;
+        let mut granted = Granted {
+            headers: verified.headers,
+            session_end: verified.valid_until.map(|t| self.deadline(t)),
+            ..Granted::default()
+        };
+        if !keep_token {
+            match token.source {
+                Source::Query => {
+                    let name = cfg.sources.query.as_deref().unwrap_or_default();
+                    granted.target = token::target_without(parts, name);
+                }
+                Source::Protocol => {
+                    let prefix = cfg.sources.protocol_prefix.clone().unwrap_or_default();
+                    granted.token_protocol = Some(TokenProtocol {
+                        offered: format!("{prefix}{}", token.value),
+                        prefix,
+                    });
+                }
+                Source::Cookie | Source::Bearer => {}
+            }
+        }
+        Ok(granted)
+    }
+
+    async fn forward(
+        &self,
+        forward: &Forward,
+        parts: &Parts,
+        client: &ClientInfo,
+    ) -> Result<Granted, Denied> {
+        match forward.check(parts, client).await {
+            Decision::Allow { headers, expires } => Ok(Granted {
+                headers,
+                session_end: expires.map(|t| self.deadline(t)),
+                ..Granted::default()
+            }),
+            Decision::Deny {
+                status,
+                body,
+                www_authenticate,
+            } => {
+                let refusal = if status == StatusCode::FORBIDDEN {
+                    AuthRefusal::Forbidden
+                } else {
+                    AuthRefusal::Unauthorized
+                };
+                Err(Denied {
+                    answer: Some(Passed {
+                        body,
+                        www_authenticate,
+                    }),
+                    ..Denied::new(refusal)
+                })
+            }
+            Decision::Unavailable(why) => {
+                let open = matches!(
+                    &self.cfg.kind,
+                    AuthKind::Forward(f) if f.on_error == ForwardOnError::Open
+                );
+                if open {
+                    tracing::warn!(auth = %self.cfg.name, error = %why, "auth service unavailable; on_error = \"open\" lets the handshake through unauthenticated");
+                    return Ok(Granted {
+                        unauthenticated: true,
+                        ..Granted::default()
+                    });
+                }
+                Err(Denied {
+                    detail: Some(why),
+                    ..Denied::new(AuthRefusal::Unavailable)
+                })
+            }
+        }
+    }
+
+    /// `valid_until` plus the grace, on the monotonic clock the relay's timers use.
+    fn deadline(&self, valid_until: SystemTime) -> Instant {
+        let left = valid_until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Instant::now() + left.saturating_add(self.cfg.grace).min(MAX_SESSION_TIMER)
+    }
+}
+
+/// Session timers further out than this (about 30 years) are treated as this: `Instant`
+/// arithmetic must not overflow on a token that claims to live forever.
+const MAX_SESSION_TIMER: Duration = Duration::from_secs(30 * 365 * 86_400);

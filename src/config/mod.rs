@@ -24,7 +24,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::{AuthConfig, RouteAuth};
+use crate::auth::config::{AuthConfig, RouteAuth};
 use crate::client_ip::TrustedProxies;
 use crate::fleet::SharedConfig;
 use crate::limits::FrameRateConfig;

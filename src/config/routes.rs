@@ -8,7 +8,7 @@ use super::check::Checker;
 use super::error::ConfigProblem;
 use super::raw::RawRoute;
 use super::{Backend, PathMatch, Route};
-use crate::auth::RouteAuth;
+use crate::auth::config::RouteAuth;
 
 impl Checker<'_> {
     pub(super) fn routes(&mut self, raw: &[Spanned<RawRoute>]) -> Option<Vec<Route>> {

@@ -44,6 +44,14 @@ fn closes(ender: Ender, violation: Option<Violation>) -> (Option<Close>, Option<
         Ender::Idle => both("idle timeout"),
         Ender::NoPong => both("no pong"),
         Ender::Shutdown => both("going away"),
+        Ender::TokenExpired => (
+            Some((POLICY_VIOLATION, "token expired")),
+            Some((GOING_AWAY, "")),
+        ),
+        Ender::SessionLimit => (
+            Some((POLICY_VIOLATION, "session time limit")),
+            Some((GOING_AWAY, "")),
+        ),
     }
 }
 

@@ -68,6 +68,10 @@ pub enum Ender {
     NoPong,
     /// The proxy is shutting down.
     Shutdown,
+    /// The credential the connection was authenticated with ran out (grace included).
+    TokenExpired,
+    /// The route's `max_session` passed.
+    SessionLimit,
 }
 
 // === impl Ender ===
@@ -87,6 +91,8 @@ impl Ender {
             Ender::Idle => "idle",
             Ender::NoPong => "no_pong",
             Ender::Shutdown => "shutdown",
+            Ender::TokenExpired => "token_expired",
+            Ender::SessionLimit => "session_limit",
         }
     }
 }
@@ -137,6 +143,9 @@ pub struct Settings {
     pub deflate: Option<Negotiated>,
     /// Inflate the backend's compressed messages too (`[deflate] inspect_backend`).
     pub inspect_backend: bool,
+    /// When this connection must end, and as what ([`Ender::TokenExpired`] or
+    /// [`Ender::SessionLimit`]); `None` = no bound.
+    pub session_end: Option<(Instant, Ender)>,
 }
 
 fn rate(settings: &RateConfig) -> Option<Rate> {
@@ -210,6 +219,11 @@ where
             () = draining(&mut drain) => break conn.end(Ender::Shutdown, None).await,
             () = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
+                if let Some((end, ender)) = settings.session_end {
+                    if now >= end {
+                        break conn.end(ender, None).await;
+                    }
+                }
                 if now >= conn.last_frame() + settings.idle_timeout {
                     break conn.end(Ender::Idle, None).await;
                 }
@@ -285,6 +299,9 @@ impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW> {
         ping_not_before: Instant,
     ) -> Instant {
         let mut at = self.last_frame() + s.idle_timeout;
+        if let Some((end, _)) = s.session_end {
+            at = at.min(end);
+        }
         if let Some(sent) = ping_sent {
             at = at.min(sent + s.pong_timeout);
         } else if let Some(interval) = s.ping_interval {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use super::outcome::{self, Asked, Dropped, TlsFailure};
+use super::outcome::{self, Asked, Detail, Dropped, TlsFailure};
 use super::proxy::Proxy;
 use super::upgrade::{self, Conn, Held};
 use crate::client_ip::client_at_accept;
@@ -224,9 +224,19 @@ fn hyper_ended(state: &State, e: &hyper::Error) {
     } else if e.is_parse_version_h2() {
         outcome::dropped(metrics, Dropped::Http2, None);
     } else if e.is_parse_too_large() {
-        outcome::refused(metrics, Refusal::HeadTooLarge, &Asked::UNPARSED, None);
+        outcome::refused(
+            metrics,
+            Refusal::HeadTooLarge,
+            &Asked::UNPARSED,
+            &Detail::default(),
+        );
     } else if e.is_parse() {
-        outcome::refused(metrics, Refusal::MalformedRequest, &Asked::UNPARSED, None);
+        outcome::refused(
+            metrics,
+            Refusal::MalformedRequest,
+            &Asked::UNPARSED,
+            &Detail::default(),
+        );
     } else {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }

@@ -80,7 +80,7 @@ impl Server {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = housekeeping.tick() => self.state.ip_limits.housekeeping(),
+                _ = housekeeping.tick() => self.state.housekeeping(),
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => self.accept(stream, peer),
                     Err(e) => {

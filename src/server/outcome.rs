@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tracing::Level;
 
+use crate::auth::refusal::AuthRefusal;
+use crate::auth::Denied;
 use crate::limits::IpRefusal;
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
@@ -189,14 +191,21 @@ impl Asked<'static> {
     };
 }
 
-/// Counts and logs a refused request; `backend` says how the backend failed.
-pub(super) fn refused(
-    metrics: &Metrics,
-    refusal: Refusal,
-    asked: &Asked<'_>,
-    backend: Option<&Failure>,
-) {
-    if let Refusal::ClientIp(_) | Refusal::Shared(_) = refusal {
+/// What more a refusal's line says: how the backend failed, what authentication found.
+#[derive(Default)]
+pub(super) struct Detail<'a> {
+    pub backend: Option<&'a Failure>,
+    pub auth: Option<&'a Denied>,
+}
+
+/// Counts and logs a refused request.
+pub(super) fn refused(metrics: &Metrics, refusal: Refusal, asked: &Asked<'_>, detail: &Detail<'_>) {
+    let backend = detail.backend;
+    let auth = detail.auth;
+    if let Refusal::ClientIp(_)
+    | Refusal::Shared(_)
+    | Refusal::Auth(AuthRefusal::TooManyFailures { .. }) = refusal
+    {
         metrics
             .rate_limited
             .get_or_create(&ReasonLabels {
@@ -223,7 +232,10 @@ pub(super) fn refused(
         rule = refusal.label(),
         origin = %asked.origin,
         backend = backend.map(|f| display(&f.backend)),
-        error = backend.and_then(|f| f.error.as_deref()),
+        error = backend
+            .and_then(|f| f.error.as_deref())
+            .or(auth.and_then(|a| a.detail.as_deref())),
+        kid = auth.and_then(|a| a.kid.as_deref()),
         tried = backend.map(|f| f.tried),
         "{what}: {}",
         refusal.message()

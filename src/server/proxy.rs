@@ -5,8 +5,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use http::HeaderName;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::config::{AuthError, AuthKind};
+use crate::auth::Authenticator;
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, LimitsConfig, MaskKeyPolicy};
 use crate::frame::FramePolicy;
@@ -26,6 +29,10 @@ pub struct Proxy {
     pub(super) ip_limits: IpLimitsConfig,
     /// What every relay starts from, built once per configuration.
     pub(super) relay: relay::Settings,
+    /// One per `[auth.NAME]`, in `Config::auth` order.
+    pub(super) auth: Vec<Arc<Authenticator>>,
+    /// Every header an `[auth]` section sets for the backend: never taken from a client.
+    pub(super) identity_headers: Vec<HeaderName>,
 }
 
 /// Why the proxy could not start. Each names what to fix.
@@ -33,6 +40,8 @@ pub struct Proxy {
 pub enum StartError {
     Tls(crate::tls::TlsError),
     Bind(SocketAddr, std::io::Error),
+    /// An `[auth.NAME]` could not start.
+    Auth(String, AuthError),
 }
 
 impl std::fmt::Display for StartError {
@@ -40,6 +49,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Auth(name, e) => write!(f, "[auth.{name}]: {e}"),
         }
     }
 }
@@ -49,8 +59,30 @@ impl std::error::Error for StartError {}
 // === impl Proxy ===
 
 impl Proxy {
-    /// Loads what the configuration points at (certificates). Binds nothing.
-    pub fn new(config: Config) -> Result<Proxy, StartError> {
+    /// Loads what the configuration points at (certificates, auth keys) and starts its
+    /// authentication (JWKS fetches, on the current tokio runtime). Binds nothing.
+    pub fn new(config: Config, state: &State) -> Result<Proxy, StartError> {
+        Proxy::build(config, state, &[])
+    }
+
+    /// As [`Proxy::new`], keeping the started `[auth]` sections of `previous` whose
+    /// configuration is unchanged (their JWKS and caches go on).
+    fn build(
+        config: Config,
+        state: &State,
+        previous: &[Arc<Authenticator>],
+    ) -> Result<Proxy, StartError> {
+        let auth = config
+            .auth
+            .iter()
+            .map(|cfg| match previous.iter().find(|a| a.config() == cfg) {
+                Some(kept) => Ok(Arc::clone(kept)),
+                None => Authenticator::start(cfg, &state.metrics.auth)
+                    .map(Arc::new)
+                    .map_err(|e| StartError::Auth(cfg.name.clone(), e)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let identity_headers = identity_headers(&config);
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(
                 crate::tls::server_config(cert, key).map_err(StartError::Tls)?,
@@ -74,6 +106,7 @@ impl Proxy {
             pong_timeout: config.server.pong_timeout,
             deflate: None,
             inspect_backend: config.deflate.inspect_backend,
+            session_end: None,
         };
         Ok(Proxy {
             ip_limits: ip_limits(&config.limits),
@@ -82,6 +115,8 @@ impl Proxy {
             tls,
             trusted,
             relay,
+            auth,
+            identity_headers,
         })
     }
 
@@ -109,6 +144,23 @@ fn ip_limits(limits: &LimitsConfig) -> IpLimitsConfig {
     }
 }
 
+/// The headers the `[auth]` sections set (claim headers, copied auth-service headers).
+fn identity_headers(config: &Config) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for auth in &config.auth {
+        let set: Vec<&HeaderName> = match &auth.kind {
+            AuthKind::Jwt(j) => j.claim_headers.iter().map(|(_, h)| h).collect(),
+            AuthKind::Forward(f) => f.copy_headers.iter().collect(),
+        };
+        for name in set {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
 fn frame_policy(limits: &FrameLimits, mask_key_policy: MaskKeyPolicy) -> FramePolicy {
     FramePolicy {
         max_frame_size: limits.max_frame_size,
@@ -133,7 +185,7 @@ pub struct ProxyHandle {
 impl ProxyHandle {
     /// Puts `proxy` in force over `state`'s per-IP tables.
     pub(super) fn new(proxy: Proxy, state: Arc<State>) -> ProxyHandle {
-        state.ip_limits.reconfigure(&proxy.ip_limits);
+        state.apply_limits(&proxy.config.limits, &proxy.ip_limits);
         ProxyHandle {
             current: Arc::new(RwLock::new(Arc::new(proxy))),
             state,
@@ -147,10 +199,19 @@ impl ProxyHandle {
         }
     }
 
-    /// Applies `proxy` to connections accepted from now on (SIGHUP), and its per-IP quotas
-    /// and caps to the process-wide tables, whose counts stay as they are.
-    pub fn replace(&self, proxy: Proxy) {
-        self.state.ip_limits.reconfigure(&proxy.ip_limits);
+    /// Builds the proxy for `config` (keeping the `[auth]` sections that did not change)
+    /// and puts it in force: the SIGHUP reload.
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        let proxy = Proxy::build(config, &self.state, &self.current().auth)?;
+        self.replace(proxy);
+        Ok(())
+    }
+
+    /// Applies `proxy` to connections accepted from now on, and its per-IP quotas and caps
+    /// to the process-wide tables, whose counts stay as they are.
+    fn replace(&self, proxy: Proxy) {
+        self.state
+            .apply_limits(&proxy.config.limits, &proxy.ip_limits);
         let proxy = Arc::new(proxy);
         match self.current.write() {
             Ok(mut p) => *p = proxy,

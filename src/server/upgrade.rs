@@ -17,15 +17,17 @@ use tokio::time::Instant;
 
 use super::outcome::{self, Asked, Relayed};
 use super::proxy::Proxy;
+use crate::auth::{AuthRefusal, Denied, Granted, Passed};
 use crate::client_ip::forwarded_client;
+use crate::config::Route;
 use crate::fleet::{Lease, Verdict};
 use crate::handshake::{self, Upgrade};
 use crate::limits::{ConnectionPermit, IpRefusal};
 use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
-use crate::relay;
+use crate::relay::{self, Ender};
 use crate::state::{OpenConnection, State};
-use crate::upstream::{self, ClientInfo, Failure, Upstream};
+use crate::upstream::{self, ClientInfo, Failure, Identity, Sender, Upstream};
 
 /// What a request handler knows about its connection.
 #[derive(Clone)]
@@ -72,7 +74,11 @@ where
     };
     match prepare(&conn, &parts, &origin, client).await {
         Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
-        Err((refusal, failure)) => {
+        Err(Refused {
+            refusal,
+            backend,
+            auth,
+        }) => {
             let config = &conn.proxy.config;
             let asked = Asked {
                 client: Some(client),
@@ -82,8 +88,12 @@ where
                     .map_or("none", |r| r.path.as_str()),
                 origin: &origin,
             };
-            outcome::refused(&conn.state.metrics, refusal, &asked, failure.as_ref());
-            answer(refusal)
+            let detail = outcome::Detail {
+                backend: backend.as_ref(),
+                auth: auth.as_ref(),
+            };
+            outcome::refused(&conn.state.metrics, refusal, &asked, &detail);
+            answer(refusal, auth.and_then(|a| a.answer))
         }
     }
 }
@@ -97,6 +107,27 @@ struct Ready {
     /// The fleet-wide slot (`[limits.shared]`).
     lease: Option<Lease>,
     client: IpAddr,
+    /// When the connection must end: its credential's expiry or the route's `max_session`.
+    session_end: Option<(Instant, Ender)>,
+    /// The subprotocol the 101 names when the backend was offered none: the token's value.
+    token_protocol: Option<String>,
+}
+
+/// A refused request: the rule, and what its log line and answer need.
+struct Refused {
+    refusal: Refusal,
+    backend: Option<Failure>,
+    auth: Option<Denied>,
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Refused {
+        Refused {
+            refusal,
+            backend: None,
+            auth: None,
+        }
+    }
 }
 
 /// The checks in their documented order, then the backend handshake.
@@ -105,8 +136,8 @@ async fn prepare(
     parts: &Parts,
     origin: &str,
     client_ip: IpAddr,
-) -> Result<Ready, (Refusal, Option<Failure>)> {
-    let refuse = |r: Refusal| (r, None);
+) -> Result<Ready, Refused> {
+    let refuse = Refused::from;
     let proxy = &conn.proxy;
     let config = &proxy.config;
     let metrics = &conn.state.metrics;
@@ -155,24 +186,93 @@ async fn prepare(
         peer: SocketAddr::new(client_ip, conn.peer.port()),
         tls: conn.tls,
     };
+    let mut upgrade = upgrade;
+    let route = &config.routes[upgrade.route];
+    let granted = authenticate(conn, route, parts, &client).await?;
+    let mut token_protocol = None;
+    if let Some(t) = &granted.token_protocol {
+        upgrade
+            .protocols
+            .retain(|p| !p.starts_with(t.prefix.as_str()));
+        if upgrade.protocols.is_empty() {
+            token_protocol = Some(t.offered.clone());
+        }
+    }
+    let sender = Sender {
+        client: &client,
+        identity: Identity {
+            target: granted.target.as_deref(),
+            headers: &granted.headers,
+            reserved: &proxy.identity_headers,
+        },
+    };
     let upstream = upstream::connect(
-        &config.routes[upgrade.route],
+        route,
         &proxy.round_robin[upgrade.route],
         parts,
         &upgrade,
-        &client,
+        &sender,
         config.server.backend_connect_timeout,
         metrics,
     )
     .await
-    .map_err(|failure| (failure.refusal, Some(failure)))?;
+    .map_err(|failure| Refused {
+        refusal: failure.refusal,
+        backend: Some(failure),
+        auth: None,
+    })?;
+    let limit = route
+        .auth
+        .max_session
+        .map(|d| (conn.accepted + d, Ender::SessionLimit));
+    let expiry = granted.session_end.map(|at| (at, Ender::TokenExpired));
+    let session_end = match (expiry, limit) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    };
     Ok(Ready {
         upgrade,
         upstream,
         permit,
         lease,
         client: client_ip,
+        session_end,
+        token_protocol,
     })
+}
+
+/// The route's authentication, if it has one, after the client IP's failure quota.
+async fn authenticate(
+    conn: &Conn,
+    route: &Route,
+    parts: &Parts,
+    client: &ClientInfo,
+) -> Result<Granted, Refused> {
+    let Some(index) = route.auth.auth else {
+        return Ok(Granted::default());
+    };
+    let failures = &conn.state.auth_failures;
+    let ip = client.peer.ip();
+    let too_many =
+        |retry_after| Refused::from(Refusal::Auth(AuthRefusal::TooManyFailures { retry_after }));
+    failures.check(ip).map_err(too_many)?;
+    let auth = &conn.proxy.auth[index];
+    match auth
+        .authenticate(parts, client, route.auth.keep_token)
+        .await
+    {
+        Ok(granted) => Ok(granted),
+        Err(denied) => {
+            if denied.refusal.counts_as_failure() {
+                failures.charge(ip).map_err(too_many)?;
+            }
+            Err(Refused {
+                refusal: Refusal::Auth(denied.refusal),
+                backend: None,
+                auth: Some(denied),
+            })
+        }
+    }
 }
 
 /// The 101, and the relay task that takes over once hyper has sent it.
@@ -192,6 +292,8 @@ where
         permit,
         lease,
         client,
+        session_end,
+        token_protocol,
     } = ready;
     let state = conn.state.clone();
     state
@@ -203,7 +305,7 @@ where
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")
         .header(header::SEC_WEBSOCKET_ACCEPT, upgrade.accept.as_str());
-    if let Some(p) = &upstream.protocol {
+    if let Some(p) = upstream.protocol.as_ref().or(token_protocol.as_ref()) {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, p.as_str());
     }
     if let Some(d) = &upstream.deflate {
@@ -212,6 +314,7 @@ where
 
     let mut settings = conn.proxy.relay.clone();
     settings.deflate = upstream.deflate;
+    settings.session_end = session_end;
     let path = parts.uri.path().to_owned();
     let route = conn.proxy.config.routes[upgrade.route].path.clone();
     let drain = state.drain_signal();
@@ -259,8 +362,9 @@ where
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-/// The answer to a refused request.
-fn answer(refusal: Refusal) -> Response<Full<Bytes>> {
+/// The answer to a refused request; an auth service's 401/403 goes to the client as it
+/// answered (its body and challenge).
+fn answer(refusal: Refusal, passed: Option<Passed>) -> Response<Full<Bytes>> {
     let mut response = Response::builder()
         .status(refusal.status())
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -274,8 +378,20 @@ fn answer(refusal: Refusal) -> Response<Full<Bytes>> {
     if let Some(seconds) = refusal.retry_after() {
         response = response.header(header::RETRY_AFTER, seconds);
     }
+    let body = match passed {
+        Some(Passed {
+            body,
+            www_authenticate,
+        }) => {
+            if let Some(challenge) = www_authenticate {
+                response = response.header(header::WWW_AUTHENTICATE, challenge);
+            }
+            body
+        }
+        None => Bytes::from(format!("{}\n", refusal.message())),
+    };
     response
-        .body(Full::new(Bytes::from(format!("{}\n", refusal.message()))))
+        .body(Full::new(body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 

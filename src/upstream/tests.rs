@@ -18,6 +18,10 @@ fn upgrade(protocols: &[&str]) -> Upgrade {
     }
 }
 
+fn sender<'a>(client: &'a ClientInfo, identity: Identity<'a>) -> Sender<'a> {
+    Sender { client, identity }
+}
+
 fn client() -> ClientInfo {
     ClientInfo {
         peer: "[2001:db8::7]:5555".parse().unwrap(),
@@ -37,7 +41,12 @@ fn forwarded_head_drops_hop_headers_and_sets_forwarding() {
         ("sec-websocket-protocol", "evil"),
         ("cookie", "session=1"),
     ]);
-    let head = String::from_utf8(request_head(&req, &upgrade(&["chat.v2"]), &client())).unwrap();
+    let head = String::from_utf8(request_head(
+        &req,
+        &upgrade(&["chat.v2"]),
+        &sender(&client(), Identity::default()),
+    ))
+    .unwrap();
     assert!(head.starts_with("GET /chat?room=7 HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("host: chat.example.com\r\n"));
     assert!(head.contains("cookie: session=1\r\n"));
@@ -119,7 +128,12 @@ fn deflate_offer_goes_to_the_backend_and_its_answer_is_checked() {
     };
     let mut up = upgrade(&[]);
     up.deflate = policy.negotiation([b"permessage-deflate; client_max_window_bits".as_slice()]);
-    let head = String::from_utf8(request_head(&parts(&[]), &up, &client())).unwrap();
+    let head = String::from_utf8(request_head(
+        &parts(&[]),
+        &up,
+        &sender(&client(), Identity::default()),
+    ))
+    .unwrap();
     assert!(
         head.contains("sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits\r\n"),
         "{head}"
@@ -142,4 +156,36 @@ fn deflate_offer_goes_to_the_backend_and_its_answer_is_checked() {
             "backend's permessage-deflate parameters were not offered"
         ))
     );
+}
+
+#[test]
+fn identity_replaces_the_target_and_client_copies_of_its_headers() {
+    let req = parts(&[
+        ("host", "chat.example.com"),
+        ("x-auth-subject", "admin"),
+        ("X-Auth-Subject", "root"),
+        ("x-other", "kept"),
+    ]);
+    let subject = HeaderName::from_static("x-auth-subject");
+    let added = [(subject.clone(), http::HeaderValue::from_static("alice"))];
+    let reserved = [subject, HeaderName::from_static("x-auth-email")];
+    let identity = Identity {
+        target: Some("/chat?room=7&b=2"),
+        headers: &added,
+        reserved: &reserved,
+    };
+    let head = String::from_utf8(request_head(
+        &req,
+        &upgrade(&[]),
+        &sender(&client(), identity),
+    ))
+    .unwrap();
+    assert!(
+        head.starts_with("GET /chat?room=7&b=2 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(head.matches("x-auth-subject").count(), 1, "{head}");
+    assert!(head.contains("x-auth-subject: alice\r\n"), "{head}");
+    assert!(!head.contains("admin") && !head.contains("root"), "{head}");
+    assert!(head.contains("x-other: kept\r\n"));
 }

@@ -98,8 +98,7 @@ impl Guard {
     /// for [`start_guard_with`]) the way SIGHUP does.
     pub fn reload(&self, server: &str, body: &str) {
         let config = test_config(self.tls, server, body);
-        self.handle
-            .replace(Proxy::new(config).expect("reloaded proxy starts"));
+        self.handle.reload(config).expect("reloaded proxy starts");
     }
 
     /// The Prometheus exposition, as `/metrics` serves it.
@@ -137,7 +136,7 @@ pub async fn start_guard(tls: bool, body: &str) -> Guard {
 pub async fn start_guard_with(tls: bool, server: &str, body: &str) -> Guard {
     let config = test_config(tls, server, body);
     let state = Arc::new(State::new(&config.limits).expect("shared limits start"));
-    let proxy = Proxy::new(config).expect("proxy starts");
+    let proxy = Proxy::new(config, &state).expect("proxy starts");
     let server = Server::bind(proxy, state.clone()).await.expect("binds");
     let addr = server.local_addr();
     let handle = server.handle();
