@@ -10,6 +10,7 @@ mod deflate;
 mod effective;
 mod error;
 mod fleet;
+mod keys;
 mod rates;
 mod raw;
 mod routes;

@@ -10,8 +10,9 @@ use toml::de::DeTable;
 
 use super::check::{Checker, Setting, Whole};
 use super::error::{ConfigErrors, ConfigProblem, Lines};
+use super::keys::{check_keys, strip_unknown};
 use super::rates::{BurstDefault, Pair, BACKEND_RATE_DEFAULTS, RATE_DEFAULTS};
-use super::raw::{check_keys, strip_unknown, Field, RawConfig, RawLimits, RawOrigin};
+use super::raw::{Field, RawConfig, RawLimits, RawOrigin};
 use super::units::{format_duration, format_size};
 use super::*;
 use crate::client_ip::{parse_network, TrustedProxies};
