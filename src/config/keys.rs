@@ -28,6 +28,14 @@ pub(super) fn strip_unknown(root: &mut DeTable<'_>) -> bool {
                 }
             }
             ("route", _) => shapes_ok = false,
+            ("auth", DeValue::Table(sections)) => {
+                for (_, section) in sections.iter_mut() {
+                    match section.get_mut() {
+                        DeValue::Table(t) => retain_known(t, keep),
+                        _ => shapes_ok = false,
+                    }
+                }
+            }
             (_, DeValue::Table(t)) => {
                 retain_known(t, keep);
                 for (inner, keys) in nested(name) {
@@ -72,10 +80,9 @@ pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem
         let line = Some(lines.line_of_span(&key.span()));
         let Some((_, known)) = SCHEMA.iter().find(|(s, _)| *s == name) else {
             let hint = match suggest(name, &sections) {
-                Some("route") => "did you mean [[route]]?".to_owned(),
-                Some(s) => format!("did you mean [{s}]?"),
+                Some(s) => format!("did you mean {}?", header(s)),
                 None => match section_of(name) {
-                    Some(s) => format!("\"{name}\" belongs in [{s}]"),
+                    Some(s) => format!("\"{name}\" belongs in {}", header(s)),
                     None => format!("known sections: {}", sections.join(", ")),
                 },
             };
@@ -91,7 +98,7 @@ pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("route[{i}]");
                     match item.get_ref() {
-                        DeValue::Table(t) => check_table(&path, "[[route]]", t, known, lines, &mut problems),
+                        DeValue::Table(t) => check_table(&path, "[[route]]", t, known, &[], lines, &mut problems),
                         other => problems.push(ConfigProblem::new(
                             path,
                             Some(lines.line_of_span(&item.span())),
@@ -105,13 +112,32 @@ pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem
                 line,
                 "routes must be an array of tables: write [[route]] (double brackets) for each route",
             )),
+            ("auth", DeValue::Table(sections)) => {
+                for (section, value) in sections {
+                    let section_name: &str = section.get_ref();
+                    let path = format!("auth.{section_name}");
+                    match value.get_ref() {
+                        DeValue::Table(t) => check_table(&path, &format!("[{path}]"), t, known, INLINE_SECRETS, lines, &mut problems),
+                        other => problems.push(ConfigProblem::new(
+                            path,
+                            Some(lines.line_of_span(&section.span())),
+                            format!("\"{section_name}\" directly under [auth] is not a section (found {}); write [auth.NAME] sections, e.g. [auth.users] with type = \"jwt\"", other.type_str()),
+                        )),
+                    }
+                }
+            }
+            ("auth", other) => problems.push(ConfigProblem::new(
+                name,
+                line,
+                format!("\"auth\" must be [auth.NAME] sections (tables), found {}; write e.g. [auth.users] with type = \"jwt\"", other.type_str()),
+            )),
             (_, DeValue::Table(t)) => {
-                check_table(name, &format!("[{name}]"), t, known, lines, &mut problems);
+                check_table(name, &format!("[{name}]"), t, known, &[], lines, &mut problems);
                 for (inner, keys) in nested(name) {
                     let Some((k, v)) = t.get_key_value(*inner) else { continue };
                     let path = format!("{name}.{inner}");
                     match v.get_ref() {
-                        DeValue::Table(n) => check_table(&path, &format!("[{path}]"), n, keys, lines, &mut problems),
+                        DeValue::Table(n) => check_table(&path, &format!("[{path}]"), n, keys, &[], lines, &mut problems),
                         other => problems.push(ConfigProblem::new(
                             path.clone(),
                             Some(lines.line_of_span(&k.span())),
@@ -135,6 +161,7 @@ fn check_table(
     label: &str,
     table: &DeTable<'_>,
     known: &[&str],
+    refused: &[(&str, &str)],
     lines: &Lines,
     problems: &mut Vec<ConfigProblem>,
 ) {
@@ -143,16 +170,37 @@ fn check_table(
         if known.contains(&name) {
             continue;
         }
-        let hint = match (suggest(name, known), section_of(name)) {
-            (Some(s), _) => format!("did you mean \"{s}\"?"),
-            (None, Some(section)) => format!("\"{name}\" belongs in [{section}]"),
-            (None, None) => format!("known keys: {}", known.join(", ")),
+        let message = match refused.iter().find(|(k, _)| *k == name) {
+            Some((_, why)) => (*why).to_owned(),
+            None => {
+                let hint = match (suggest(name, known), section_of(name)) {
+                    (Some(s), _) => format!("did you mean \"{s}\"?"),
+                    (None, Some(section)) => format!("\"{name}\" belongs in {}", header(section)),
+                    (None, None) => format!("known keys: {}", known.join(", ")),
+                };
+                format!("unknown key \"{name}\" in {label}; {hint}")
+            }
         };
         problems.push(ConfigProblem::new(
             format!("{path}.{name}"),
             Some(lines.line_of_span(&key.span())),
-            format!("unknown key \"{name}\" in {label}; {hint}"),
+            message,
         ));
+    }
+}
+
+/// Keys refused in `[auth.NAME]` with their own message (never echoing the value).
+const INLINE_SECRETS: &[(&str, &str)] =
+    &[("hmac_secret", SECRET_IN_FILE), ("secret", SECRET_IN_FILE)];
+const SECRET_IN_FILE: &str =
+    "secrets are never inline in the TOML; put it in a file and name it in hmac_secret_file";
+
+/// How a section is written, for hints.
+fn header(section: &str) -> String {
+    match section {
+        "route" => "[[route]]".to_owned(),
+        "auth" => "[auth.NAME]".to_owned(),
+        s => format!("[{s}]"),
     }
 }
 

@@ -17,8 +17,13 @@ pub(super) enum Leaf {
     Bool(bool),
     Str(String),
     List(Vec<Spanned<Leaf>>),
-    Table,
+    /// A table's entries, as the deserializer hands them over.
+    Table(Vec<(String, Spanned<Leaf>)>),
+    Date,
 }
+
+/// The key under which toml hands a date over as a one-entry map.
+const DATE_FIELD: &str = "$__toml_private_datetime";
 
 impl Leaf {
     pub(super) fn kind(&self) -> &'static str {
@@ -28,7 +33,7 @@ impl Leaf {
             Leaf::Bool(_) => "a boolean",
             Leaf::Str(_) => "a string",
             Leaf::List(_) => "an array",
-            Leaf::Table => "a table or date",
+            Leaf::Table(_) | Leaf::Date => "a table or date",
         }
     }
 }
@@ -72,8 +77,18 @@ impl<'de> Visitor<'de> for LeafVisitor {
         Ok(Leaf::List(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Leaf::Table)
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == DATE_FIELD {
+                map.next_value::<IgnoredAny>()?;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Leaf::Date);
+            }
+            entries.push((key, map.next_value::<Spanned<Leaf>>()?));
+        }
+        // A table may hand its keys over sorted; where each value is written gives the file order.
+        entries.sort_by_key(|(_, value)| value.span().start);
+        Ok(Leaf::Table(entries))
     }
 }
 
@@ -145,6 +160,7 @@ raw_config! {
     backend_rate: RawRate,
     limits: RawLimits,
     deflate: RawDeflate,
+    auth: RawAuths,
     route: Vec<Spanned<RawRoute>>,
     admin: RawAdmin,
     demo: RawDemo,
@@ -203,7 +219,9 @@ raw_section!(RawLimits {
     handshake_burst,
     max_tracked_ips,
     trusted_proxies,
-    proxy_protocol;
+    proxy_protocol,
+    auth_failures_per_ip,
+    auth_failure_burst;
     shared: RawShared,
 });
 
@@ -235,7 +253,87 @@ raw_section!(RawRoute {
     backends,
     subprotocols,
     deflate,
+    auth,
+    keep_token,
+    max_session,
 });
+
+raw_section!(
+    /// One `[auth.NAME]` section: the keys of both types; validation refuses those of the
+    /// other type.
+    RawAuth {
+        kind as "type",
+        grace,
+        cookie,
+        query,
+        protocol_prefix,
+        bearer,
+        algorithms,
+        public_keys,
+        hmac_secret_file,
+        jwks_url,
+        jwks_ca_file,
+        jwks_refresh,
+        jwks_min_refresh,
+        jwks_timeout,
+        issuer,
+        audience,
+        leeway,
+        require_exp,
+        claim_headers,
+        url,
+        ca_file,
+        timeout,
+        copy_headers,
+        on_error,
+        cache_ttl,
+        cache_size,
+        expires_header,
+    }
+);
+
+/// The `[auth.NAME]` sections in file order, each with its name as written.
+#[derive(Debug, Default)]
+pub(super) struct RawAuths(pub Vec<(Spanned<String>, Spanned<RawAuth>)>);
+
+impl RawAuths {
+    /// The section names as written, in file order: a route's `auth` is an index into them.
+    pub(super) fn names(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|(name, _)| name.get_ref().as_str())
+            .collect()
+    }
+}
+
+impl Section for RawAuths {
+    const KEYS: &'static [&'static str] = RawAuth::KEYS;
+}
+
+impl<'de> Deserialize<'de> for RawAuths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(AuthsVisitor)
+    }
+}
+
+struct AuthsVisitor;
+
+impl<'de> Visitor<'de> for AuthsVisitor {
+    type Value = RawAuths;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[auth.NAME] sections")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAuths, A::Error> {
+        let mut sections: Vec<(Spanned<String>, Spanned<RawAuth>)> = Vec::new();
+        while let Some(name) = map.next_key()? {
+            sections.push((name, map.next_value()?));
+        }
+        // A table may hand its keys over sorted; where each name is written gives the file order.
+        sections.sort_by_key(|(name, _)| name.span().start);
+        Ok(RawAuths(sections))
+    }
+}
 
 raw_section!(RawDemo {
     backend_listen,
