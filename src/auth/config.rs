@@ -1,5 +1,6 @@
 //! `[auth.NAME]` sections once validated, and the route and limit keys that use them.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,31 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 /// Default `expires_header` of forward auth.
 pub const DEFAULT_EXPIRES_HEADER: &str = "x-auth-expires";
+
+/// The algorithms `algorithms` may list, by their RFC 7518 names (EdDSA: RFC 8037). "none" is
+/// not one of them: a token without a signature proves nothing.
+pub const ALGORITHMS: [(&str, Algorithm); 12] = [
+    ("HS256", Algorithm::HS256),
+    ("HS384", Algorithm::HS384),
+    ("HS512", Algorithm::HS512),
+    ("RS256", Algorithm::RS256),
+    ("RS384", Algorithm::RS384),
+    ("RS512", Algorithm::RS512),
+    ("PS256", Algorithm::PS256),
+    ("PS384", Algorithm::PS384),
+    ("PS512", Algorithm::PS512),
+    ("ES256", Algorithm::ES256),
+    ("ES384", Algorithm::ES384),
+    ("EdDSA", Algorithm::EdDSA),
+];
+
+/// An algorithm's RFC 7518 name ("RS256"), for printing and log lines.
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    ALGORITHMS
+        .iter()
+        .find(|(_, a)| *a == alg)
+        .map_or("unsupported", |(name, _)| name)
+}
 
 /// One `[auth.NAME]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +131,15 @@ pub enum ForwardOnError {
     Closed,
     /// Let the handshake through unauthenticated (counted and logged).
     Open,
+}
+
+impl fmt::Display for ForwardOnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForwardOnError::Closed => "closed",
+            ForwardOnError::Open => "open",
+        })
+    }
 }
 
 /// `type = "forward"`: a sub-request to an auth service decides.

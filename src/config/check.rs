@@ -328,16 +328,81 @@ impl Checker<'_> {
         hint: &str,
     ) -> Option<Option<PathBuf>> {
         let Some(leaf) = field else { return Some(None) };
+        self.file_at(key, leaf, base, hint).map(Some)
+    }
+
+    fn file_at(
+        &mut self,
+        key: &str,
+        leaf: &Spanned<Leaf>,
+        base: Option<&Path>,
+        hint: &str,
+    ) -> Option<PathBuf> {
         let s = self.string(key, leaf, "a file path")?;
         if s.trim().is_empty() {
             self.report(key, Some(leaf.span()), format!("is empty; {hint}"));
             return None;
         }
         let p = Path::new(s);
-        Some(Some(match base {
+        Some(match base {
             Some(dir) if p.is_relative() => dir.join(p),
             _ => p.to_path_buf(),
-        }))
+        })
+    }
+
+    /// `path`, as [`Checker::file`] read it from `field`, must name a regular file this process
+    /// can open, so that a missing or unreadable file is reported here, at its line. The file
+    /// is only opened, never read.
+    pub(super) fn readable(
+        &mut self,
+        key: &str,
+        field: &Field,
+        path: Option<PathBuf>,
+    ) -> Option<Option<PathBuf>> {
+        match (path, field) {
+            (Some(path), Some(leaf)) => self.can_read(key, leaf, path).map(Some),
+            _ => Some(None),
+        }
+    }
+
+    /// An array of file paths (absent = empty), each resolved as [`Checker::file`] and
+    /// [`Checker::readable`], and reported as `key[i]`.
+    pub(super) fn readable_files(
+        &mut self,
+        key: &str,
+        field: &Field,
+        base: Option<&Path>,
+        hint: &str,
+    ) -> Option<Vec<PathBuf>> {
+        let items = self.list(key, field, "an array of file paths")?;
+        let files: Vec<PathBuf> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let key = format!("{key}[{i}]");
+                let path = self.file_at(&key, item, base, hint)?;
+                self.can_read(&key, item, path)
+            })
+            .collect();
+        (files.len() == items.len()).then_some(files)
+    }
+
+    fn can_read(&mut self, key: &str, leaf: &Spanned<Leaf>, path: PathBuf) -> Option<PathBuf> {
+        // The type first: opening a FIFO would block until a writer comes.
+        let problem = match std::fs::metadata(&path) {
+            Err(e) => Some(e.to_string()),
+            Ok(m) if m.is_dir() => Some("it is a directory".to_owned()),
+            Ok(m) if !m.is_file() => Some("it is not a regular file".to_owned()),
+            Ok(_) => std::fs::File::open(&path).err().map(|e| e.to_string()),
+        };
+        match problem {
+            Some(why) => {
+                let msg = format!("cannot read \"{}\": {why}", path.display());
+                self.report(key, Some(leaf.span()), msg);
+                None
+            }
+            None => Some(path),
+        }
     }
 
     /// `true` or `false`, or `default` when absent.
@@ -375,4 +440,15 @@ impl Checker<'_> {
         }
         (out.len() == items.len()).then_some(out)
     }
+}
+
+/// A non-empty RFC 9110 §5.6.2 token (the form of cookie, header and subprotocol names).
+pub(super) fn check_token(s: &str, what: &str) -> Result<(), String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if s.is_empty() || !s.bytes().all(tchar) {
+        return Err(format!(
+            "\"{s}\" is not a valid {what} (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"
+        ));
+    }
+    Ok(())
 }

@@ -2,14 +2,35 @@
 //! prints parses back to the same settings.
 
 use std::fmt::Write;
+use std::num::NonZeroU32;
+use std::path::Path;
 
 use super::units::{format_duration, format_size};
-use std::num::NonZeroU32;
-
 use super::{Config, FrameLimits, RateConfig};
+use crate::auth::{algorithm_name, AuthConfig, AuthKind, ForwardConfig, JwtConfig};
 
 fn q(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A key as a one-line basic string, whatever it holds (a multi-line string is no key).
+fn key(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Control characters are all below U+0100, so four hex digits hold them.
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn list(items: impl IntoIterator<Item = String>) -> String {
@@ -149,21 +170,30 @@ pub(super) fn render(c: &Config) -> String {
         list(l.trusted_proxies.networks().iter().map(|n| n.to_string()))
     );
     let _ = writeln!(o, "proxy_protocol = {}", l.proxy_protocol);
+    let afi = "auth_failures_per_ip";
+    let _ = writeln!(o, "{afi} = {}", on_off(l.auth_failures_per_ip, false));
+    burst(
+        &mut o,
+        "auth_failure_burst",
+        afi,
+        l.auth_failure_burst,
+        false,
+    );
     match &l.shared {
         Some(sh) => {
             let _ = writeln!(o, "\n[limits.shared]\nredis = {}", q(&sh.url));
-            let path =
-                |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| q(&p.display().to_string()));
-            for (key, value) in [
-                ("password_file", path(&sh.password_file)),
-                ("ca_file", path(&sh.ca_file)),
-            ] {
-                match value {
-                    Some(v) => writeln!(o, "{key} = {v}"),
-                    None => writeln!(o, "# {key}: not set"),
-                }
-                .ok();
-            }
+            optional(
+                &mut o,
+                "password_file",
+                sh.password_file.as_deref().map(path),
+                "not set",
+            );
+            optional(
+                &mut o,
+                "ca_file",
+                sh.ca_file.as_deref().map(path),
+                "not set",
+            );
             let _ = writeln!(o, "key_prefix = {}", q(&sh.key_prefix));
             let _ = writeln!(o, "timeout = {}", q(&format_duration(sh.timeout)));
             let _ = writeln!(o, "on_error = {}", q(&sh.on_error.to_string()));
@@ -180,6 +210,13 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(o, "max_window_bits = {}", d.max_window_bits);
     let _ = writeln!(o, "inspect_backend = {}", d.inspect_backend);
 
+    if c.auth.is_empty() {
+        o.push_str("\n# [auth.NAME]: none (every route is open)\n");
+    }
+    for a in &c.auth {
+        auth(&mut o, a);
+    }
+
     for r in &c.routes {
         let _ = writeln!(o, "\n[[route]]\npath = {}", q(&r.path));
         let _ = writeln!(o, "match = {}", q(&r.path_match.to_string()));
@@ -192,6 +229,18 @@ pub(super) fn render(c: &Config) -> String {
         if let Some(mode) = r.deflate {
             let _ = writeln!(o, "deflate = {}", q(&mode.to_string()));
         }
+        match r.auth.auth.and_then(|i| c.auth.get(i)) {
+            Some(a) => {
+                let _ = writeln!(o, "auth = {}", q(&a.name));
+                let _ = writeln!(o, "keep_token = {}", r.auth.keep_token);
+            }
+            None => o.push_str("# auth: not set (open route)\n"),
+        }
+        let max_session = r
+            .auth
+            .max_session
+            .map_or_else(|| "off".to_owned(), format_duration);
+        let _ = writeln!(o, "max_session = {}", q(&max_session));
     }
 
     let d = &c.demo;
@@ -202,4 +251,94 @@ pub(super) fn render(c: &Config) -> String {
     );
     let _ = writeln!(o, "page_listen = {}", q(&d.page_listen.to_string()));
     o
+}
+
+/// `key = value`, or a comment saying it is not set and what that means.
+fn optional(out: &mut String, key: &str, value: Option<String>, unset: &str) {
+    match value {
+        Some(v) => writeln!(out, "{key} = {v}"),
+        None => writeln!(out, "# {key}: {unset}"),
+    }
+    .ok();
+}
+
+fn path(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+fn auth(out: &mut String, a: &AuthConfig) {
+    let kind = match a.kind {
+        AuthKind::Jwt(_) => "jwt",
+        AuthKind::Forward(_) => "forward",
+    };
+    let _ = writeln!(out, "\n[auth.{}]\ntype = {}", a.name, q(kind));
+    let _ = writeln!(out, "grace = {}", q(&format_duration(a.grace)));
+    match &a.kind {
+        AuthKind::Jwt(j) => jwt(out, j),
+        AuthKind::Forward(f) => forward(out, f),
+    }
+}
+
+/// A JWT section: file paths only, never a key or a secret.
+fn jwt(out: &mut String, j: &JwtConfig) {
+    let s = &j.sources;
+    optional(out, "cookie", s.cookie.as_deref().map(q), "not set");
+    optional(out, "query", s.query.as_deref().map(q), "not set");
+    let prefix = s.protocol_prefix.as_deref().map(q);
+    optional(out, "protocol_prefix", prefix, "not set");
+    let _ = writeln!(out, "bearer = {}", s.bearer);
+    let algorithms = j.algorithms.iter().map(|a| algorithm_name(*a).to_owned());
+    let _ = writeln!(out, "algorithms = {}", list(algorithms));
+    let keys = j.public_keys.iter().map(|p| p.display().to_string());
+    let _ = writeln!(out, "public_keys = {}", list(keys));
+    let secret = j.hmac_secret_file.as_deref().map(path);
+    optional(out, "hmac_secret_file", secret, "not set");
+    match &j.jwks {
+        Some(k) => {
+            let _ = writeln!(out, "jwks_url = {}", q(&k.url));
+            let ca = k.ca_file.as_deref().map(path);
+            optional(out, "jwks_ca_file", ca, "not set (the system's roots)");
+            let _ = writeln!(out, "jwks_refresh = {}", q(&format_duration(k.refresh)));
+            let _ = writeln!(
+                out,
+                "jwks_min_refresh = {}",
+                q(&format_duration(k.min_refresh))
+            );
+            let _ = writeln!(out, "jwks_timeout = {}", q(&format_duration(k.timeout)));
+        }
+        None => out.push_str("# jwks_url: not set\n"),
+    }
+    let not_empty = |v: &Vec<String>| (!v.is_empty()).then(|| list(v.iter().cloned()));
+    optional(out, "issuer", not_empty(&j.issuers), "not checked");
+    optional(out, "audience", not_empty(&j.audiences), "not checked");
+    let _ = writeln!(out, "leeway = {}", q(&format_duration(j.leeway)));
+    let _ = writeln!(out, "require_exp = {}", j.require_exp);
+    let claims: Vec<String> = j
+        .claim_headers
+        .iter()
+        .map(|(claim, header)| format!("{} = {}", key(claim), q(header.as_str())))
+        .collect();
+    if claims.is_empty() {
+        out.push_str("claim_headers = {}\n");
+    } else {
+        let _ = writeln!(out, "claim_headers = {{ {} }}", claims.join(", "));
+    }
+}
+
+fn forward(out: &mut String, f: &ForwardConfig) {
+    let _ = writeln!(out, "url = {}", q(&f.url.to_string()));
+    let ca = f.ca_file.as_deref().map(path);
+    optional(out, "ca_file", ca, "not set (the system's roots)");
+    let _ = writeln!(out, "timeout = {}", q(&format_duration(f.timeout)));
+    let headers = f.copy_headers.iter().map(|h| h.as_str().to_owned());
+    let _ = writeln!(out, "copy_headers = {}", list(headers));
+    let _ = writeln!(out, "on_error = {}", q(&f.on_error.to_string()));
+    match f.cache_ttl {
+        Some(ttl) => {
+            let _ = writeln!(out, "cache_ttl = {}", q(&format_duration(ttl)));
+            let _ = writeln!(out, "cache_size = {}", f.cache_size);
+        }
+        None => out.push_str("cache_ttl = \"off\"\n# cache_size: no cache (cache_ttl is off)\n"),
+    }
+    let _ = writeln!(out, "expires_header = {}", q(f.expires_header.as_str()));
 }

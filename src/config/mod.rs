@@ -5,11 +5,13 @@
 //! validation too, so [`Config`] carries the compiled allow-list and networks and nothing later
 //! can fail on them.
 
+mod auth;
 mod check;
 mod deflate;
 mod effective;
 mod error;
 mod fleet;
+mod keys;
 mod rates;
 mod raw;
 mod routes;
@@ -96,8 +98,8 @@ pub const DEFAULT_BURST_BYTES_FACTOR: u32 = 4;
 pub const MAX_RATE: u32 = u32::MAX;
 /// Default most concurrent connections (10,000); more get 503.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
-/// Largest `max_connections`, `connections_per_ip`, `handshakes_per_ip` and
-/// `handshake_burst` (1,000,000).
+/// Largest `max_connections`, `connections_per_ip`, `handshakes_per_ip`,
+/// `handshake_burst`, `auth_failures_per_ip` and `auth_failure_burst` (1,000,000).
 pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
 /// Default concurrent connections per client IP (256); more get 429.
 pub const DEFAULT_CONNECTIONS_PER_IP: u32 = 256;
@@ -105,6 +107,12 @@ pub const DEFAULT_CONNECTIONS_PER_IP: u32 = 256;
 pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 600;
 /// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (60).
 pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
+/// Default failed authentications per client IP per minute (30): room for a user who
+/// mistypes, too few to guess credentials.
+pub const DEFAULT_AUTH_FAILURES_PER_IP: u32 = 30;
+/// Default failed authentications one client IP may make at once before
+/// `auth_failures_per_ip` applies (10).
+pub const DEFAULT_AUTH_FAILURE_BURST: u32 = 10;
 /// Default bound on client IPs with per-IP state (100,000).
 pub use crate::limits::DEFAULT_MAX_TRACKED_IPS;
 /// Smallest `max_tracked_ips` (1,000): fewer lets a handful of addresses evict everyone's state.

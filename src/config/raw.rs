@@ -1,4 +1,4 @@
-//! Raw serde structs (`deny_unknown_fields`), their key lists, and the unknown-key pre-pass.
+//! Raw serde structs (`deny_unknown_fields`) and their key lists ([`SCHEMA`], [`NESTED`]).
 //!
 //! Every leaf is a `Spanned<Leaf>` that accepts any TOML value, so a wrong type is found by
 //! validation (which reports every problem) rather than by serde (which stops at the first).
@@ -7,10 +7,7 @@ use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
-
-use super::error::{suggest, ConfigProblem, Lines};
 
 /// Any TOML value, typed later by validation.
 #[derive(Debug, Clone)]
@@ -20,8 +17,13 @@ pub(super) enum Leaf {
     Bool(bool),
     Str(String),
     List(Vec<Spanned<Leaf>>),
-    Table,
+    /// A table's entries, as the deserializer hands them over.
+    Table(Vec<(String, Spanned<Leaf>)>),
+    Date,
 }
+
+/// The key under which toml hands a date over as a one-entry map.
+const DATE_FIELD: &str = "$__toml_private_datetime";
 
 impl Leaf {
     pub(super) fn kind(&self) -> &'static str {
@@ -31,7 +33,7 @@ impl Leaf {
             Leaf::Bool(_) => "a boolean",
             Leaf::Str(_) => "a string",
             Leaf::List(_) => "an array",
-            Leaf::Table => "a table or date",
+            Leaf::Table(_) | Leaf::Date => "a table or date",
         }
     }
 }
@@ -75,8 +77,18 @@ impl<'de> Visitor<'de> for LeafVisitor {
         Ok(Leaf::List(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Leaf::Table)
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == DATE_FIELD {
+                map.next_value::<IgnoredAny>()?;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Leaf::Date);
+            }
+            entries.push((key, map.next_value::<Spanned<Leaf>>()?));
+        }
+        // A table may hand its keys over sorted; where each value is written gives the file order.
+        entries.sort_by_key(|(_, value)| value.span().start);
+        Ok(Leaf::Table(entries))
     }
 }
 
@@ -148,6 +160,7 @@ raw_config! {
     backend_rate: RawRate,
     limits: RawLimits,
     deflate: RawDeflate,
+    auth: RawAuths,
     route: Vec<Spanned<RawRoute>>,
     admin: RawAdmin,
     demo: RawDemo,
@@ -206,7 +219,9 @@ raw_section!(RawLimits {
     handshake_burst,
     max_tracked_ips,
     trusted_proxies,
-    proxy_protocol;
+    proxy_protocol,
+    auth_failures_per_ip,
+    auth_failure_burst;
     shared: RawShared,
 });
 
@@ -238,169 +253,89 @@ raw_section!(RawRoute {
     backends,
     subprotocols,
     deflate,
+    auth,
+    keep_token,
+    max_session,
 });
+
+raw_section!(
+    /// One `[auth.NAME]` section: the keys of both types; validation refuses those of the
+    /// other type.
+    RawAuth {
+        kind as "type",
+        grace,
+        cookie,
+        query,
+        protocol_prefix,
+        bearer,
+        algorithms,
+        public_keys,
+        hmac_secret_file,
+        jwks_url,
+        jwks_ca_file,
+        jwks_refresh,
+        jwks_min_refresh,
+        jwks_timeout,
+        issuer,
+        audience,
+        leeway,
+        require_exp,
+        claim_headers,
+        url,
+        ca_file,
+        timeout,
+        copy_headers,
+        on_error,
+        cache_ttl,
+        cache_size,
+        expires_header,
+    }
+);
+
+/// The `[auth.NAME]` sections in file order, each with its name as written.
+#[derive(Debug, Default)]
+pub(super) struct RawAuths(pub Vec<(Spanned<String>, Spanned<RawAuth>)>);
+
+impl RawAuths {
+    /// The section names as written, in file order: a route's `auth` is an index into them.
+    pub(super) fn names(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|(name, _)| name.get_ref().as_str())
+            .collect()
+    }
+}
+
+impl Section for RawAuths {
+    const KEYS: &'static [&'static str] = RawAuth::KEYS;
+}
+
+impl<'de> Deserialize<'de> for RawAuths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(AuthsVisitor)
+    }
+}
+
+struct AuthsVisitor;
+
+impl<'de> Visitor<'de> for AuthsVisitor {
+    type Value = RawAuths;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[auth.NAME] sections")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAuths, A::Error> {
+        let mut sections: Vec<(Spanned<String>, Spanned<RawAuth>)> = Vec::new();
+        while let Some(name) = map.next_key()? {
+            sections.push((name, map.next_value()?));
+        }
+        // A table may hand its keys over sorted; where each name is written gives the file order.
+        sections.sort_by_key(|(name, _)| name.span().start);
+        Ok(RawAuths(sections))
+    }
+}
 
 raw_section!(RawDemo {
     backend_listen,
     page_listen
 });
-
-// === schema pre-pass: all unknown keys at once, with suggestions ===
-
-/// Removes the unknown keys `check_keys` reported, so that validation can go
-/// on and report every other problem in the same run. Returns `false` when a
-/// section has the wrong shape: then nothing more can be checked.
-pub(super) fn strip_unknown(root: &mut DeTable<'_>) -> bool {
-    let mut shapes_ok = true;
-    retain_known(root, |name| SCHEMA.iter().any(|(s, _)| *s == name));
-    for (key, value) in root.iter_mut() {
-        let name: &str = key.get_ref();
-        let Some((_, known)) = SCHEMA.iter().find(|(s, _)| *s == name) else {
-            continue;
-        };
-        let keep = |k: &str| known.contains(&k);
-        match (name, value.get_mut()) {
-            ("route", DeValue::Array(items)) => {
-                for item in items.iter_mut() {
-                    match item.get_mut() {
-                        DeValue::Table(t) => retain_known(t, keep),
-                        _ => shapes_ok = false,
-                    }
-                }
-            }
-            ("route", _) => shapes_ok = false,
-            (_, DeValue::Table(t)) => {
-                retain_known(t, keep);
-                for (inner, keys) in nested(name) {
-                    match t.get_mut(*inner).map(|v| v.get_mut()) {
-                        None => {}
-                        Some(DeValue::Table(n)) => retain_known(n, |k| keys.contains(&k)),
-                        Some(_) => shapes_ok = false,
-                    }
-                }
-            }
-            _ => shapes_ok = false,
-        }
-    }
-    shapes_ok
-}
-
-/// The tables inside section `name`.
-fn nested(name: &str) -> &'static [(&'static str, &'static [&'static str])] {
-    NESTED
-        .iter()
-        .find(|(s, _)| *s == name)
-        .map_or(&[], |(_, n)| n)
-}
-
-fn retain_known(table: &mut DeTable<'_>, keep: impl Fn(&str) -> bool) {
-    let unknown: Vec<_> = table
-        .keys()
-        .filter(|k| !keep(k.get_ref()))
-        .cloned()
-        .collect();
-    for key in unknown {
-        table.remove(&key);
-    }
-}
-
-/// Report every unknown key and every section of the wrong shape.
-pub(super) fn check_keys(root: &DeTable<'_>, lines: &Lines) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
-    let sections: Vec<&str> = SCHEMA.iter().map(|(s, _)| *s).collect();
-    for (key, value) in root {
-        let name: &str = key.get_ref();
-        let line = Some(lines.line_of_span(&key.span()));
-        let Some((_, known)) = SCHEMA.iter().find(|(s, _)| *s == name) else {
-            let hint = match suggest(name, &sections) {
-                Some("route") => "did you mean [[route]]?".to_owned(),
-                Some(s) => format!("did you mean [{s}]?"),
-                None => match section_of(name) {
-                    Some(s) => format!("\"{name}\" belongs in [{s}]"),
-                    None => format!("known sections: {}", sections.join(", ")),
-                },
-            };
-            problems.push(ConfigProblem::new(
-                name,
-                line,
-                format!("unknown section or key \"{name}\" at the top level; {hint}"),
-            ));
-            continue;
-        };
-        match (name, value.get_ref()) {
-            ("route", DeValue::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("route[{i}]");
-                    match item.get_ref() {
-                        DeValue::Table(t) => check_table(&path, "[[route]]", t, known, lines, &mut problems),
-                        other => problems.push(ConfigProblem::new(
-                            path,
-                            Some(lines.line_of_span(&item.span())),
-                            format!("each route must be a table, found {}; write [[route]] sections", other.type_str()),
-                        )),
-                    }
-                }
-            }
-            ("route", _) => problems.push(ConfigProblem::new(
-                name,
-                line,
-                "routes must be an array of tables: write [[route]] (double brackets) for each route",
-            )),
-            (_, DeValue::Table(t)) => {
-                check_table(name, &format!("[{name}]"), t, known, lines, &mut problems);
-                for (inner, keys) in nested(name) {
-                    let Some((k, v)) = t.get_key_value(*inner) else { continue };
-                    let path = format!("{name}.{inner}");
-                    match v.get_ref() {
-                        DeValue::Table(n) => check_table(&path, &format!("[{path}]"), n, keys, lines, &mut problems),
-                        other => problems.push(ConfigProblem::new(
-                            path.clone(),
-                            Some(lines.line_of_span(&k.span())),
-                            format!("\"{path}\" must be a [{path}] section (a table), found {}", other.type_str()),
-                        )),
-                    }
-                }
-            }
-            (_, other) => problems.push(ConfigProblem::new(
-                name,
-                line,
-                format!("\"{name}\" must be a [{name}] section (a table), found {}", other.type_str()),
-            )),
-        }
-    }
-    problems
-}
-
-fn check_table(
-    path: &str,
-    label: &str,
-    table: &DeTable<'_>,
-    known: &[&str],
-    lines: &Lines,
-    problems: &mut Vec<ConfigProblem>,
-) {
-    for key in table.keys() {
-        let name: &str = key.get_ref();
-        if known.contains(&name) {
-            continue;
-        }
-        let hint = match (suggest(name, known), section_of(name)) {
-            (Some(s), _) => format!("did you mean \"{s}\"?"),
-            (None, Some(section)) => format!("\"{name}\" belongs in [{section}]"),
-            (None, None) => format!("known keys: {}", known.join(", ")),
-        };
-        problems.push(ConfigProblem::new(
-            format!("{path}.{name}"),
-            Some(lines.line_of_span(&key.span())),
-            format!("unknown key \"{name}\" in {label}; {hint}"),
-        ));
-    }
-}
-
-/// The section a key belongs to, for keys written in the wrong section.
-fn section_of(key: &str) -> Option<&'static str> {
-    SCHEMA
-        .iter()
-        .find(|(_, keys)| keys.contains(&key))
-        .map(|(s, _)| *s)
-}

@@ -1,17 +1,29 @@
-//! `[[route]]` validation: paths, backends, subprotocols, duplicate routes.
+//! `[[route]]` validation: paths, backends, subprotocols, duplicate routes, and the route's
+//! authentication (`auth`, `keep_token`, `max_session`).
 
 use std::ops::Range;
+use std::time::Duration;
 
 use toml::Spanned;
 
-use super::check::Checker;
-use super::error::ConfigProblem;
+use super::check::{check_token, Checker, Setting};
+use super::error::{suggest, ConfigProblem};
 use super::raw::RawRoute;
 use super::{Backend, PathMatch, Route};
 use crate::auth::config::RouteAuth;
 
+/// Shortest `[[route]] max_session` (1 s).
+const MIN_MAX_SESSION: Duration = Duration::from_secs(1);
+/// Longest `[[route]] max_session` (30 days).
+const MAX_MAX_SESSION: Duration = Duration::from_secs(30 * 86_400);
+
 impl Checker<'_> {
-    pub(super) fn routes(&mut self, raw: &[Spanned<RawRoute>]) -> Option<Vec<Route>> {
+    /// Every route; `auth_names` are the `[auth.NAME]` sections in file order.
+    pub(super) fn routes(
+        &mut self,
+        raw: &[Spanned<RawRoute>],
+        auth_names: &[&str],
+    ) -> Option<Vec<Route>> {
         if raw.is_empty() {
             self.report("route", None, "no routes; add at least one [[route]] with path = \"/...\" and backends = [\"host:port\"]");
             return None;
@@ -20,7 +32,7 @@ impl Checker<'_> {
         let mut seen: Vec<(String, PathMatch, usize, usize)> = Vec::new();
         let mut ok = true;
         for (i, r) in raw.iter().enumerate() {
-            match self.route(i, r) {
+            match self.route(i, r, auth_names) {
                 Some((route, line)) => {
                     if let Some((_, _, j, first)) = seen
                         .iter()
@@ -47,7 +59,12 @@ impl Checker<'_> {
     }
 
     /// One route and the line of its path (or of its [[route]] header).
-    fn route(&mut self, i: usize, spanned: &Spanned<RawRoute>) -> Option<(Route, usize)> {
+    fn route(
+        &mut self,
+        i: usize,
+        spanned: &Spanned<RawRoute>,
+        auth_names: &[&str],
+    ) -> Option<(Route, usize)> {
         let r = spanned.get_ref();
         let key = |k: &str| format!("route[{i}].{k}");
         let header = Some(spanned.span());
@@ -77,6 +94,7 @@ impl Checker<'_> {
         let backends = self.backends(i, r, header.clone());
         let subprotocols = self.subprotocols(i, r);
         let deflate = self.deflate_mode(&key("deflate"), &r.deflate);
+        let auth = self.route_auth(i, r, auth_names);
         let line = r
             .path
             .as_ref()
@@ -89,7 +107,7 @@ impl Checker<'_> {
             backends: backends?,
             subprotocols: subprotocols?,
             deflate: deflate?,
-            auth: RouteAuth::default(),
+            auth: auth?,
         };
         Some((route, line.unwrap_or(0)))
     }
@@ -135,9 +153,7 @@ impl Checker<'_> {
             "an array of subprotocol names",
             "a subprotocol name",
             |s| {
-                if s.is_empty() || !s.bytes().all(is_tchar) {
-                    return Err(format!("\"{s}\" is not a valid subprotocol name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"));
-                }
+                check_token(s, "subprotocol name")?;
                 if seen.iter().any(|o| o == s) {
                     return Err(format!("\"{s}\" is listed twice; remove one"));
                 }
@@ -146,11 +162,54 @@ impl Checker<'_> {
             },
         )
     }
+
+    /// `auth` (an index into the `[auth.NAME]` sections), `keep_token` (only with `auth`) and
+    /// `max_session`.
+    fn route_auth(&mut self, i: usize, r: &RawRoute, auth_names: &[&str]) -> Option<RouteAuth> {
+        let key = |k: &str| format!("route[{i}].{k}");
+        let want = "the name of an [auth.NAME] section, like \"users\"";
+        let auth = self.parsed(&key("auth"), &r.auth, None, want, |s| {
+            match auth_names.iter().position(|n| *n == s) {
+                Some(index) => Ok(Some(index)),
+                None => Err(unknown_auth(s, auth_names)),
+            }
+        });
+        let keep_token = self.boolean(&key("keep_token"), &r.keep_token, false);
+        let max_session = self.duration_setting(
+            &key("max_session"),
+            &r.max_session,
+            MIN_MAX_SESSION..=MAX_MAX_SESSION,
+            true,
+        );
+        if let (None, Some(leaf)) = (&r.auth, &r.keep_token) {
+            let msg = format!("is set but route[{i}].auth is not; keep_token says whether the token goes on to the backend: name an [auth.NAME] section in auth, or remove keep_token");
+            self.report(&key("keep_token"), Some(leaf.span()), msg);
+            return None;
+        }
+        Some(RouteAuth {
+            auth: auth?,
+            keep_token: keep_token?,
+            max_session: match max_session? {
+                Setting::Value(d) => Some(d),
+                Setting::Absent | Setting::Off => None,
+            },
+        })
+    }
 }
 
-/// RFC 9110 §5.6.2 token character.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// Why `name` names no section: the known names, and the closest one.
+fn unknown_auth(name: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        return format!("\"{name}\" names no [auth.NAME] section, and there is none; add [auth.{name}] with its type, or remove auth");
+    }
+    let known: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let known = known.join(", ");
+    match suggest(name, names) {
+        Some(close) => format!(
+            "\"{name}\" names no [auth.NAME] section; did you mean \"{close}\"? (known: {known})"
+        ),
+        None => format!("\"{name}\" names no [auth.NAME] section; known: {known}"),
+    }
 }
 
 fn check_route_path(p: &str) -> Result<String, String> {

@@ -5,8 +5,9 @@
 //! Decimal units (KB, MB, GB, K, M, ...) are refused as ambiguous: half the world reads
 //! "1 MB" as 1,000,000 bytes and the other half as 1,048,576; a policy file must not guess.
 //!
-//! Durations: a string with a whole number and a unit "ms", "s", "m" or "h" ("500ms", "10s",
-//! "5 m", "1h"). A bare integer is refused: "10" could mean seconds or milliseconds.
+//! Durations: a string with a whole number and a unit "ms", "s", "m", "h" or "d" ("500ms",
+//! "10s", "5 m", "1h", "30d"). A bare integer is refused: "10" could mean seconds or
+//! milliseconds. Printed in ms, s, m or h (a day as "24h").
 
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ pub(super) fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parse a duration string; see the module comment for the accepted forms.
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let example = "\"500ms\", \"10s\", \"5m\" or \"1h\"";
+    let example = "\"500ms\", \"10s\", \"5m\", \"1h\" or \"1d\"";
     let (n, unit) = split_number(s, example)?;
     let too_large = || format!("\"{s}\" is too large");
     match unit {
@@ -93,11 +94,15 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
             .checked_mul(3600)
             .map(Duration::from_secs)
             .ok_or_else(too_large),
+        "d" => n
+            .checked_mul(86_400)
+            .map(Duration::from_secs)
+            .ok_or_else(too_large),
         "" => Err(format!(
             "\"{s}\" has no unit; write e.g. \"{n}s\" or \"{n}ms\""
         )),
         _ => Err(format!(
-            "unknown duration unit \"{unit}\" in \"{s}\"; use ms, s, m or h, e.g. {example}"
+            "unknown duration unit \"{unit}\" in \"{s}\"; use ms, s, m, h or d, e.g. {example}"
         )),
     }
 }
@@ -172,12 +177,13 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5 m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("10 sec")
             .unwrap_err()
             .contains("unknown duration unit"));
         assert!(parse_duration("1.5s").unwrap_err().contains("fraction"));
-        for ms in [1, 500, 1000, 1500, 10_000, 60_000, 90_000, 3_600_000] {
+        for ms in [0, 1, 500, 1000, 1500, 10_000, 60_000, 90_000, 3_600_000] {
             let d = Duration::from_millis(ms);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{ms}");
         }

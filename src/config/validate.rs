@@ -10,8 +10,9 @@ use toml::de::DeTable;
 
 use super::check::{Checker, Setting, Whole};
 use super::error::{ConfigErrors, ConfigProblem, Lines};
+use super::keys::{check_keys, strip_unknown};
 use super::rates::{BurstDefault, Pair, BACKEND_RATE_DEFAULTS, RATE_DEFAULTS};
-use super::raw::{check_keys, strip_unknown, Field, RawConfig, RawLimits, RawOrigin};
+use super::raw::{Field, RawConfig, RawLimits, RawOrigin};
 use super::units::{format_duration, format_size};
 use super::*;
 use crate::client_ip::{parse_network, TrustedProxies};
@@ -103,7 +104,9 @@ impl Checker<'_> {
         let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
         let limits = self.limits(&raw.limits, base);
         let deflate = self.deflate(&raw.deflate);
-        let routes = self.routes(&raw.route);
+        let auth = self.auth_sections(&raw.auth, base);
+        let routes = self.routes(&raw.route, &raw.auth.names());
+        let auth_used = self.auth_used(&raw.auth, &raw.route);
         let admin_listen = self.optional_addr("admin.listen", &raw.admin.listen);
         let d = &raw.demo;
         let backend_listen = self.addr(
@@ -113,6 +116,9 @@ impl Checker<'_> {
         );
         let page_listen = self.addr("demo.page_listen", &d.page_listen, DEFAULT_DEMO_PAGE_LISTEN);
         let server = server?;
+        if !auth_used {
+            return None;
+        }
         let admin = AdminConfig {
             listen: admin_listen?,
         };
@@ -144,7 +150,7 @@ impl Checker<'_> {
             limits: limits?,
             deflate: deflate?,
             routes: routes?,
-            auth: Vec::new(),
+            auth: auth?,
             admin,
             demo: DemoConfig {
                 backend_listen: backend_listen?,
@@ -348,6 +354,18 @@ impl Checker<'_> {
             size: false,
             max: MAX_MAX_CONNECTIONS,
         });
+        let auth_failures = self.rate_pair(&Pair {
+            section: "limits",
+            rate_key: "auth_failures_per_ip",
+            rate: &l.auth_failures_per_ip,
+            burst_key: "auth_failure_burst",
+            burst: &l.auth_failure_burst,
+            default_rate: Some(DEFAULT_AUTH_FAILURES_PER_IP),
+            default_burst: BurstDefault::Fixed(DEFAULT_AUTH_FAILURE_BURST),
+            cover: false,
+            size: false,
+            max: MAX_MAX_CONNECTIONS,
+        });
         let tracked = self.whole(
             "limits.max_tracked_ips",
             &l.max_tracked_ips,
@@ -378,6 +396,7 @@ impl Checker<'_> {
             Setting::Absent => NonZeroU32::new(DEFAULT_CONNECTIONS_PER_IP),
         };
         let (handshakes_per_ip, handshake_burst) = handshakes?;
+        let (auth_failures_per_ip, auth_failure_burst) = auth_failures?;
         let shared = shared?;
         if shared.is_some() && connections_per_ip.is_none() && handshakes_per_ip.is_none() {
             let msg = "is set but limits.connections_per_ip and limits.handshakes_per_ip are both \"off\": there is nothing to share. Turn one on or remove [limits.shared]";
@@ -396,8 +415,8 @@ impl Checker<'_> {
             trusted_proxies: TrustedProxies::new(networks?),
             proxy_protocol: proxy_protocol?,
             shared,
-            auth_failures_per_ip: None,
-            auth_failure_burst: None,
+            auth_failures_per_ip,
+            auth_failure_burst,
         })
     }
 
