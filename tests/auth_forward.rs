@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use common::auth_service::{AuthService, RawService, Reply};
-use common::{certs, sample, within};
+use common::{sample, within};
 use wsguard::auth::config::{
     ForwardConfig, ForwardOnError, DEFAULT_CACHE_SIZE, DEFAULT_EXPIRES_HEADER,
 };
@@ -397,11 +397,13 @@ async fn a_long_2xx_body_still_allows() {
     assert_eq!(headers.len(), 1);
 }
 
+// TLS tests need the demo feature: it holds the certificate generator.
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn https_trusts_the_ca_file() {
     let service = AuthService::start_https(Reply::status(200).header("x-auth-user", "carol")).await;
     let auth = Auth::new(&ForwardConfig {
-        ca_file: Some(certs().join("ca.crt")),
+        ca_file: Some(common::certs().join("ca.crt")),
         ..config(&service.url())
     });
     let Decision::Allow { headers, .. } = auth.check(&upgrade("sid=1")).await else {

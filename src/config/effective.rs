@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::units::{format_duration, format_size};
 use super::{Config, FrameLimits, RateConfig};
-use crate::auth::{algorithm_name, AuthConfig, AuthKind, ForwardConfig, JwtConfig};
+use crate::auth::config::{algorithm_name, AuthConfig, AuthKind, ForwardConfig, JwtConfig};
 
 fn q(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()

@@ -9,7 +9,7 @@ use http::uri::Scheme;
 use http::HeaderName;
 
 use super::{backend_header, header_name, service_url, span};
-use crate::auth::{
+use crate::auth::config::{
     ForwardConfig, ForwardOnError, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_EXPIRES_HEADER,
     DEFAULT_FORWARD_TIMEOUT,
 };

@@ -9,7 +9,7 @@ use http::HeaderName;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::{backend_header, service_url, span};
-use crate::auth::{
+use crate::auth::config::{
     algorithm_name, JwksConfig, JwtConfig, TokenSources, ALGORITHMS, DEFAULT_JWKS_MIN_REFRESH,
     DEFAULT_JWKS_REFRESH, DEFAULT_JWKS_TIMEOUT, DEFAULT_LEEWAY,
 };

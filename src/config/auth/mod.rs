@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use super::check::{check_token, Checker};
 use super::raw::{Field, Leaf, RawAuth, RawAuths, RawRoute};
-use crate::auth::{AuthConfig, AuthKind};
+use crate::auth::config::{AuthConfig, AuthKind};
 
 /// Longest section name, in bytes.
 const MAX_NAME: usize = 64;

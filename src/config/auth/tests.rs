@@ -9,7 +9,7 @@ use std::time::Duration;
 use ::http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use crate::auth::*;
+use crate::auth::config::*;
 use crate::config::tests::{errors, nz, MANIFEST, MINIMAL};
 use crate::config::*;
 

@@ -1,0 +1,597 @@
+//! `[auth.NAME] type = "jwt"` end to end: real signed tokens (RS256, ES256, HS256, EdDSA)
+//! through the proxy to a recording backend. Every refusal is asserted by its status,
+//! challenge, metric and log line, and by the backend never having been contacted.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use common::*;
+
+/// The fixture keys (PEM) under tests/data/jwt.
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/jwt")
+        .join(name)
+}
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256!";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Standard claims for a token valid for `ttl` seconds.
+fn claims(ttl: i64) -> serde_json::Value {
+    json!({
+        "sub": "alice",
+        "email": "alice@example.com",
+        "iss": "https://idp.test",
+        "aud": "chat",
+        "exp": now() as i64 + ttl,
+        "iat": now(),
+    })
+}
+
+fn sign(alg: Algorithm, claims: &serde_json::Value) -> String {
+    let key = match alg {
+        Algorithm::HS256 => EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        Algorithm::RS256 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256.pem")).unwrap()).unwrap()
+        }
+        Algorithm::ES256 => {
+            EncodingKey::from_ec_pem(&std::fs::read(fixture("es256.pem")).unwrap()).unwrap()
+        }
+        Algorithm::EdDSA => {
+            EncodingKey::from_ed_pem(&std::fs::read(fixture("ed25519.pem")).unwrap()).unwrap()
+        }
+        other => panic!("no test key for {other:?}"),
+    };
+    encode(&Header::new(alg), claims, &key).unwrap()
+}
+
+/// A proxy with route `/chat` behind `[auth.users]` (`extra` appended to that section)
+/// and `/open` without authentication, both to `backend`.
+struct Setup {
+    guard: Guard,
+    backend: Backend,
+    _dir: TempDir,
+}
+
+async fn setup(extra: &str, route_extra: &str) -> Setup {
+    setup_with(extra, route_extra, "").await
+}
+
+async fn setup_with(extra: &str, route_extra: &str, limits: &str) -> Setup {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let dir = TempDir::new("auth-jwt");
+    let secret = dir.0.join("hs.secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let body = format!(
+        r#"[limits]
+{limits}
+
+[origin]
+allow = ["https://chat.example.com"]
+
+[auth.users]
+type = "jwt"
+algorithms = ["HS256", "RS256", "ES256", "EdDSA"]
+hmac_secret_file = {secret:?}
+public_keys = [{rs:?}, {es:?}, {ed:?}]
+cookie = "session"
+query = "access_token"
+protocol_prefix = "token."
+issuer = "https://idp.test"
+audience = "chat"
+leeway = "0s"
+claim_headers = {{ sub = "X-Auth-Subject", email = "X-Auth-Email" }}
+{extra}
+
+[[route]]
+path = "/chat"
+backends = ["{addr}"]
+auth = "users"
+{route_extra}
+
+[[route]]
+path = "/open"
+backends = ["{addr}"]
+"#,
+        rs = fixture("rs256.pub.pem"),
+        es = fixture("es256.pub.pem"),
+        ed = fixture("ed25519.pub.pem"),
+        addr = backend.addr,
+    );
+    let guard = start_guard(false, &body).await;
+    Setup {
+        guard,
+        backend,
+        _dir: dir,
+    }
+}
+
+const ORIGIN: &str = "Origin: https://chat.example.com\r\n";
+
+/// The answer head to an upgrade of `path` with `headers` (lines ending in \r\n), with the
+/// body of a refusal; the connection is dropped after that.
+async fn ask(addr: SocketAddr, path: &str, headers: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = connect(addr, false).await;
+    let req = upgrade_request(path, &format!("{ORIGIN}{headers}"));
+    within("write upgrade", io.write_all(&req)).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        within("read answer", io.read_exact(&mut byte))
+            .await
+            .unwrap();
+        answer.push(byte[0]);
+    }
+    let mut answer = String::from_utf8_lossy(&answer).to_string();
+    if status_of(&answer) != 101 {
+        let mut body = Vec::new();
+        let _ = within("read body", io.read_to_end(&mut body)).await;
+        answer.push_str(&String::from_utf8_lossy(&body));
+    }
+    answer
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+/// Asserts a refusal: status, rule in the metric, and that the backend saw nothing.
+fn assert_refused(s: &Setup, answer: &str, status: u16, rule: &str) {
+    assert_eq!(status_of(answer), status, "{answer}");
+    let series = format!("wsguard_handshakes_refused_total{{reason=\"{rule}\",route=\"/chat\"}}");
+    assert!(
+        s.guard.metric(&series) >= 1.0,
+        "{series}\n{}",
+        s.guard.metrics()
+    );
+    assert_eq!(s.backend.seen.connections(), 0, "the backend was contacted");
+}
+
+#[tokio::test]
+async fn good_tokens_of_every_algorithm_pass_and_tampered_ones_do_not() {
+    let s = setup("", "").await;
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let token = sign(alg, &claims(60));
+        let answer = ask(s.guard.addr, "/chat", &bearer(&token)).await;
+        assert_eq!(status_of(&answer), 101, "{alg:?}: {answer}");
+    }
+    assert_eq!(s.backend.seen.connections(), 4);
+    let s = setup("", "").await;
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let token = sign(alg, &claims(60));
+        // Another payload under the same signature.
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let mut evil = claims(60);
+        evil["sub"] = json!("admin");
+        let payload = base64url(evil.to_string().as_bytes());
+        let tampered = format!("{head}.{payload}.{sig}");
+        let answer = ask(s.guard.addr, "/chat", &bearer(&tampered)).await;
+        assert_refused(&s, &answer, 401, "auth_bad_signature");
+        assert_eq!(
+            header_of(&answer, "www-authenticate"),
+            Some("Bearer realm=\"wsguard\", error=\"invalid_token\""),
+            "{answer}"
+        );
+    }
+    let series = "wsguard_auth_decisions_total{auth=\"users\",outcome=\"auth_bad_signature\"}";
+    assert_eq!(s.guard.metric(series), 4.0, "{}", s.guard.metrics());
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn expired_early_and_foreign_tokens_are_refused_with_their_rule() {
+    let s = setup("", "").await;
+    let cases = [
+        (claims(-5), 401, "auth_expired"),
+        (
+            {
+                let mut c = claims(60);
+                c["nbf"] = json!(now() + 30);
+                c
+            },
+            401,
+            "auth_not_yet_valid",
+        ),
+        (
+            {
+                let mut c = claims(60);
+                c["iss"] = json!("https://evil.test");
+                c
+            },
+            403,
+            "auth_claims",
+        ),
+        (
+            {
+                let mut c = claims(60);
+                c["aud"] = json!("billing");
+                c
+            },
+            403,
+            "auth_claims",
+        ),
+        (
+            {
+                let mut c = claims(60);
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            },
+            401,
+            "auth_malformed",
+        ),
+    ];
+    for (claims, status, rule) in cases {
+        let token = sign(Algorithm::ES256, &claims);
+        let answer = ask(s.guard.addr, "/chat", &bearer(&token)).await;
+        assert_refused(&s, &answer, status, rule);
+        assert!(!answer.contains(&token));
+    }
+}
+
+#[tokio::test]
+async fn alg_none_and_hs_rs_confusion_are_refused() {
+    let s = setup("", "").await;
+    let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = base64url(claims(60).to_string().as_bytes());
+    let none = format!("{header}.{payload}.");
+    let answer = ask(s.guard.addr, "/chat", &bearer(&none)).await;
+    assert_refused(&s, &answer, 401, "auth_malformed");
+
+    // HS256 "signed" with the RSA public key's PEM as the secret: the HMAC key is the
+    // configured secret, never a public key, so the signature does not verify.
+    let public = std::fs::read(fixture("rs256.pub.pem")).unwrap();
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(60),
+        &EncodingKey::from_secret(&public).unwrap(),
+    )
+    .unwrap();
+    let answer = ask(s.guard.addr, "/chat", &bearer(&confused)).await;
+    assert_refused(&s, &answer, 401, "auth_bad_signature");
+
+    // With only RS256 allowed, an HS256 token is refused before any key is looked at.
+    let s = setup_rs256_only().await;
+    let answer = ask(s.guard.addr, "/chat", &bearer(&confused)).await;
+    assert_refused(&s, &answer, 401, "auth_algorithm");
+}
+
+async fn setup_rs256_only() -> Setup {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let body = format!(
+        r#"[origin]
+allow = ["https://chat.example.com"]
+
+[auth.users]
+type = "jwt"
+algorithms = ["RS256"]
+public_keys = [{rs:?}]
+
+[[route]]
+path = "/chat"
+backends = ["{addr}"]
+auth = "users"
+"#,
+        rs = fixture("rs256.pub.pem"),
+        addr = backend.addr,
+    );
+    Setup {
+        guard: start_guard(false, &body).await,
+        backend,
+        _dir: TempDir::new("auth-rs"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_token_gets_the_bearer_challenge_and_open_routes_stay_open() {
+    let s = setup("", "").await;
+    let answer = ask(s.guard.addr, "/chat", "").await;
+    assert_refused(&s, &answer, 401, "auth_missing");
+    assert_eq!(
+        header_of(&answer, "www-authenticate"),
+        Some("Bearer realm=\"wsguard\"")
+    );
+    let answer = ask(s.guard.addr, "/open", "").await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+}
+
+#[tokio::test]
+async fn every_token_source_works_and_the_token_does_not_reach_the_backend() {
+    let s = setup("", "").await;
+    let token = sign(Algorithm::HS256, &claims(60));
+    let cookie = format!("Cookie: theme=dark; session={token}\r\n");
+    let protocol = format!("Sec-WebSocket-Protocol: chat, token.{token}\r\n");
+    let query_path = format!("/chat?room=7&access_token={token}");
+    for (path, headers) in [
+        ("/chat", cookie.as_str()),
+        (query_path.as_str(), ""),
+        ("/chat", protocol.as_str()),
+        ("/chat", bearer(&token).as_str()),
+    ] {
+        let answer = ask(s.guard.addr, path, headers).await;
+        assert_eq!(status_of(&answer), 101, "{path} {headers}: {answer}");
+    }
+    let requests = s.backend.seen.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 4);
+    // The query parameter and the subprotocol value are taken out; the cookie and the
+    // Authorization header are the backend's to see.
+    assert!(
+        requests[1].starts_with("GET /chat?room=7 HTTP/1.1\r\n"),
+        "{}",
+        requests[1]
+    );
+    assert!(!requests[1].contains(&token));
+    assert_eq!(
+        header_of(&requests[2], "sec-websocket-protocol"),
+        Some("chat")
+    );
+    assert!(!requests[2].contains(&token));
+    for r in &requests {
+        assert_eq!(header_of(r, "x-auth-subject"), Some("alice"), "{r}");
+        assert_eq!(
+            header_of(r, "x-auth-email"),
+            Some("alice@example.com"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keep_token_forwards_it_as_it_came() {
+    let s = setup("", "keep_token = true").await;
+    let token = sign(Algorithm::HS256, &claims(60));
+    let answer = ask(s.guard.addr, &format!("/chat?access_token={token}"), "").await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    let requests = s.backend.seen.requests.lock().unwrap().clone();
+    assert!(requests[0].contains(&token));
+}
+
+#[tokio::test]
+async fn client_copies_of_identity_headers_are_dropped_everywhere() {
+    let s = setup("", "").await;
+    let token = sign(Algorithm::HS256, &claims(60));
+    let forged = "X-Auth-Subject: root\r\nx-auth-email: root@example.com\r\n";
+    let answer = ask(
+        s.guard.addr,
+        "/chat",
+        &format!("{}{forged}", bearer(&token)),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    // An open route forwards to the same backends: the forged headers go there neither.
+    let answer = ask(s.guard.addr, "/open", forged).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    let requests = s.backend.seen.requests.lock().unwrap().clone();
+    assert_eq!(header_of(&requests[0], "x-auth-subject"), Some("alice"));
+    for r in &requests {
+        assert!(!r.contains("root"), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_when_its_token_expires_and_the_backend_hears_1001() {
+    let backend = start_upgraded_backend(|mut stream, seen| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1024];
+        if let Ok(n) = stream.read(&mut buf).await {
+            seen.frames.lock().unwrap().push((
+                wsguard::frame::FrameHeader::parse(&buf[..n])
+                    .unwrap()
+                    .unwrap()
+                    .0,
+                buf[..n].to_vec(),
+            ));
+        }
+    })
+    .await;
+    let body = jwt_body(backend.addr, "grace = \"1s\"", "");
+    let guard = start_guard(false, &body.0).await;
+    // exp is whole seconds: start on a fresh second so the bound is tight.
+    let exp = now() + 2;
+    let mut c = claims(0);
+    c["exp"] = json!(exp);
+    let token = sign(Algorithm::HS256, &c);
+    let mut io = upgrade_raw(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", &format!("{ORIGIN}{}", bearer(&token))),
+    )
+    .await;
+    let (code, reason) = read_close(&mut io).await;
+    let closed_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    assert_eq!((code, reason.as_str()), (Some(1008), "token expired"));
+    // exp plus the 1 s grace, within a second (exp has whole-second resolution).
+    let due = Duration::from_secs(exp + 1);
+    assert!(
+        closed_at >= due && closed_at < due + Duration::from_secs(1),
+        "closed at {closed_at:?}, due {due:?}"
+    );
+    assert!(
+        wait_until(|| !backend.seen.frames().is_empty()).await,
+        "the backend heard nothing"
+    );
+    let (header, bytes) = backend.seen.frames()[0].clone();
+    assert_eq!(header.opcode, wsguard::frame::OpCode::Close);
+    let payload = &bytes[bytes.len() - header.payload_len as usize..];
+    let mut payload = payload.to_vec();
+    if let Some(key) = header.mask {
+        wsguard::frame::mask::apply_mask(&mut payload, key, 0);
+    }
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    // Counted once the close handshakes are over (the client here never answers).
+    let series = "wsguard_connections_closed_total{code=\"1008\",by=\"token_expired\"}";
+    assert!(
+        wait_until(|| guard.metric(series) == 1.0).await,
+        "{}",
+        guard.metrics()
+    );
+    drop(body.1);
+}
+
+/// A config body with `/chat` behind an HS256-only `[auth.users]` (`extra` in it) and
+/// `route_extra` on the route; the secret file lives as long as the returned dir.
+fn jwt_body(backend: SocketAddr, extra: &str, route_extra: &str) -> (String, TempDir) {
+    let dir = TempDir::new("auth-jwt-hs");
+    let secret = dir.0.join("hs.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let body = format!(
+        r#"[origin]
+allow = ["https://chat.example.com"]
+
+[auth.users]
+type = "jwt"
+algorithms = ["HS256"]
+hmac_secret_file = {secret:?}
+leeway = "0s"
+{extra}
+
+[[route]]
+path = "/chat"
+backends = ["{backend}"]
+auth = "users"
+{route_extra}
+"#
+    );
+    (body, dir)
+}
+
+#[tokio::test]
+async fn max_session_ends_a_socket_whose_token_lives_longer() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let (body, _dir) = jwt_body(backend.addr, "", "max_session = \"1s\"");
+    let guard = start_guard(false, &body).await;
+    let token = sign(Algorithm::HS256, &claims(3600));
+    let started = std::time::Instant::now();
+    let mut io = upgrade_raw(
+        guard.addr,
+        false,
+        &upgrade_request("/chat", &format!("{ORIGIN}{}", bearer(&token))),
+    )
+    .await;
+    let (code, reason) = read_close(&mut io).await;
+    assert_eq!((code, reason.as_str()), (Some(1008), "session time limit"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn token_guessing_runs_into_429_before_any_token_is_looked_at() {
+    let logs = Logs::capture();
+    let s = setup_with("", "", "auth_failures_per_ip = 60\nauth_failure_burst = 2").await;
+    let good = sign(Algorithm::HS256, &claims(60));
+    // One signature character changed, away from the end (whose spare bits base64 ignores).
+    let at = good.len() - 10;
+    let flipped = if &good[at..=at] == "A" { "B" } else { "A" };
+    let bad = format!("{}{flipped}{}", &good[..at], &good[at + 1..]);
+    for _ in 0..2 {
+        let answer = ask(s.guard.addr, "/chat", &bearer(&bad)).await;
+        assert_eq!(status_of(&answer), 401, "{answer}");
+    }
+    let answer = ask(s.guard.addr, "/chat", &bearer(&bad)).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert_eq!(header_of(&answer, "retry-after"), Some("1"), "{answer}");
+    // Blocked: even a good token is not looked at until the quota allows one more.
+    let answer = ask(s.guard.addr, "/chat", &bearer(&good)).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert_eq!(logs.count("handshake refused", "auth_bad_signature"), 2);
+    assert_eq!(logs.count("handshake refused", "auth_failures"), 2);
+    assert_eq!(s.backend.seen.connections(), 0);
+    assert_eq!(
+        s.guard
+            .metric("wsguard_rate_limited_total{reason=\"auth_failures\"}"),
+        2.0
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answer = ask(s.guard.addr, "/chat", &bearer(&good)).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+}
+
+#[tokio::test]
+async fn a_refused_origin_is_never_authenticated() {
+    let s = setup("", "").await;
+    let token = sign(Algorithm::HS256, &claims(60));
+    let req = upgrade_request(
+        "/chat",
+        &format!("Origin: https://evil.example\r\n{}", bearer(&token)),
+    );
+    let answer = raw_request(s.guard.addr, false, &req).await;
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    let decided = s.guard.metrics();
+    assert!(
+        !decided.contains("wsguard_auth_decisions_total{"),
+        "{decided}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let logs = Logs::capture();
+    let s = setup("", "").await;
+    let good = sign(Algorithm::ES256, &claims(60));
+    let expired = sign(Algorithm::ES256, &claims(-5));
+    for (path, headers) in [
+        (format!("/chat?access_token={expired}"), String::new()),
+        ("/chat".to_owned(), format!("Cookie: session={expired}\r\n")),
+        ("/chat".to_owned(), bearer(&good)),
+    ] {
+        let _ = ask(s.guard.addr, &path, &headers).await;
+    }
+    let text: String = logs.lines().iter().map(|l| l.to_string()).collect();
+    assert!(!text.is_empty());
+    for secret in [&good, &expired] {
+        let signature = secret.rsplit('.').next().unwrap();
+        assert!(!text.contains(signature), "{text}");
+    }
+    assert!(!s.guard.metrics().contains(&good[..20]));
+}
+
+#[tokio::test]
+async fn a_token_offered_as_the_only_subprotocol_is_named_in_the_101_not_sent_on() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let (body, _dir) = jwt_body(backend.addr, "protocol_prefix = \"token.\"", "");
+    let guard = start_guard(false, &body).await;
+    let token = sign(Algorithm::HS256, &claims(60));
+    let req = upgrade_request(
+        "/chat",
+        &format!("{ORIGIN}Sec-WebSocket-Protocol: token.{token}\r\n"),
+    );
+    let (_io, head) = upgrade_with_head(connect(guard.addr, false).await, &req).await;
+    let offered = format!("token.{token}");
+    assert_eq!(
+        header_of(&head, "sec-websocket-protocol"),
+        Some(offered.as_str())
+    );
+    let requests = backend.seen.requests.lock().unwrap().clone();
+    assert_eq!(header_of(&requests[0], "sec-websocket-protocol"), None);
+    assert!(!requests[0].contains(&token));
+}
