@@ -19,6 +19,14 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// One algorithm of each family the proxy is configured with.
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256!";
 
 fn now() -> u64 {
@@ -163,24 +171,14 @@ fn assert_refused(s: &Setup, answer: &str, status: u16, rule: &str) {
 #[tokio::test]
 async fn good_tokens_of_every_algorithm_pass_and_tampered_ones_do_not() {
     let s = setup("", "").await;
-    for alg in [
-        Algorithm::HS256,
-        Algorithm::RS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ] {
+    for alg in ALGORITHMS {
         let token = sign(alg, &claims(60));
         let answer = ask(s.guard.addr, "/chat", &bearer(&token)).await;
         assert_eq!(status_of(&answer), 101, "{alg:?}: {answer}");
     }
     assert_eq!(s.backend.seen.connections(), 4);
     let s = setup("", "").await;
-    for alg in [
-        Algorithm::HS256,
-        Algorithm::RS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ] {
+    for alg in ALGORITHMS {
         let token = sign(alg, &claims(60));
         // Another payload under the same signature.
         let (head, rest) = token.split_once('.').unwrap();

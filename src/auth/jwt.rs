@@ -14,7 +14,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::config::{AuthError, JwtConfig};
+use super::config::{AuthError, JwtConfig, TokenSources};
 use super::jwks::{Jwks, JwksMiss};
 use super::refusal::AuthRefusal;
 use crate::metrics::AuthMetrics;
@@ -66,6 +66,11 @@ impl JwtAuth {
             keys,
             jwks,
         })
+    }
+
+    /// Where tokens are looked for.
+    pub fn sources(&self) -> &TokenSources {
+        &self.cfg.sources
     }
 
     /// Verifies `token`.

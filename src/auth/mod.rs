@@ -97,7 +97,10 @@ pub struct Authenticator {
 
 enum Kind {
     Jwt(Box<JwtAuth>),
-    Forward(Box<Forward>),
+    Forward {
+        service: Box<Forward>,
+        on_error: ForwardOnError,
+    },
 }
 
 impl Authenticator {
@@ -106,9 +109,10 @@ impl Authenticator {
     pub fn start(cfg: &AuthConfig, metrics: &AuthMetrics) -> Result<Authenticator, AuthError> {
         let kind = match &cfg.kind {
             AuthKind::Jwt(j) => Kind::Jwt(Box::new(JwtAuth::new(&cfg.name, j, metrics)?)),
-            AuthKind::Forward(f) => Kind::Forward(Box::new(
-                Forward::new(&cfg.name, f, metrics).map_err(AuthError::Client)?,
-            )),
+            AuthKind::Forward(f) => Kind::Forward {
+                service: Box::new(Forward::new(&cfg.name, f, metrics).map_err(AuthError::Client)?),
+                on_error: f.on_error,
+            },
         };
         Ok(Authenticator {
             cfg: cfg.clone(),
@@ -132,7 +136,9 @@ impl Authenticator {
         let started = std::time::Instant::now();
         let decided = match &self.kind {
             Kind::Jwt(jwt) => self.jwt(jwt, parts, keep_token).await,
-            Kind::Forward(forward) => self.forward(forward, parts, client).await,
+            Kind::Forward { service, on_error } => {
+                self.forward(service, *on_error, parts, client).await
+            }
         };
         self.metrics
             .seconds
@@ -153,10 +159,8 @@ impl Authenticator {
     }
 
     async fn jwt(&self, jwt: &JwtAuth, parts: &Parts, keep_token: bool) -> Result<Granted, Denied> {
-        let AuthKind::Jwt(cfg) = &self.cfg.kind else {
-            return Err(Denied::new(AuthRefusal::Unavailable));
-        };
-        let token = match token::find(&cfg.sources, parts) {
+        let sources = jwt.sources();
+        let token = match token::find(sources, parts) {
             None => return Err(Denied::new(AuthRefusal::Missing)),
             Some(Err(())) => return Err(Denied::new(AuthRefusal::Malformed)),
             Some(Ok(t)) => t,
@@ -173,11 +177,11 @@ impl Authenticator {
         if !keep_token {
             match token.source {
                 Source::Query => {
-                    let name = cfg.sources.query.as_deref().unwrap_or_default();
+                    let name = sources.query.as_deref().unwrap_or_default();
                     granted.target = token::target_without(parts, name);
                 }
                 Source::Protocol => {
-                    let prefix = cfg.sources.protocol_prefix.clone().unwrap_or_default();
+                    let prefix = sources.protocol_prefix.clone().unwrap_or_default();
                     granted.token_protocol = Some(TokenProtocol {
                         offered: format!("{prefix}{}", token.value),
                         prefix,
@@ -192,6 +196,7 @@ impl Authenticator {
     async fn forward(
         &self,
         forward: &Forward,
+        on_error: ForwardOnError,
         parts: &Parts,
         client: &ClientInfo,
     ) -> Result<Granted, Denied> {
@@ -220,11 +225,7 @@ impl Authenticator {
                 })
             }
             Decision::Unavailable(why) => {
-                let open = matches!(
-                    &self.cfg.kind,
-                    AuthKind::Forward(f) if f.on_error == ForwardOnError::Open
-                );
-                if open {
+                if on_error == ForwardOnError::Open {
                     tracing::warn!(auth = %self.cfg.name, error = %why, "auth service unavailable; on_error = \"open\" lets the handshake through unauthenticated");
                     return Ok(Granted {
                         unauthenticated: true,
