@@ -453,7 +453,8 @@ async fn a_socket_is_closed_when_its_token_expires_and_the_backend_hears_1001() 
     drop(body.1);
 }
 
-/// A config body with `/chat` behind an HS256-only `[auth.users]` (`extra` in it) and
+/// A config body with `/chat` behind an HS256-only `[auth.users]` (default leeway, 30 s;
+/// `extra` in it) and
 /// `route_extra` on the route; the secret file lives as long as the returned dir.
 fn jwt_body(backend: SocketAddr, extra: &str, route_extra: &str) -> (String, TempDir) {
     let dir = TempDir::new("auth-jwt-hs");
@@ -467,7 +468,6 @@ allow = ["https://chat.example.com"]
 type = "jwt"
 algorithms = ["HS256"]
 hmac_secret_file = {secret:?}
-leeway = "0s"
 {extra}
 
 [[route]]
@@ -592,4 +592,22 @@ async fn a_token_offered_as_the_only_subprotocol_is_named_in_the_101_not_sent_on
     let requests = backend.seen.requests.lock().unwrap().clone();
     assert_eq!(header_of(&requests[0], "sec-websocket-protocol"), None);
     assert!(!requests[0].contains(&token));
+}
+
+#[tokio::test]
+async fn the_leeway_does_not_stretch_exp_past_the_grace() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let (body, _dir) = jwt_body(backend.addr, "grace = \"2s\"", "");
+    let guard = start_guard(false, &body).await;
+    // 5 s past exp: inside the default 30 s leeway, outside the 2 s grace.
+    let token = sign(Algorithm::HS256, &claims(-5));
+    let answer = ask(guard.addr, "/chat", &bearer(&token)).await;
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    let series = "wsguard_handshakes_refused_total{reason=\"auth_expired\",route=\"/chat\"}";
+    assert_eq!(guard.metric(series), 1.0);
+    // Up to 1 s past exp (whole seconds), inside the grace: accepted for what is left.
+    let token = sign(Algorithm::HS256, &claims(0));
+    let answer = ask(guard.addr, "/chat", &bearer(&token)).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    assert_eq!(backend.seen.connections(), 1);
 }

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 
 use super::http::ClientError;
 
-/// Default `leeway` (30 s) for `exp` and `nbf`: clocks of an identity provider and a
+/// Default `leeway` (30 s) for `nbf`: clocks of an identity provider and a
 /// proxy drift by seconds, not minutes.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Default `jwks_refresh` (5 min): a rotated key is picked up within this even when no
@@ -101,7 +101,7 @@ pub struct JwtConfig {
     pub issuers: Vec<String>,
     /// `audience`: accepted `aud` values; empty = not checked.
     pub audiences: Vec<String>,
-    /// `leeway` for `exp` and `nbf`.
+    /// `leeway` for `nbf` (`exp` is bounded by the section's grace).
     pub leeway: Duration,
     /// `require_exp` (default true): a token without `exp` is refused.
     pub require_exp: bool,

@@ -25,8 +25,8 @@ const MAX_TOKEN: usize = 8 * 1024;
 /// A verified token: the identity headers for the backend, and when it stops being valid.
 pub struct Verified {
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// `exp` plus the leeway: the token is accepted until then.
-    pub valid_until: Option<SystemTime>,
+    /// `exp`: the caller refuses the token, or ends its session, at `exp` plus the grace.
+    pub expires: Option<SystemTime>,
 }
 
 /// Why a token was refused, and its `kid` for the log line.
@@ -97,7 +97,7 @@ impl JwtAuth {
         let mut last = AuthRefusal::BadSignature;
         for key in &keys {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
-                Ok(data) => return Ok(self.verified(&data.claims)),
+                Ok(data) => return self.verified(&data.claims).map_err(|r| reject(r, &kid)),
                 Err(e) => {
                     last = refusal_of(e.kind());
                     if last != AuthRefusal::BadSignature {
@@ -146,9 +146,12 @@ impl JwtAuth {
 
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
+        // The leeway is for `nbf`: a token is accepted until `exp` plus the section's grace,
+        // and its connection closes then, so both ends of a session are one rule (the
+        // caller's).
         v.leeway = self.cfg.leeway.as_secs();
         v.validate_nbf = true;
-        v.validate_exp = true;
+        v.validate_exp = false;
         v.required_spec_claims = if self.cfg.require_exp {
             HashSet::from(["exp".to_owned()])
         } else {
@@ -167,12 +170,19 @@ impl JwtAuth {
         v
     }
 
-    fn verified(&self, claims: &Map<String, Value>) -> Verified {
-        let valid_until = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s.min(1e12)) + self.cfg.leeway);
+    /// The grant of a token whose signature and claims passed: `exp` must be a number
+    /// (NumericDate, RFC 7519 §2) if present.
+    fn verified(&self, claims: &Map<String, Value>) -> Result<Verified, AuthRefusal> {
+        let expires = match claims.get("exp") {
+            None => None,
+            Some(exp) => {
+                let secs = exp
+                    .as_f64()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or(AuthRefusal::Malformed)?;
+                Some(UNIX_EPOCH + Duration::from_secs_f64(secs.min(1e12)))
+            }
+        };
         let headers = self
             .cfg
             .claim_headers
@@ -182,10 +192,7 @@ impl JwtAuth {
                 Some((name.clone(), value))
             })
             .collect();
-        Verified {
-            headers,
-            valid_until,
-        }
+        Ok(Verified { headers, expires })
     }
 }
 

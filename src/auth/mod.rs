@@ -171,7 +171,7 @@ impl Authenticator {
         })?;
         let mut granted = Granted {
             headers: verified.headers,
-            session_end: verified.valid_until.map(|t| self.deadline(t)),
+            session_end: self.session_end(verified.expires).map_err(Denied::new)?,
             ..Granted::default()
         };
         if !keep_token {
@@ -203,7 +203,7 @@ impl Authenticator {
         match forward.check(parts, client).await {
             Decision::Allow { headers, expires } => Ok(Granted {
                 headers,
-                session_end: expires.map(|t| self.deadline(t)),
+                session_end: self.session_end(expires).map_err(Denied::new)?,
                 ..Granted::default()
             }),
             Decision::Deny {
@@ -240,12 +240,18 @@ impl Authenticator {
         }
     }
 
-    /// `valid_until` plus the grace, on the monotonic clock the relay's timers use.
-    fn deadline(&self, valid_until: SystemTime) -> Instant {
-        let left = valid_until
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Instant::now() + left.saturating_add(self.cfg.grace).min(MAX_SESSION_TIMER)
+    /// When a session whose credential runs out at `expires` ends: `expires` plus the grace,
+    /// on the monotonic clock the relay's timers use. Already past: the credential has
+    /// expired, and the handshake is refused rather than opened and closed at once.
+    fn session_end(&self, expires: Option<SystemTime>) -> Result<Option<Instant>, AuthRefusal> {
+        let Some(expires) = expires else {
+            return Ok(None);
+        };
+        let end = expires.checked_add(self.cfg.grace).unwrap_or(expires);
+        match end.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => Ok(Some(Instant::now() + left.min(MAX_SESSION_TIMER))),
+            _ => Err(AuthRefusal::Expired),
+        }
     }
 }
 
