@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+use common::auth_service::ask;
 use common::*;
 
 /// The fixture keys (PEM) under tests/data/jwt.
@@ -127,30 +128,6 @@ backends = ["{addr}"]
 }
 
 const ORIGIN: &str = "Origin: https://chat.example.com\r\n";
-
-/// The answer head to an upgrade of `path` with `headers` (lines ending in \r\n), with the
-/// body of a refusal; the connection is dropped after that.
-async fn ask(addr: SocketAddr, path: &str, headers: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut io = connect(addr, false).await;
-    let req = upgrade_request(path, &format!("{ORIGIN}{headers}"));
-    within("write upgrade", io.write_all(&req)).await.unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        within("read answer", io.read_exact(&mut byte))
-            .await
-            .unwrap();
-        answer.push(byte[0]);
-    }
-    let mut answer = String::from_utf8_lossy(&answer).to_string();
-    if status_of(&answer) != 101 {
-        let mut body = Vec::new();
-        let _ = within("read body", io.read_to_end(&mut body)).await;
-        answer.push_str(&String::from_utf8_lossy(&body));
-    }
-    answer
-}
 
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::certs;
+use super::{certs, within, Backend, Guard};
 
 /// What the service answers.
 #[derive(Clone)]
@@ -247,4 +247,53 @@ impl RawService {
     pub fn url(&self) -> String {
         format!("http://{}/auth", self.addr)
     }
+}
+
+/// The Origin the auth end-to-end tests allow.
+pub const ORIGIN: &str = "https://chat.example.com";
+
+/// The answer head to an upgrade of `path` from [`ORIGIN`] with `headers` (lines ending in
+/// \r\n), followed by the body when it is a refusal; the connection is dropped after that.
+pub async fn ask(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let mut io = super::connect(addr, false).await;
+    let req = super::upgrade_request(path, &format!("Origin: {ORIGIN}\r\n{headers}"));
+    within("write upgrade", io.write_all(&req)).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        within("read answer", io.read_exact(&mut byte))
+            .await
+            .unwrap();
+        answer.push(byte[0]);
+    }
+    let mut answer = String::from_utf8_lossy(&answer).to_string();
+    if super::status_of(&answer) != 101 {
+        let mut body = Vec::new();
+        let _ = within("read body", io.read_to_end(&mut body)).await;
+        answer.push_str(&String::from_utf8_lossy(&body));
+    }
+    answer
+}
+
+/// Asserts a refusal of route `/chat`: its status, its rule counted, and `backend` still at
+/// the `connections` it had before.
+pub fn assert_refused(
+    guard: &Guard,
+    backend: &Backend,
+    connections: usize,
+    answer: &str,
+    (status, rule): (u16, &str),
+) {
+    assert_eq!(super::status_of(answer), status, "{answer}");
+    let series = format!("wsguard_handshakes_refused_total{{reason=\"{rule}\",route=\"/chat\"}}");
+    assert!(
+        guard.metric(&series) >= 1.0,
+        "{series}\n{}",
+        guard.metrics()
+    );
+    assert_eq!(
+        backend.seen.connections(),
+        connections,
+        "the backend was contacted"
+    );
 }
