@@ -10,7 +10,7 @@ use crate::limits::IpRefusal;
 use crate::origin::OriginRefusal;
 
 /// The challenge of a 401 without a token (RFC 6750 §3).
-const BEARER: &str = "Bearer realm=\"wsguard\"";
+pub const BEARER: &str = "Bearer realm=\"wsguard\"";
 /// The challenge of a 401 for a token that was presented and refused.
 const BEARER_INVALID: &str = "Bearer realm=\"wsguard\", error=\"invalid_token\"";
 

@@ -274,6 +274,9 @@ async fn refused_credentials_run_into_429_before_the_service_is_asked() {
     for _ in 0..2 {
         let answer = ask(s.guard.addr, "/chat", COOKIE).await;
         assert_refused(&s.guard, &s.backend, 0, &answer, (401, "auth_unauthorized"));
+        // The service sent no challenge; a 401 still carries one.
+        let challenge = header_of(&answer, "www-authenticate");
+        assert_eq!(challenge, Some("Bearer realm=\"wsguard\""), "{answer}");
     }
     // The third failure is one too many; after it the service is not asked at all.
     for _ in 0..2 {

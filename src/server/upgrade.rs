@@ -383,7 +383,12 @@ fn answer(refusal: Refusal, passed: Option<Passed>) -> Response<Full<Bytes>> {
             body,
             www_authenticate,
         }) => {
-            if let Some(challenge) = www_authenticate {
+            // A 401 must carry a challenge (RFC 9110 §15.5.2): ours when the service sent none.
+            let fallback = || {
+                let unauthorized = refusal.status() == StatusCode::UNAUTHORIZED;
+                unauthorized.then(|| http::HeaderValue::from_static(crate::refusal::BEARER))
+            };
+            if let Some(challenge) = www_authenticate.or_else(fallback) {
                 response = response.header(header::WWW_AUTHENTICATE, challenge);
             }
             body
