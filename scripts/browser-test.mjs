@@ -14,9 +14,17 @@
 // Phase "report" (wsguard restarted with mode = "report"):
 //   4. the evil page connects and chats, and wsguard logs
 //      `origin refused (report mode: let through)` for its origin.
+// Phase "auth" (enforce, /chat behind [auth.session]: HS256 JWTs from the "session" cookie, leeway 0):
+//   5. the allowed page with a valid session cookie connects and chats;
+//   6. without the cookie, then with an expired token, the page gets no socket (close 1006, a 401
+//      in Chromium's console), and each is one refusal in the log and in /metrics
+//      (auth_missing, auth_expired);
+//   7. a connected page is closed with 1008 "token expired" when its token's exp passes;
+//   8. no token this phase minted appears in wsguard's log.
 // Every wait is bounded. Screenshots go to $BROWSER_TEST_OUT.
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createHmac, randomUUID } from "node:crypto";
 import { join } from "node:path";
 
 const env = (name) => {
@@ -37,6 +45,8 @@ const EVIL_ORIGIN = "http://127.0.0.1:8081";
 const DIRECT = "http://127.0.0.1:8082/";
 const WAIT_MS = 10_000;
 const MAX_MESSAGE = 4096; // [frames] max_message_size in the test config
+const AUTH = "session"; // phase auth: the [auth.NAME] section and the cookie it reads
+const minted = []; // every token phase auth made, to look for in the log
 
 // ---------------------------------------------------------------- helpers ---
 
@@ -64,7 +74,8 @@ const countLog = (...needles) =>
   logLines().filter((l) => needles.every((n) => (n instanceof RegExp ? n.test(l) : l.includes(n))))
     .length;
 // tracing prints a &str field quoted (rule="origin_not_allowed"); accept it bare as well.
-const RULE_ORIGIN = /\brule="?origin_not_allowed"?(\s|$)/;
+const ruleIs = (rule) => new RegExp(`\\brule="?${rule}"?(\\s|$)`);
+const RULE_ORIGIN = ruleIs("origin_not_allowed");
 const FROM_EVIL = new RegExp(`\\sorigin="?${EVIL_ORIGIN.replaceAll(".", "\\.")}"?(\\s|$)`);
 const joins = (...more) => countLog("chat client joined", "room=/chat", ...more);
 // The backend logs what it agreed to as compression="permessage-deflate; ..." (or none).
@@ -111,6 +122,18 @@ const args = [
   "--disable-default-apps",
   "--disable-extensions",
 ];
+// Phase auth: to Chromium the socket (wss://localhost:8443) is third-party to the page
+// (http://localhost:8080: another scheme, so another site), and it blocks third-party cookies by
+// default (the cookie's blockedReasons: UserPreferences). The profile allows them for wsguard's
+// origin alone, as a user's "allowed to use third-party cookies" exception would.
+if (PHASE === "auth") {
+  const exceptions = { cookies: { "https://localhost:8443,*": { setting: 1 } } };
+  mkdirSync(join(PROFILE, "Default"), { recursive: true });
+  writeFileSync(
+    join(PROFILE, "Default", "Preferences"),
+    JSON.stringify({ profile: { content_settings: { exceptions } } })
+  );
+}
 // A fresh profile every run; HOME (set by the script) holds the NSS db that trusts certs/ca.crt:
 // no certificate error is ignored.
 const context = await chromium.launchPersistentContext(PROFILE, {
@@ -125,6 +148,7 @@ const context = await chromium.launchPersistentContext(PROFILE, {
 try {
   if (PHASE === "enforce") await enforce();
   else if (PHASE === "report") await report();
+  else if (PHASE === "auth") await auth();
   else throw new Error(`unknown BROWSER_TEST_PHASE ${PHASE}`);
 } finally {
   await context.close();
@@ -234,11 +258,114 @@ async function report() {
 async function checkMetric(name, labels, want) {
   const url = process.env.BROWSER_TEST_METRICS_URL;
   if (!url) return;
-  const text = await (await fetch(url)).text();
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text();
   const value = text
     .split("\n")
     .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
     .filter((l) => Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
     .reduce((sum, l) => sum + Number(l.trim().split(/\s+/).pop()), 0);
   check(value === want, `${url}: ${name}${JSON.stringify(labels)} = ${value}, want ${want}`);
+}
+
+// ------------------------------------------------------------ auth phase ---
+
+/** An HS256 JWT signed with the run's secret, expiring `expIn` seconds from now (whole seconds). */
+function mint(expIn) {
+  const secret = readFileSync(env("BROWSER_TEST_SECRET_FILE"));
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const exp = now + expIn;
+  const claims = { sub: "browser-test", jti: randomUUID(), iat: Math.min(now, exp - 1), exp };
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  const token = `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
+  minted.push(token);
+  return { token, exp };
+}
+/** The only cookie in the browser: `session` = `token`. Secure + SameSite=None: the page
+ * (http://localhost:8080) and the socket (wss://localhost:8443) are schemefully cross-site, so a
+ * Lax or Strict cookie would not go with the handshake. It outlives every token it carries, so an
+ * expired token still reaches wsguard. */
+async function setSession(token) {
+  await context.clearCookies();
+  await context.addCookies([
+    {
+      name: AUTH,
+      value: token,
+      domain: "localhost",
+      path: "/",
+      secure: true,
+      sameSite: "None",
+      expires: Math.floor(Date.now() / 1000) + 600,
+    },
+  ]);
+}
+
+/** Reloads `page` (its cookies set beforehand) and checks wsguard refuses its socket by `rule`,
+ * the first such refusal since wsguard started. */
+async function refusedBy(page, rule) {
+  const joinsBefore = joins();
+  page.consoleText = [];
+  await page.reload({ timeout: WAIT_MS });
+  await waitStatus(page, "closed: 1006");
+  // Chromium's words for a 401 with a WWW-Authenticate challenge; it does not print the code.
+  check(
+    page.consoleText.some((t) => /websocket/i.test(t) && t.includes("HTTP Authentication failed")),
+    `${page.label}: Chromium reports the 401 (${JSON.stringify(page.consoleText)})`
+  );
+  const refused = () => countLog("handshake refused", ruleIs(rule), /\bpath="?\/chat"?(\s|$)/);
+  await waitFor(() => refused() >= 1);
+  await new Promise((r) => setTimeout(r, 300)); // a second attempt would show by now
+  check(refused() === 1, `wsguard logged exactly one ${rule} refusal (${refused()})`);
+  await checkMetric("wsguard_handshakes_refused_total", { reason: rule, route: "/chat" }, 1);
+  await checkMetric("wsguard_auth_decisions_total", { auth: AUTH, outcome: rule }, 1);
+  check(joins() === joinsBefore, `backend logged no join for the refused page (joins ${joinsBefore} -> ${joins()})`);
+}
+
+async function auth() {
+  console.log("5. auth: the allowed page with a valid session cookie chats");
+  await setSession(mint(600).token);
+  const page = await open(context, ALLOWED, "session", context.pages()[0]);
+  if (!(await waitStatus(page, "connected"))) {
+    throw new Error(
+      `the page cannot connect with a session cookie: wsguard log: ${LOG}; page console: ${JSON.stringify(page.consoleText)}`
+    );
+  }
+  await page.fill("#name", "carol");
+  await say(page, "signed in through wsguard");
+  await waitMessage(page, "signed in through wsguard");
+  check(joins() === 1, `backend logged 1 join (${joins()})`);
+  await checkMetric("wsguard_auth_decisions_total", { auth: AUTH, outcome: "allowed" }, 1);
+  await page.screenshot({ path: join(OUT, "chat-auth-ok.png") });
+
+  console.log("6. without the cookie, then with an expired token, the handshake is refused");
+  await context.clearCookies();
+  await refusedBy(page, "auth_missing");
+  await page.screenshot({ path: join(OUT, "chat-auth-refused.png") });
+  await setSession(mint(-60).token);
+  await refusedBy(page, "auth_expired");
+  check(countLog("handshake refused") === 2, `wsguard refused no other handshake (${countLog("handshake refused")})`);
+
+  console.log("7. a connected page is closed with 1008 when its token expires");
+  const short = mint(3);
+  await setSession(short.token);
+  await page.reload({ timeout: WAIT_MS });
+  await waitStatus(page, "connected");
+  // Counted from here: the backend also logs a leave for the script's port probe.
+  const left = () => countLog("chat client left");
+  const leftBefore = left();
+  await waitStatus(page, "closed: 1008 token expired");
+  const late = Date.now() / 1000 - short.exp;
+  // leeway and grace are 0: the close is due at exp; a little after it, never before.
+  check(late >= 0 && late < 2, `closed ${late.toFixed(2)} s after the token's exp`);
+  const closedLine = () => countLog("connection closed", /\bby="?token_expired"?(\s|$)/, /\bcode=1008\b/);
+  check((await waitFor(() => closedLine() === 1)) === true, `wsguard logged one connection closed by=token_expired code=1008 (${closedLine()})`);
+  await checkMetric("wsguard_connections_closed_total", { code: "1008", by: "token_expired" }, 1);
+  // wsguard ended the backend's side too (with 1001; the demo backend does not log the code).
+  check((await waitFor(() => left() === leftBefore + 1)) === true, `the backend saw the client leave (${left() - leftBefore})`);
+  await page.screenshot({ path: join(OUT, "chat-auth-expired.png") });
+
+  console.log("8. no token appears in wsguard's log");
+  const log = readFileSync(LOG, "utf8");
+  const leaked = minted.filter((t) => log.includes(t) || log.includes(t.split(".")[2]));
+  check(leaked.length === 0, `none of the ${minted.length} tokens (or their signatures) is in ${LOG} (${leaked.length} found)`);
 }

@@ -13,10 +13,12 @@
 #   wsguard-page   the same page on http://127.0.0.1:8082 talking to the chat backend directly (ws://, no
 #                  wsguard), to tell a backend that does not negotiate permessage-deflate from a proxy
 #                  that does not pass it on
-# then runs scripts/browser-test.mjs twice: with [origin] mode = "enforce", then (wsguard restarted)
-# with mode = "report". The development CA and certificate in certs/ are made first if missing
-# (`wsguard dev-certs`); Chromium trusts certs/ca.crt through a fresh NSS db in a temporary HOME
-# (certutil), like a user who imported it, with no certificate error ignored.
+# then runs scripts/browser-test.mjs three times, wsguard restarted for each: with [origin] mode =
+# "enforce"; with mode = "report"; and "auth": enforce, with /chat behind [auth.session], a JWT
+# (HS256, secret: 32 random bytes made for the run) read from the "session" cookie. The development
+# CA and certificate in certs/ are made first if missing (`wsguard dev-certs`); Chromium trusts
+# certs/ca.crt through a fresh NSS db in a temporary HOME (certutil), like a user who imported it,
+# with no certificate error ignored.
 #
 # Needs chromium and certutil (Debian packages chromium, chromium-driver, libnss3-tools; installed
 # with apt if missing: if that is impossible the test is SKIPPED with exit 0), node + npm
@@ -46,7 +48,7 @@ update_docs=0
 case "${1:-}" in
     "") ;;
     --update-docs) update_docs=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "browser-test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -129,7 +131,9 @@ certutil -d "sql:$nssdb" -A -n "wsguard development CA" -t "C,," -i "$certs/ca.c
     die "certutil cannot add certs/ca.crt to the NSS db"
 echo "==> TLS trust: certs/ca.crt added as a CA to a fresh NSS db in a temporary HOME"
 
-write_config() { # MODE FILE
+write_config() { # MODE FILE [AUTH]   AUTH: the [auth.NAME] /chat uses
+    local route_auth=""
+    if [[ -n ${3:-} ]]; then route_auth="auth = \"$3\""; fi
     cat >"$2" <<EOF
 # written by scripts/browser-test.sh
 [server]
@@ -148,6 +152,7 @@ max_message_size = "4 KiB"
 [[route]]
 path = "/chat"
 backends = ["$BACKEND_ADDR"]
+$route_auth
 
 [admin]
 listen = "$ADMIN_ADDR"
@@ -159,8 +164,22 @@ EOF
 }
 write_config enforce "$tmp/enforce.toml"
 write_config report "$tmp/report.toml"
-"$BIN/wsguard" check --config "$tmp/enforce.toml" >/dev/null
-"$BIN/wsguard" check --config "$tmp/report.toml" >/dev/null
+# The HS256 secret: 32 random bytes, as 64 hex digits (no line ending: the browser test reads the
+# file's bytes as the key, as wsguard does).
+(umask 077 && head -c 32 /dev/urandom | od -An -vtx1 | tr -d ' \n' >"$tmp/session.secret")
+write_config enforce "$tmp/auth.toml" session
+cat >>"$tmp/auth.toml" <<EOF
+
+[auth.session]
+type = "jwt"
+algorithms = ["HS256"]
+hmac_secret_file = "$tmp/session.secret"
+cookie = "session"
+leeway = "0s"
+EOF
+for mode in enforce report auth; do
+    "$BIN/wsguard" check --config "$tmp/$mode.toml" >/dev/null
+done
 
 # --- servers --------------------------------------------------------------------
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
@@ -205,10 +224,11 @@ pids+=($!)
 wait_for_port "$DIRECT_ADDR" "$!" "wsguard-page (direct)" "$OUT/direct-page.log"
 
 run_node() { # PHASE
-    echo "==> browser test, origin mode = $1"
+    echo "==> browser test, phase $1"
     # In the background and `wait`ed, so a signal to this script is handled at once.
     HOME=$tmp/home BROWSER_TEST_PHASE=$1 BROWSER_TEST_LOG="$OUT/wsguard-$1.log" \
         BROWSER_TEST_METRICS_URL="http://$ADMIN_ADDR/metrics" \
+        BROWSER_TEST_SECRET_FILE="$tmp/session.secret" \
         BROWSER_TEST_OUT=$OUT BROWSER_TEST_PROFILE="$tmp/profile-$1" \
         BROWSER_TEST_NODE_MODULES="$PWD/$NODE_DIR/node_modules" \
         timeout "$NODE_TIMEOUT" node scripts/browser-test.mjs &
@@ -216,13 +236,13 @@ run_node() { # PHASE
     wait "$!" || die "browser test failed in phase '$1' (logs: $OUT/)"
 }
 
-start_wsguard enforce
-run_node enforce
-stop_wsguard
-
-start_wsguard report
-run_node report
-stop_wsguard
+for phase in enforce report auth; do
+    started=$SECONDS
+    start_wsguard "$phase"
+    run_node "$phase"
+    stop_wsguard
+    echo "==> phase $phase: $((SECONDS - started))s"
+done
 
 if ((update_docs)); then
     cp "$OUT/chat-allowed.png" "$OUT/chat-evil-refused.png" docs/
