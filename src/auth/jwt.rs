@@ -47,6 +47,7 @@ pub struct JwtAuth {
 impl JwtAuth {
     /// Reads the key files and starts the JWKS fetches, if any.
     pub fn new(name: &str, cfg: &JwtConfig, metrics: &AuthMetrics) -> Result<JwtAuth, AuthError> {
+        super::verify::install();
         let hmac = match &cfg.hmac_secret_file {
             Some(path) => Some(hmac_key(path, &cfg.algorithms)?),
             None => None,

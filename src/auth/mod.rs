@@ -15,6 +15,7 @@ pub mod jwks;
 mod jwt;
 pub mod refusal;
 pub mod token;
+mod verify;
 
 use std::time::{Duration, SystemTime};
 
