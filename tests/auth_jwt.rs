@@ -260,25 +260,12 @@ async fn alg_none_and_hs_rs_confusion_are_refused() {
 
 async fn setup_rs256_only() -> Setup {
     let backend = start_backend(Answer::Echo { protocol: None }).await;
-    let body = format!(
-        r#"[origin]
-allow = ["https://chat.example.com"]
-
-[auth.users]
-type = "jwt"
-algorithms = ["RS256"]
-public_keys = [{rs:?}]
-
-[[route]]
-path = "/chat"
-backends = ["{addr}"]
-auth = "users"
-"#,
-        rs = fixture("rs256.pub.pem"),
-        addr = backend.addr,
+    let keys = format!(
+        "algorithms = [\"RS256\"]\npublic_keys = [{:?}]",
+        fixture("rs256.pub.pem")
     );
     Setup {
-        guard: start_guard(false, &body).await,
+        guard: start_guard(false, &section_body(backend.addr, &keys, "")).await,
         backend,
         _dir: TempDir::new("auth-rs"),
     }
@@ -431,21 +418,26 @@ async fn a_socket_is_closed_when_its_token_expires_and_the_backend_hears_1001() 
 }
 
 /// A config body with `/chat` behind an HS256-only `[auth.users]` (default leeway, 30 s;
-/// `extra` in it) and
-/// `route_extra` on the route; the secret file lives as long as the returned dir.
+/// `extra` in it) and `route_extra` on the route; the secret file lives as long as the
+/// returned dir.
 fn jwt_body(backend: SocketAddr, extra: &str, route_extra: &str) -> (String, TempDir) {
     let dir = TempDir::new("auth-jwt-hs");
     let secret = dir.0.join("hs.secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let body = format!(
+    let section = format!("algorithms = [\"HS256\"]\nhmac_secret_file = {secret:?}\n{extra}");
+    (section_body(backend, &section, route_extra), dir)
+}
+
+/// A config body with `/chat` to `backend` behind `[auth.users] type = "jwt"` with the
+/// `section` keys, and `route_extra` on the route.
+fn section_body(backend: SocketAddr, section: &str, route_extra: &str) -> String {
+    format!(
         r#"[origin]
 allow = ["https://chat.example.com"]
 
 [auth.users]
 type = "jwt"
-algorithms = ["HS256"]
-hmac_secret_file = {secret:?}
-{extra}
+{section}
 
 [[route]]
 path = "/chat"
@@ -453,8 +445,7 @@ backends = ["{backend}"]
 auth = "users"
 {route_extra}
 "#
-    );
-    (body, dir)
+    )
 }
 
 #[tokio::test]
