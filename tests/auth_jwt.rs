@@ -129,6 +129,12 @@ backends = ["{addr}"]
 
 const ORIGIN: &str = "Origin: https://chat.example.com\r\n";
 
+/// A connection to `/chat` upgraded with `token` as its bearer token (101 asserted).
+async fn upgraded(addr: SocketAddr, token: &str) -> Box<dyn Io> {
+    let req = upgrade_request("/chat", &format!("{ORIGIN}{}", bearer(token)));
+    upgrade_raw(addr, false, &req).await
+}
+
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }
@@ -380,12 +386,7 @@ async fn a_socket_is_closed_when_its_token_expires_and_the_backend_hears_1001() 
     let mut c = claims(0);
     c["exp"] = json!(exp);
     let token = sign(Algorithm::HS256, &c);
-    let mut io = upgrade_raw(
-        guard.addr,
-        false,
-        &upgrade_request("/chat", &format!("{ORIGIN}{}", bearer(&token))),
-    )
-    .await;
+    let mut io = upgraded(guard.addr, &token).await;
     let (code, reason) = read_close(&mut io).await;
     let closed_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     assert_eq!((code, reason.as_str()), (Some(1008), "token expired"));
@@ -455,12 +456,7 @@ async fn max_session_ends_a_socket_whose_token_lives_longer() {
     let guard = start_guard(false, &body).await;
     let token = sign(Algorithm::HS256, &claims(3600));
     let started = std::time::Instant::now();
-    let mut io = upgrade_raw(
-        guard.addr,
-        false,
-        &upgrade_request("/chat", &format!("{ORIGIN}{}", bearer(&token))),
-    )
-    .await;
+    let mut io = upgraded(guard.addr, &token).await;
     let (code, reason) = read_close(&mut io).await;
     assert_eq!((code, reason.as_str()), (Some(1008), "session time limit"));
     let took = started.elapsed();
