@@ -5,14 +5,9 @@
 
 use http::StatusCode;
 
-use crate::auth::refusal::AuthRefusal;
+use crate::auth::refusal::{AuthRefusal, BEARER, BEARER_INVALID};
 use crate::limits::IpRefusal;
 use crate::origin::OriginRefusal;
-
-/// The challenge of a 401 without a token (RFC 6750 §3).
-pub const BEARER: &str = "Bearer realm=\"wsguard\"";
-/// The challenge of a 401 for a token that was presented and refused.
-const BEARER_INVALID: &str = "Bearer realm=\"wsguard\", error=\"invalid_token\"";
 
 /// Who caused a refusal: decides 4xx vs 5xx and the log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

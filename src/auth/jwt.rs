@@ -38,7 +38,9 @@ pub struct Rejected {
 /// The verifier of one `[auth.NAME] type = "jwt"` section.
 pub struct JwtAuth {
     cfg: JwtConfig,
-    hmac: Option<DecodingKey>,
+    /// The claim checks of each allowed algorithm, built once: the allow-list itself.
+    validations: Vec<(Algorithm, Validation)>,
+    hmac: Option<Arc<DecodingKey>>,
     /// Public keys from files, each with its family.
     keys: Vec<Arc<DecodingKey>>,
     jwks: Option<Jwks>,
@@ -49,7 +51,7 @@ impl JwtAuth {
     pub fn new(name: &str, cfg: &JwtConfig, metrics: &AuthMetrics) -> Result<JwtAuth, AuthError> {
         super::verify::install();
         let hmac = match &cfg.hmac_secret_file {
-            Some(path) => Some(hmac_key(path, &cfg.algorithms)?),
+            Some(path) => Some(Arc::new(hmac_key(path, &cfg.algorithms)?)),
             None => None,
         };
         let keys = cfg
@@ -61,8 +63,14 @@ impl JwtAuth {
             Some(j) => Some(Jwks::start(name, j, metrics).map_err(AuthError::Client)?),
             None => None,
         };
+        let validations = cfg
+            .algorithms
+            .iter()
+            .map(|&alg| (alg, validation(cfg, alg)))
+            .collect();
         Ok(JwtAuth {
             cfg: cfg.clone(),
+            validations,
             hmac,
             keys,
             jwks,
@@ -87,17 +95,16 @@ impl JwtAuth {
             .map_err(|_| reject(AuthRefusal::Malformed, &None))?;
         let kid = header.kid.filter(|k| k.len() <= 128);
         let alg = header.alg;
-        if !self.cfg.algorithms.contains(&alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
             return Err(reject(AuthRefusal::Algorithm, &kid));
-        }
+        };
         let keys = self
             .keys_for(kid.as_deref(), alg)
             .await
             .map_err(|r| reject(r, &kid))?;
-        let validation = self.validation(alg);
         let mut last = AuthRefusal::BadSignature;
         for key in &keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
                 Ok(data) => return self.verified(&data.claims).map_err(|r| reject(r, &kid)),
                 Err(e) => {
                     last = refusal_of(e.kind());
@@ -120,7 +127,7 @@ impl JwtAuth {
         let family = alg.family();
         if family == AlgorithmFamily::Hmac {
             return match &self.hmac {
-                Some(key) => Ok(vec![Arc::new(key.clone())]),
+                Some(key) => Ok(vec![Arc::clone(key)]),
                 None => Err(AuthRefusal::UnknownKey),
             };
         }
@@ -143,32 +150,6 @@ impl JwtAuth {
             return Err(AuthRefusal::UnknownKey);
         }
         Ok(keys)
-    }
-
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut v = Validation::new(alg);
-        // The leeway is for `nbf`: a token is accepted until `exp` plus the section's grace,
-        // and its connection closes then, so both ends of a session are one rule (the
-        // caller's).
-        v.leeway = self.cfg.leeway.as_secs();
-        v.validate_nbf = true;
-        v.validate_exp = false;
-        v.required_spec_claims = if self.cfg.require_exp {
-            HashSet::from(["exp".to_owned()])
-        } else {
-            HashSet::new()
-        };
-        if !self.cfg.issuers.is_empty() {
-            v.set_issuer(&self.cfg.issuers);
-            v.required_spec_claims.insert("iss".to_owned());
-        }
-        if self.cfg.audiences.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.cfg.audiences);
-            v.required_spec_claims.insert("aud".to_owned());
-        }
-        v
     }
 
     /// The grant of a token whose signature and claims passed: `exp` must be a number
@@ -195,6 +176,34 @@ impl JwtAuth {
             .collect();
         Ok(Verified { headers, expires })
     }
+}
+
+/// The checks jsonwebtoken runs on a token of `alg` (the signature is checked with the key
+/// the caller chose).
+fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    // The leeway is for `nbf`: a token is accepted until `exp` plus the section's grace,
+    // and its connection closes then, so both ends of a session are one rule (the
+    // caller's).
+    v.leeway = cfg.leeway.as_secs();
+    v.validate_nbf = true;
+    v.validate_exp = false;
+    v.required_spec_claims = if cfg.require_exp {
+        HashSet::from(["exp".to_owned()])
+    } else {
+        HashSet::new()
+    };
+    if !cfg.issuers.is_empty() {
+        v.set_issuer(&cfg.issuers);
+        v.required_spec_claims.insert("iss".to_owned());
+    }
+    if cfg.audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&cfg.audiences);
+        v.required_spec_claims.insert("aud".to_owned());
+    }
+    v
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans printed, arrays of

@@ -86,6 +86,7 @@ impl Denied {
 #[derive(Debug)]
 pub struct Passed {
     pub body: Bytes,
+    /// The service's challenge, or wsguard's for a 401 that carried none.
     pub www_authenticate: Option<HeaderValue>,
 }
 
@@ -217,6 +218,11 @@ impl Authenticator {
                 } else {
                     AuthRefusal::Unauthorized
                 };
+                let ours = || {
+                    let unauthorized = refusal == AuthRefusal::Unauthorized;
+                    unauthorized.then(|| HeaderValue::from_static(refusal::BEARER))
+                };
+                let www_authenticate = www_authenticate.or_else(ours);
                 Err(Denied {
                     answer: Some(Passed {
                         body,

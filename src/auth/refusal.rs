@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+/// The challenge of a 401 without a token (RFC 6750 §3), and of an auth service's 401
+/// that carried none (RFC 9110 §15.5.2: a 401 must carry one).
+pub const BEARER: &str = "Bearer realm=\"wsguard\"";
+/// The challenge of a 401 for a token that was presented and refused.
+pub const BEARER_INVALID: &str = "Bearer realm=\"wsguard\", error=\"invalid_token\"";
+
 /// Why authentication refused a handshake. Closed set: each variant is one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthRefusal {

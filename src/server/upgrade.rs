@@ -226,10 +226,10 @@ async fn prepare(
         .max_session
         .map(|d| (conn.accepted + d, Ender::SessionLimit));
     let expiry = granted.session_end.map(|at| (at, Ender::TokenExpired));
-    let session_end = match (expiry, limit) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    };
+    let session_end = [expiry, limit]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
     Ok(Ready {
         upgrade,
         upstream,
@@ -383,12 +383,7 @@ fn answer(refusal: Refusal, passed: Option<Passed>) -> Response<Full<Bytes>> {
             body,
             www_authenticate,
         }) => {
-            // A 401 must carry a challenge (RFC 9110 §15.5.2): ours when the service sent none.
-            let fallback = || {
-                let unauthorized = refusal.status() == StatusCode::UNAUTHORIZED;
-                unauthorized.then(|| http::HeaderValue::from_static(crate::refusal::BEARER))
-            };
-            if let Some(challenge) = www_authenticate.or_else(fallback) {
+            if let Some(challenge) = www_authenticate {
                 response = response.header(header::WWW_AUTHENTICATE, challenge);
             }
             body
