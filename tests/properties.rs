@@ -179,7 +179,7 @@ proptest! {
         early in 0usize..64,
         reads in prop::collection::vec(0usize..300, 1..8),
         writes in prop::collection::vec(0usize..300, 1..8),
-        shrink in any::<bool>(),
+        idle in any::<bool>(),
     ) {
         // The stream, what must come out, and where its frames end.
         let (mut input, mut expected, mut ends) = (Vec::new(), Vec::new(), vec![0]);
@@ -273,8 +273,8 @@ proptest! {
             if !buf.output().is_empty() {
                 continue;
             }
-            if shrink && buf.is_empty_and_grown() {
-                buf.shrink();
+            if idle {
+                buf.idle();
             }
             if read == input.len() {
                 break;
@@ -288,4 +288,66 @@ proptest! {
         prop_assert_eq!(out.len(), expected.len());
         prop_assert!(out == expected, "the destination got other bytes");
     }
+}
+
+/// A direction that waits with nothing held holds no storage; one that holds
+/// the start of a frame keeps it in the smallest storage that fits.
+#[test]
+fn idle_buffer_holds_only_a_partial_frame() {
+    let mut buf = SmallBuf::new(&[]);
+    assert_eq!(buf.capacity(), 0);
+    let mut dec = Decoder::new(
+        Role::Server,
+        FramePolicy {
+            max_frame_size: None,
+            max_message_size: None,
+            max_fragments: None,
+            mask_key_policy: MaskKeyPolicy::Rfc,
+        },
+    );
+    let (mut whole, mut next) = (Vec::new(), Vec::new());
+    wire_frame(OpCode::Binary, 5, 1, &mut whole);
+    wire_frame(OpCode::Binary, 9, 2, &mut next);
+    // One whole frame and the first 4 bytes of the next, read in one burst.
+    whole.extend_from_slice(&next[..4]);
+    let spare = buf.spare();
+    assert_eq!(
+        spare.len(),
+        SMALL_MAX,
+        "a burst reads into the largest storage"
+    );
+    spare[..whole.len()].copy_from_slice(&whole);
+    buf.filled(whole.len());
+    while !buf.unparsed().is_empty() {
+        let (n, event) = dec.feed(buf.unparsed()).unwrap();
+        buf.consume(n);
+        if event.is_some() {
+            buf.release_frame();
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(buf.output(), &whole[..7]);
+    buf.written(7);
+    buf.make_room();
+    buf.idle();
+    assert_eq!(
+        buf.capacity(),
+        16,
+        "the partial frame moved to the smallest storage"
+    );
+    // The rest of the frame arrives; once it is written nothing is held.
+    let spare = buf.spare();
+    spare[..7].copy_from_slice(&next[4..]);
+    buf.filled(7);
+    let (n, event) = dec.feed(buf.unparsed()).unwrap();
+    assert_eq!((n, event.is_some()), (7, true));
+    buf.consume(n);
+    buf.release_frame();
+    assert_eq!(buf.output(), &next[..]);
+    buf.written(next.len());
+    buf.make_room();
+    buf.idle();
+    assert_eq!(buf.capacity(), 0, "an idle direction holds no storage");
 }

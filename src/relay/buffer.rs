@@ -4,7 +4,12 @@
 //! around it does the I/O and runs the decoder; this decides what may be
 //! written: whole frames only, except a frame larger than the largest buffer,
 //! which is streamed in parts.
+//!
+//! A direction that holds nothing holds no memory either: its storage goes
+//! back to a small per-thread pool while the pump waits for the source, and
+//! the next burst borrows one from there (see [`FrameBuf::idle`]).
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// Largest buffer. Frames that fit are forwarded whole, so a violation found
@@ -12,19 +17,29 @@ use std::fmt;
 /// default `max_frame_size` frame with its header.
 pub const MAX_BUF: usize = 64 * 1024 + 14;
 
-/// Buffer of an idle direction. Most connections are idle most of the time;
-/// the buffer grows (doubling, up to the largest) when a read fills it or a
-/// frame does not fit, and the pump shrinks it back when the source is quiet.
-/// 1 KiB holds a typical chat message.
+/// Smallest storage kept for a partial frame between bursts; it grows
+/// (doubling, up to the largest) when a read fills it or a frame does not
+/// fit. 1 KiB holds a typical chat message.
 pub const MIN_BUF: usize = 1024;
+
+/// Storage kept per thread for the next burst: a direction that waits with
+/// nothing held gives its storage back here, so an idle connection costs no
+/// buffer, and a busy thread does not allocate per burst.
+const POOLED: usize = 4;
+
+thread_local! {
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Largest control frame: 2-byte header, 4-byte mask key, 125 bytes. The
 /// largest buffer holds one whole, so control frames are never streamed and
 /// can always be cut.
 const MAX_CONTROL_FRAME: usize = 131;
 
-/// The buffer of one direction, `MIN` to `MAX` bytes (the pump uses
-/// [`MIN_BUF`] and [`MAX_BUF`]; tests pick small sizes to reach every state).
+/// The buffer of one direction: no storage while it holds nothing and waits,
+/// the largest size while a burst is read, `MIN` to `MAX` bytes while a
+/// partial frame waits for the rest (the pump uses [`MIN_BUF`] and
+/// [`MAX_BUF`]; tests pick small sizes to reach every state).
 ///
 /// ```text
 /// 0        head          mark          parsed         end        len
@@ -51,11 +66,17 @@ pub struct FrameBuf<const MIN: usize = MIN_BUF, const MAX: usize = MAX_BUF> {
 impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
     const SIZES: () = assert!(MIN > 0 && MIN <= MAX && MAX >= MAX_CONTROL_FRAME);
 
-    /// A buffer holding `early` (bytes that came with the handshake) to decode.
+    /// A buffer holding `early` (bytes that came with the handshake) to decode;
+    /// without storage if there are none.
     pub fn new(early: &[u8]) -> Self {
         let () = Self::SIZES;
-        let mut buf = vec![0; MIN.max(early.len())].into_boxed_slice();
-        buf[..early.len()].copy_from_slice(early);
+        let buf = if early.is_empty() {
+            Box::default()
+        } else {
+            let mut buf = vec![0; MIN.max(early.len())].into_boxed_slice();
+            buf[..early.len()].copy_from_slice(early);
+            buf
+        };
         let this = Self {
             buf,
             head: 0,
@@ -137,7 +158,7 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
     pub fn make_room(&mut self) {
         debug_assert!(self.output().is_empty(), "write the output first");
         self.compact();
-        if self.end < self.buf.len() {
+        if self.buf.is_empty() || self.end < self.buf.len() {
             return;
         }
         if self.buf.len() < MAX {
@@ -150,9 +171,68 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
     }
 
     /// Where the next read goes (empty only when [`FrameBuf::make_room`] just
-    /// released a streamed part).
+    /// released a streamed part). Borrows the largest storage from the
+    /// thread's pool if the buffer has none.
     pub fn spare(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = POOL
+                .with_borrow_mut(|pool| pool.pop())
+                .filter(|b| b.len() == MAX)
+                .unwrap_or_else(|| vec![0; MAX].into_boxed_slice());
+        }
         &mut self.buf[self.end..]
+    }
+
+    /// Where the next read goes, for a source that must be given a buffer
+    /// before it has data: the smallest storage, not the pool's, so that a
+    /// waiting connection holds as little as it can.
+    pub fn spare_to_wait(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; MIN].into_boxed_slice();
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// The pump is about to wait for its source: an empty buffer gives its
+    /// storage back to the thread's pool, and a large one that only holds the
+    /// start of a frame moves it to storage with room to spare (at least `MIN`).
+    pub fn idle(&mut self) {
+        let held = self.end - self.head;
+        if held == 0 {
+            self.head = 0;
+            self.mark = 0;
+            self.parsed = 0;
+            self.end = 0;
+            let storage = std::mem::take(&mut self.buf);
+            Self::give_back(storage);
+        } else if self.buf.len() > MIN && held <= self.buf.len() / 4 {
+            let old = std::mem::take(&mut self.buf);
+            self.buf = vec![0; MIN.max((held + 1).next_power_of_two())].into_boxed_slice();
+            self.buf[..held].copy_from_slice(&old[self.head..self.end]);
+            self.mark -= self.head;
+            self.parsed -= self.head;
+            self.end = held;
+            self.head = 0;
+            Self::give_back(old);
+        }
+        self.check();
+    }
+
+    /// Keeps largest-size storage for the thread's next burst, if the pool
+    /// has room.
+    fn give_back(storage: Box<[u8]>) {
+        if storage.len() == MAX {
+            POOL.with_borrow_mut(|pool| {
+                if pool.len() < POOLED {
+                    pool.push(storage);
+                }
+            });
+        }
+    }
+
+    /// Bytes of storage held (none while idle).
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
     }
 
     /// A read put `n` bytes into [`FrameBuf::spare`]. One that fills the
@@ -166,26 +246,14 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
         self.check();
     }
 
-    /// Holds nothing and is larger than `MIN`: worth shrinking if it stays so.
-    pub fn is_empty_and_grown(&self) -> bool {
-        self.end == 0 && self.buf.len() > MIN
-    }
-
-    /// Gives a grown, empty buffer back.
-    pub fn shrink(&mut self) {
-        debug_assert!(self.end == 0, "shrink only an empty buffer");
-        self.resize(MIN);
-        self.check();
-    }
-
-    /// The whole buffer as space to read into and throw away (draining a peer
-    /// at the end). Everything held is dropped.
-    pub fn scratch(&mut self) -> &mut [u8] {
+    /// Drops everything held: the buffer becomes space to read into and
+    /// throw away (draining a peer at the end).
+    pub fn clear(&mut self) {
         self.head = 0;
         self.mark = 0;
         self.parsed = 0;
         self.end = 0;
-        &mut self.buf
+        self.check();
     }
 
     /// Moves unwritten bytes to the front when everything was consumed or
@@ -219,7 +287,10 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
                 && self.end <= self.buf.len(),
             "indices out of order: {self:?}"
         );
-        debug_assert!(self.buf.len() >= MIN, "below the smallest size: {self:?}");
+        debug_assert!(
+            self.buf.len() >= MIN || (self.buf.is_empty() && self.end == 0),
+            "below the smallest size: {self:?}"
+        );
     }
 }
 

@@ -5,10 +5,11 @@
 //! in the middle of a streamed frame cannot be sent a close frame: its
 //! connection is closed at once and nothing waits for its reply.
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::time::{timeout, Duration};
 
 use super::pump::{Dir, Pump, Stop};
+use super::source::Source;
 use super::{Conn, Ender};
 use crate::frame::coding::close_code::{GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION};
 use crate::frame::Violation;
@@ -70,7 +71,7 @@ enum Told {
 /// and closes our sending side towards it.
 async fn tell<R, W>(pump: &mut Pump<R, W>, (code, reason): Close, wait: Duration) -> Told
 where
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
     let sent = async {
@@ -89,9 +90,9 @@ where
 
 impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW>
 where
-    CR: AsyncRead + Unpin,
+    CR: Source,
     CW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
+    BR: Source,
     BW: AsyncWrite + Unpin,
 {
     /// Ends the connection after the pump of direction `dir` stopped.

@@ -10,12 +10,13 @@
 pub mod buffer;
 mod close;
 mod pump;
+mod source;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -27,6 +28,7 @@ use crate::deflate::{Inflater, Negotiated};
 use crate::frame::{Decoder, FramePolicy, Role, Violation};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, PING_TOKEN};
+pub use source::{ReadReady, Source};
 
 /// Which peer ended the connection, and how: the connection's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,7 @@ impl Ender {
 /// `perf` showed at ~3% of the relay's time); TLS shares one state machine
 /// and splits with `tokio::io::split`.
 pub trait Split {
-    type Read: AsyncRead + Unpin + Send;
+    type Read: Source;
     type Write: AsyncWrite + Unpin + Send;
     fn split(self) -> (Self::Read, Self::Write);
 }

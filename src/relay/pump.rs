@@ -5,21 +5,19 @@
 //! ever between frames.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::buffer::FrameBuf;
+use super::source::Source;
 use crate::config::OnLimit;
 use crate::frame::{ControlFrame, Decoder, Event, Violation};
 use crate::limits::FrameRate;
-
-/// A grown buffer goes back to its smallest size after the source is quiet
-/// this long: long enough that a busy connection keeps it between bursts.
-const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Size of a proxy ping's payload: a random token the pong must echo.
 pub(super) const PING_TOKEN: usize = 8;
@@ -93,7 +91,7 @@ pub(super) struct Pump<R, W> {
 
 // === impl Pump ===
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
+impl<R: Source, W: AsyncWrite + Unpin> Pump<R, W> {
     pub fn new(
         (src, dst): (R, W),
         dir: Dir,
@@ -124,6 +122,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     /// broken or the quota says close. Cancel-safe: all progress lives in
     /// `self`, so the caller can stop this between any two awaits.
     pub async fn run(&mut self) -> Stop {
+        let stop = self.relay().await;
+        // The close handshake that follows can take seconds, for many
+        // connections at once: it holds no burst storage meanwhile.
+        self.buf.idle();
+        stop
+    }
+
+    async fn relay(&mut self) -> Stop {
         loop {
             match self.decode() {
                 Err(v) => {
@@ -168,25 +174,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
                 // Part of a frame larger than the buffer: write it first.
                 continue;
             }
-            if self.buf.is_empty_and_grown() {
-                // Give the big buffer back once the source has been quiet for
-                // a while. Under load the read is ready first and the timer is
-                // never even registered; dropping a pending read loses nothing.
-                let quiet = tokio::select! {
-                    biased;
-                    read = self.src.read(self.buf.spare()) => Some(read),
-                    () = tokio::time::sleep(TRIM_AFTER) => None,
-                };
-                match quiet {
-                    Some(Ok(0) | Err(_)) => return Stop::SourceGone,
-                    Some(Ok(n)) => {
-                        self.buf.filled(n);
-                        continue;
-                    }
-                    None => self.buf.shrink(),
-                }
-            }
-            match self.src.read(self.buf.spare()).await {
+            match self.src.fill(&mut self.buf).await {
                 Ok(0) | Err(_) => return Stop::SourceGone,
                 Ok(n) => self.buf.filled(n),
             }
@@ -288,13 +276,25 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     }
 
     /// Writes what was released and flushes (TLS keeps records until then).
+    /// A destination that is not ready lets the buffer move a small output
+    /// out of the largest storage first ([`FrameBuf::idle`]): a slow reader
+    /// keeps what it has not taken, not a burst's worth of storage.
     async fn flush(&mut self) -> io::Result<()> {
         loop {
-            let out = self.buf.output();
-            if out.is_empty() {
+            if self.buf.output().is_empty() {
                 return self.dst.flush().await;
             }
-            let n = self.dst.write(out).await?;
+            let (dst, buf) = (&mut self.dst, &mut self.buf);
+            let mut waited = false;
+            let n = std::future::poll_fn(|cx| {
+                let write = Pin::new(&mut *dst).poll_write(cx, buf.output());
+                if write.is_pending() && !waited {
+                    waited = true;
+                    buf.idle();
+                }
+                write
+            })
+            .await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -350,8 +350,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
     /// Reads and discards until the source ends, so the peer's close reply
     /// is consumed and our socket closes with FIN rather than RST.
     pub async fn drain(&mut self) {
-        while let Ok(n) = self.src.read(self.buf.scratch()).await {
-            if n == 0 {
+        loop {
+            self.buf.clear();
+            if let Ok(0) | Err(_) = self.src.fill(&mut self.buf).await {
                 break;
             }
         }
