@@ -12,6 +12,7 @@ mod close;
 mod pump;
 mod source;
 
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,18 +158,31 @@ fn rate(settings: &RateConfig) -> Option<Rate> {
     })
 }
 
+/// What the liveness loop reads from [`Settings`] once the pumps are built:
+/// all a waiting connection keeps of them.
+struct Timers {
+    idle_timeout: Duration,
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    session_end: Option<(Instant, Ender)>,
+}
+
 /// Relays frames between `client` and `backend` until the connection ends.
 /// `client_early`/`backend_early` are bytes that arrived with the handshakes;
 /// they are copied into the pumps and freed, so the buffers they came in
 /// (hyper's read buffer, the backend handshake's) are not kept alive.
-pub async fn relay<C, B>(
+///
+/// The pumps are built here, before the future: it holds only them and the
+/// timers, not the arguments they were built from. An idle connection's
+/// memory is mostly this future.
+pub fn relay<C, B>(
     client: C,
     client_early: bytes::Bytes,
     backend: B,
     backend_early: Vec<u8>,
     settings: Settings,
     mut drain: watch::Receiver<bool>,
-) -> Summary
+) -> impl Future<Output = Summary> + Send
 where
     C: Split,
     B: Split,
@@ -209,68 +223,79 @@ where
         down,
         wait: settings.close_timeout,
     };
-    let mut ping_sent: Option<Instant> = None;
-    // No ping before this: the last one found the client's output busy.
-    let mut ping_not_before = Instant::now();
-
-    let (ended_by, violation, client_code) = loop {
-        let deadline = conn.next_timer(&settings, ping_sent, ping_not_before);
-        tokio::select! {
-            stop = conn.up.run() => break conn.on_stop(Dir::Up, stop).await,
-            stop = conn.down.run() => break conn.on_stop(Dir::Down, stop).await,
-            () = draining(&mut drain) => break conn.end(Ender::Shutdown, None).await,
-            () = tokio::time::sleep_until(deadline) => {
-                let now = Instant::now();
-                if let Some((end, ender)) = settings.session_end {
-                    if now >= end {
-                        break conn.end(ender, None).await;
-                    }
-                }
-                if now >= conn.last_frame() + settings.idle_timeout {
-                    break conn.end(Ender::Idle, None).await;
-                }
-                match ping_sent {
-                    Some(sent) if conn.up.awaiting_pong() => {
-                        if now >= sent + settings.pong_timeout {
-                            break conn.end(Ender::NoPong, None).await;
+    let timers = Timers {
+        idle_timeout: settings.idle_timeout,
+        ping_interval: settings.ping_interval,
+        pong_timeout: settings.pong_timeout,
+        session_end: settings.session_end,
+    };
+    async move {
+        let mut ping_sent: Option<Instant> = None;
+        // No ping before this: the last one found the client's output busy.
+        let mut ping_not_before = Instant::now();
+        // The closing steps run once per connection: boxed, so their state
+        // is not part of every waiting connection's future.
+        let (ended_by, violation, client_code) = loop {
+            let deadline = conn.next_timer(&timers, ping_sent, ping_not_before);
+            tokio::select! {
+                stop = conn.up.run() => break Box::pin(conn.on_stop(Dir::Up, stop)).await,
+                stop = conn.down.run() => break Box::pin(conn.on_stop(Dir::Down, stop)).await,
+                () = draining(&mut drain) => break Box::pin(conn.end(Ender::Shutdown, None)).await,
+                () = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if let Some((end, ender)) = timers.session_end {
+                        if now >= end {
+                            break Box::pin(conn.end(ender, None)).await;
                         }
                     }
-                    _ => ping_sent = None,
-                }
-                if let Some(interval) = settings.ping_interval {
-                    let due = (conn.up.last_frame() + interval).max(ping_not_before);
-                    if ping_sent.is_none() && now >= due {
-                        let token = ping_token();
-                        match timeout(conn.wait, conn.down.send_ping(&token)).await {
-                            Ok(Ok(true)) => {
-                                conn.up.expect_pong(token);
-                                ping_sent = Some(now);
+                    if now >= conn.last_frame() + timers.idle_timeout {
+                        break Box::pin(conn.end(Ender::Idle, None)).await;
+                    }
+                    match ping_sent {
+                        Some(sent) if conn.up.awaiting_pong() => {
+                            if now >= sent + timers.pong_timeout {
+                                break Box::pin(conn.end(Ender::NoPong, None)).await;
                             }
-                            // The client is being written to (mid-frame or
-                            // output pending): look again an interval later
-                            // rather than at once, which would spin.
-                            Ok(Ok(false)) => ping_not_before = now + interval,
-                            // Not taken within the close timeout, the ping may
-                            // be half written: nothing more can go to this
-                            // client.
-                            Ok(Err(_)) | Err(_) => break conn.end(Ender::ClientGone, None).await,
+                        }
+                        _ => ping_sent = None,
+                    }
+                    if let Some(interval) = timers.ping_interval {
+                        let due = (conn.up.last_frame() + interval).max(ping_not_before);
+                        if ping_sent.is_none() && now >= due {
+                            let token = ping_token();
+                            match timeout(conn.wait, conn.down.send_ping(&token)).await {
+                                Ok(Ok(true)) => {
+                                    conn.up.expect_pong(token);
+                                    ping_sent = Some(now);
+                                }
+                                // The client is being written to (mid-frame or
+                                // output pending): look again an interval later
+                                // rather than at once, which would spin.
+                                Ok(Ok(false)) => ping_not_before = now + interval,
+                                // Not taken within the close timeout, the ping may
+                                // be half written: nothing more can go to this
+                                // client.
+                                Ok(Err(_)) | Err(_) => {
+                                    break Box::pin(conn.end(Ender::ClientGone, None)).await
+                                }
+                            }
                         }
                     }
                 }
             }
+        };
+        let (up, down) = (conn.up.counts(), conn.down.counts());
+        Summary {
+            ended_by,
+            client_code,
+            violation,
+            frames_up: up.frames,
+            bytes_up: up.bytes,
+            frames_down: down.frames,
+            bytes_down: down.bytes,
+            throttled_up: up.throttled,
+            throttled_down: down.throttled,
         }
-    };
-    let (up, down) = (conn.up.counts(), conn.down.counts());
-    Summary {
-        ended_by,
-        client_code,
-        violation,
-        frames_up: up.frames,
-        bytes_up: up.bytes,
-        frames_down: down.frames,
-        bytes_down: down.bytes,
-        throttled_up: up.throttled,
-        throttled_down: down.throttled,
     }
 }
 
@@ -296,7 +321,7 @@ impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW> {
     /// ping, or the pong deadline, whichever comes first.
     fn next_timer(
         &self,
-        s: &Settings,
+        s: &Timers,
         ping_sent: Option<Instant>,
         ping_not_before: Instant,
     ) -> Instant {

@@ -312,39 +312,48 @@ where
         response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, d.response.to_string());
     }
 
-    let mut settings = conn.proxy.relay.clone();
-    settings.deflate = upstream.deflate;
-    settings.session_end = session_end;
+    let proxy = conn.proxy.clone();
     let path = parts.uri.path().to_owned();
     let route = conn.proxy.config.routes[upgrade.route].path.clone();
     let drain = state.drain_signal();
     let (peer, held) = (conn.peer, conn.held.clone());
     // No span around the relay: entering one on every poll cost ~1% of
     // its time; the closing line carries the peer itself.
+    // This task is most of what an idle connection costs: it captures the
+    // shared configuration rather than a copy of the relay settings, and
+    // builds the relay in a block so that what it was built from is not kept
+    // beside it.
     conn.state.tracker().spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "client left before the upgrade");
+        let relaying = {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "client left before the upgrade");
+                    return;
+                }
+            };
+            let Ok(parts) = upgraded.downcast::<TokioIo<S>>() else {
+                tracing::error!("upgraded connection of an unexpected type");
                 return;
-            }
-        };
-        let Ok(parts) = upgraded.downcast::<TokioIo<S>>() else {
-            tracing::error!("upgraded connection of an unexpected type");
-            return;
+            };
+            let settings = relay::Settings {
+                deflate: upstream.deflate,
+                session_end,
+                ..proxy.relay.clone()
+            };
+            relay::relay(
+                parts.io.into_inner(),
+                parts.read_buf,
+                upstream.stream,
+                upstream.early,
+                settings,
+                drain,
+            )
         };
         let started = Instant::now();
         // All live as long as the relay.
         let _held = (held, permit, lease);
-        let summary = relay::relay(
-            parts.io.into_inner(),
-            parts.read_buf,
-            upstream.stream,
-            upstream.early,
-            settings,
-            drain,
-        )
-        .await;
+        let summary = relaying.await;
         let relayed = Relayed {
             peer,
             client,
