@@ -183,16 +183,6 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
         &mut self.buf[self.end..]
     }
 
-    /// Where the next read goes, for a source that must be given a buffer
-    /// before it has data: the smallest storage, not the pool's, so that a
-    /// waiting connection holds as little as it can.
-    pub fn spare_to_wait(&mut self) -> &mut [u8] {
-        if self.buf.is_empty() {
-            self.buf = vec![0; MIN].into_boxed_slice();
-        }
-        &mut self.buf[self.end..]
-    }
-
     /// The pump is about to wait for its source: an empty buffer gives its
     /// storage back to the thread's pool, and a large one that only holds the
     /// start of a frame moves it to storage with room to spare (at least `MIN`).

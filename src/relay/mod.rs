@@ -17,12 +17,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
-use tokio_rustls::server::TlsStream;
 
 use crate::config::RateConfig;
 use crate::deflate::{Inflater, Negotiated};
@@ -102,8 +101,8 @@ impl Ender {
 
 /// A stream the relay can read and write from its two directions at once.
 /// A TCP stream splits into owned halves (no lock per read and write, which
-/// `perf` showed at ~3% of the relay's time); TLS shares one state machine
-/// and splits with `tokio::io::split`.
+/// `perf` showed at ~3% of the relay's time); TLS splits the same way, its
+/// halves sharing the rustls state ([`crate::tls`]).
 pub trait Split {
     type Read: Source;
     type Write: AsyncWrite + Unpin + Send;
@@ -115,14 +114,6 @@ impl Split for TcpStream {
     type Write = OwnedWriteHalf;
     fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         self.into_split()
-    }
-}
-
-impl Split for TlsStream<TcpStream> {
-    type Read = ReadHalf<TlsStream<TcpStream>>;
-    type Write = WriteHalf<TlsStream<TcpStream>>;
-    fn split(self) -> (Self::Read, Self::Write) {
-        tokio::io::split(self)
     }
 }
 

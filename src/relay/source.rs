@@ -6,10 +6,7 @@ use std::future::Future;
 use std::io;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use super::buffer::FrameBuf;
 
@@ -53,13 +50,5 @@ impl ReadReady for OwnedReadHalf {
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         OwnedReadHalf::try_read(self, buf)
-    }
-}
-
-/// rustls keeps decrypted bytes of its own that no socket readiness shows,
-/// so this source is read the usual way, into the smallest storage.
-impl Source for ReadHalf<TlsStream<TcpStream>> {
-    async fn fill(&mut self, buf: &mut FrameBuf) -> io::Result<usize> {
-        self.read(buf.spare_to_wait()).await
     }
 }

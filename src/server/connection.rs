@@ -109,7 +109,7 @@ pub(super) async fn run(
         held: Arc::new(Held::new(open, permit)),
     };
     match proxy.tls.clone() {
-        Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
+        Some(config) => match timeout_at(deadline, crate::tls::accept(config, stream)).await {
             Ok(Ok(tls)) => serve_http(conn, tls, deadline).await,
             Ok(Err(e)) => outcome::tls_failed(metrics, tls_failure(&e), Some(&e)),
             Err(_) => outcome::tls_failed(metrics, TlsFailure::Timeout, None),

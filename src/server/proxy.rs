@@ -1,12 +1,12 @@
 //! The configuration in force: [`Proxy`] is what one configuration compiles to (TLS
-//! acceptor, trusted proxies, per-IP quotas, relay settings), and [`ProxyHandle`]
+//! configuration, trusted proxies, per-IP quotas, relay settings), and [`ProxyHandle`]
 //! swaps it on reload. Connections keep the `Arc<Proxy>` they started with.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderName;
-use tokio_rustls::TlsAcceptor;
+use rustls::ServerConfig;
 
 use crate::auth::config::{AuthError, AuthKind};
 use crate::auth::Authenticator;
@@ -22,7 +22,7 @@ use crate::upstream::RoundRobin;
 pub struct Proxy {
     pub(super) config: Config,
     pub(super) round_robin: Vec<RoundRobin>,
-    pub(super) tls: Option<TlsAcceptor>,
+    pub(super) tls: Option<Arc<ServerConfig>>,
     pub(super) trusted: TrustedProxies,
     /// Applied to the process-wide per-IP tables when this configuration takes over, and
     /// what the shared tier is asked with.
@@ -84,9 +84,9 @@ impl Proxy {
             .collect::<Result<Vec<_>, _>>()?;
         let identity_headers = identity_headers(&config);
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsAcceptor::from(
-                crate::tls::server_config(cert, key).map_err(StartError::Tls)?,
-            )),
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::server_config(cert, key).map_err(StartError::Tls)?)
+            }
             _ => None,
         };
         let round_robin = config

@@ -1,6 +1,19 @@
 //! TLS termination: builds the rustls server configuration from PEM files
 //! (certificate chain plus a PKCS#8, PKCS#1 or SEC1 key) with rustls' own PEM
 //! types, offering ALPN `http/1.1` only: WebSocket upgrades are HTTP/1.1.
+//! Sessions resume from stateless tickets, as nginx and HAProxy do by default.
+//!
+//! The connections themselves are wsguard's own [`TlsStream`]s ([`accept`]),
+//! on rustls' unbuffered API, so that an idle connection holds no buffer; the
+//! `stream` module explains how.
+
+mod accept;
+mod read;
+mod stream;
+mod write;
+
+pub use accept::accept;
+pub use stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +97,11 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless tickets: a returning client skips the certificate and key exchange
+    // work, and the server keeps no per-session state. The ticket key is random per
+    // configuration, changes every 6 hours, and the one before is still accepted.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| error(cert_path, format!("cannot make session ticket keys: {e}")))?;
     Ok(Arc::new(config))
 }
 
