@@ -15,6 +15,7 @@ mod load;
 mod plot;
 mod procstat;
 mod report;
+mod soak;
 mod ws;
 
 use std::io::Write as _;
@@ -54,6 +55,9 @@ enum ModeArg {
     Rate,
     /// N connections opened, one message each, held; RSS per connection.
     Idle,
+    /// N connections, each one message a second (spread evenly) for the duration; lost,
+    /// reordered and corrupt echoes counted, proxy RSS sampled every second.
+    Soak,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,6 +266,9 @@ fn run(args: RunArgs) -> ExitCode {
     if matches!(args.kind, KindArg::Chat) && args.size < CHAT_MIN {
         return fail(format!("--kind chat needs --size {CHAT_MIN} or more"));
     }
+    if args.deflate && matches!(args.mode, ModeArg::Soak) {
+        return fail("--deflate is for the throughput, rate and idle modes".into());
+    }
     let tls = match (&args.ca, target.tls) {
         (Some(ca), true) => match ws::tls_config(ca) {
             Ok(c) => Some(c),
@@ -275,6 +282,7 @@ fn run(args: RunArgs) -> ExitCode {
             ModeArg::Throughput => load::Mode::Throughput,
             ModeArg::Rate => load::Mode::Rate,
             ModeArg::Idle => load::Mode::Idle,
+            ModeArg::Soak => load::Mode::Soak,
         },
         target,
         tls,

@@ -352,6 +352,20 @@ pub fn tag(conn: u32, seq: u64) -> [u8; TAG_LEN] {
     out
 }
 
+/// The connection and sequence number in the tag at the start of `payload`.
+pub fn parse_tag(payload: &[u8]) -> Option<(u32, u64)> {
+    let mut v = 0u64;
+    for &b in payload.get(..TAG_LEN)? {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        v = v << 4 | u64::from(digit);
+    }
+    Some(((v >> 40) as u32, v & ((1 << 40) - 1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +400,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tags_parse_back() {
+        assert_eq!(parse_tag(&tag(7999, 59)), Some((7999, 59)));
+        assert_eq!(parse_tag(b"000000000000000z"), None);
+        assert_eq!(parse_tag(b"+00000000000000a"), None);
+        assert_eq!(parse_tag(b"0000"), None);
     }
 
     #[test]
