@@ -1,7 +1,7 @@
-//! The load modes. Every echo is checked (content and order); CPU and memory
-//! of the processes under test are sampled at the edges of the measurement
-//! window only, so connection setup and TLS handshakes are not counted as
-//! per-message cost.
+//! The load modes but churn (`churn.rs`). Every echo is checked (content and
+//! order); CPU and memory of the processes under test are sampled at the edges
+//! of the measurement window only, so connection setup and TLS handshakes are
+//! not counted as per-message cost.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -36,6 +36,8 @@ pub enum Mode {
     Throughput,
     Rate,
     Idle,
+    /// New connections at `rate` per second, each for one echo (`churn.rs`).
+    Churn,
     /// Every connection one message a second, spread evenly; anomalies counted.
     Soak,
 }
@@ -63,7 +65,7 @@ pub struct Config {
 }
 
 /// Counters shared by every connection task.
-struct Shared {
+pub(crate) struct Shared {
     t0: Instant,
     stop: AtomicBool,
     echoed: AtomicU64,
@@ -86,7 +88,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         Shared {
             t0: Instant::now(),
             stop: AtomicBool::new(false),
@@ -104,7 +106,7 @@ impl Shared {
         }
     }
 
-    fn error(&self, msg: String) {
+    pub(crate) fn error(&self, msg: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(msg);
@@ -144,6 +146,7 @@ pub async fn run(cfg: Config) -> Value {
     let result = match cfg.mode {
         Mode::Throughput | Mode::Rate | Mode::Soak => load(&cfg).await,
         Mode::Idle => idle(&cfg).await,
+        Mode::Churn => crate::churn::run(&cfg).await,
     };
     // How busy the machine was (others' work makes numbers noisy).
     out["loadavg"] = std::fs::read_to_string("/proc/loadavg")
@@ -292,9 +295,9 @@ async fn rss_every_second(cfg: &Config, shared: &Shared) -> Vec<(f64, u64)> {
 }
 
 /// Processes sampled at one instant: the proxy, the backend, this process.
-type Samples = (Option<Sample>, Option<Sample>, Option<Sample>);
+pub(crate) type Samples = (Option<Sample>, Option<Sample>, Option<Sample>);
 
-fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
+pub(crate) fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
     let get = |pids: &[u32]| {
         if pids.is_empty() {
             return None;
@@ -310,7 +313,14 @@ fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
 
 /// CPU per message and per MB (10^6 bytes of messages echoed; each message
 /// crosses the proxy twice), and each process's CPU use in the window.
-fn cost(v: &mut Value, before: Samples, after: Samples, secs: f64, messages: u64, size: usize) {
+pub(crate) fn cost(
+    v: &mut Value,
+    before: Samples,
+    after: Samples,
+    secs: f64,
+    messages: u64,
+    size: usize,
+) {
     let util = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
         (Some(a), Some(b)) => {
             json!((b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / TICKS_PER_SEC / secs)
@@ -343,12 +353,12 @@ fn wire(v: &mut Value, shared: &Shared, deflated: usize) {
     }
 }
 
-fn finish(v: &mut Value, shared: &Shared) {
+pub(crate) fn finish(v: &mut Value, shared: &Shared) {
     v["errors"] = json!(shared.errors.load(Ordering::Relaxed));
     v["first_error"] = json!(shared.first_error.lock().ok().and_then(|e| e.clone()));
 }
 
-fn failed(shared: &Shared, msg: &str) -> Value {
+pub(crate) fn failed(shared: &Shared, msg: &str) -> Value {
     shared.error(msg.to_owned());
     let mut v = json!({});
     finish(&mut v, shared);
@@ -667,10 +677,10 @@ pub(crate) fn percentiles(lat: &mut [u64]) -> Value {
 
 /// An open connection, the bytes that came after its 101, and whether it
 /// negotiated permessage-deflate.
-struct Conn {
-    io: Box<dyn Io>,
-    early: Vec<u8>,
-    deflate: bool,
+pub(crate) struct Conn {
+    pub(crate) io: Box<dyn Io>,
+    pub(crate) early: Vec<u8>,
+    pub(crate) deflate: bool,
 }
 type Opened = Vec<Conn>;
 
@@ -689,7 +699,8 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let open = async {
-                let (mut io, cipher) = ws::connect(&target, tls.as_ref(), &name).await?;
+                let (mut io, info) = ws::connect(&target, tls.as_ref(), &name).await?;
+                let cipher = info.and_then(|i| i.cipher);
                 let (early, answer) = ws::handshake(&mut io, &target, &origin, offer).await?;
                 let deflate = deflate::accepted(answer.as_deref()).map_err(|e| ws::bad(&e))?;
                 Ok::<_, std::io::Error>((Conn { io, early, deflate }, cipher))
@@ -720,7 +731,7 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
 async fn idle(cfg: &Config) -> Value {
     let shared = Arc::new(Shared::new());
     let before = sample_all(cfg, &shared).0;
-    let (opened, _) = open_all(cfg, &shared).await;
+    let (opened, cipher) = open_all(cfg, &shared).await;
     let n = opened.len();
     let deflated = opened.iter().filter(|c| c.deflate).count();
     tokio::time::sleep(SETTLE).await;
@@ -750,10 +761,10 @@ async fn idle(cfg: &Config) -> Value {
 
     let (tx, rx) = std_mpsc::channel();
     let mut set = JoinSet::new();
-    for (id, conn) in alive.into_iter().enumerate() {
+    for (id, mut conn) in alive.into_iter().enumerate() {
         let tx = tx.clone();
         set.spawn(async move {
-            if let Err(e) = close(id as u32, conn).await {
+            if let Err(e) = close(id as u32, &mut conn).await {
                 let _ = tx.send(format!("conn {id}: close: {e}"));
             }
         });
@@ -764,7 +775,7 @@ async fn idle(cfg: &Config) -> Value {
         shared.error(e);
     }
 
-    let mut v = json!({ "opened": n });
+    let mut v = json!({ "opened": n, "cipher": cipher });
     wire(&mut v, &shared, deflated);
     if let (Some(b), Some(o), Some(m)) = (before, open, after_msg) {
         let per = |x: Sample| (x.rss_kib as f64 - b.rss_kib as f64) / n.max(1) as f64;
@@ -778,12 +789,13 @@ async fn idle(cfg: &Config) -> Value {
     v
 }
 
-struct Held {
-    conn: Conn,
+pub(crate) struct Held {
+    pub(crate) conn: Conn,
     keys: Keys,
 }
 
-async fn echo_once(
+/// Sends message 0 of connection `id` and checks its echo.
+pub(crate) async fn echo_once(
     id: u32,
     mut conn: Conn,
     kind: Kind,
@@ -808,7 +820,9 @@ async fn echo_once(
     Ok(Held { conn, keys })
 }
 
-async fn close(id: u32, mut held: Held) -> Result<(), String> {
+/// The close handshake (code 1000 both ways), then our side of the TCP close
+/// (TLS close_notify first).
+pub(crate) async fn close(id: u32, held: &mut Held) -> Result<(), String> {
     let mut out = Vec::new();
     ws::encode_close(held.keys.next_key(), &mut out);
     write(&mut held.conn.io, &out)
@@ -1055,5 +1069,31 @@ mod backend_tests {
         assert_eq!(v["rate_target"], 3.0, "{v}");
         assert_eq!(v["rss_kib_series"].as_array().unwrap().len(), 4, "{v}");
         assert!(v["rss_ratio"].as_f64().unwrap() > 0.5, "{v}");
+    }
+
+    #[tokio::test]
+    async fn churn_opens_on_schedule_and_closes_every_connection() {
+        let mut cfg = config(backend().await, Mode::Churn, false);
+        cfg.kind = Kind::Text;
+        cfg.size = 128;
+        cfg.rate = 100.0;
+        cfg.conns = 50;
+        cfg.warmup = Duration::from_millis(100);
+        cfg.duration = Duration::from_millis(500);
+        let v = tokio::time::timeout(Duration::from_secs(30), run(cfg))
+            .await
+            .unwrap();
+        assert_eq!(v["errors"], 0, "{v}");
+        assert_eq!(v["connections"], 50, "{v}");
+        assert_eq!(v["completed"], 50, "{v}");
+        assert_eq!(
+            (v["failed"].as_u64(), v["overflow"].as_u64()),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+        assert!(
+            v["connect_to_echo_us"]["p50"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
     }
 }
