@@ -39,7 +39,7 @@
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
 # latest), target/bench/table.md (ending with the target verdicts), and the RTT plot
 # docs/bench-latency.png.
-# With the defaults a whole run takes about 25 minutes. Numbers are only comparable on a
+# With the defaults a whole run takes about 21 minutes. Numbers are only comparable on a
 # quiet machine: the load average is printed before and after.
 set -euo pipefail
 
