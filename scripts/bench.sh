@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # wsguard side by side with nginx and HAProxy, on loopback.
 #
-# usage: scripts/bench.sh [--duration S] [--warmup S] [--idle N] [--peers "LIST"] [--scenarios "LIST"]
+# usage: scripts/bench.sh [--duration S] [--warmup S] [--idle N] [--churn-rate R]
+#                         [--soak-conns N] [--soak-duration S] [--peers "LIST"] [--scenarios "LIST"]
 #
-#   --duration S     seconds measured per scenario (default 10)
-#   --warmup S       seconds of load before each measurement (default 2)
-#   --idle N         connections in the idle scenario (default 5000)
-#   --peers LIST     any of: direct nginx nginx-64k haproxy wsguard wsguard-nib (default: all, in
-#                    that order); wsguard-nib is wsguard with [deflate] inspect_backend = false
-#   --scenarios LIST any of: idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls
-#                    chat1k chat1k-plain chat1k-rate (default: all)
+#   --duration S       seconds measured per scenario but the soak (default 10)
+#   --warmup S         seconds of load before each measurement (default 2)
+#   --idle N           connections in the idle scenarios (default 5000)
+#   --churn-rate R     new connections per second in the churn scenarios (default 500)
+#   --soak-conns N     connections in the soak (default 8000)
+#   --soak-duration S  seconds measured in the soak (default 60)
+#   --peers LIST       any of: direct nginx nginx-64k haproxy wsguard wsguard-nib (default: all, in
+#                      that order); wsguard-nib is wsguard with [deflate] inspect_backend = false
+#   --scenarios LIST   any of: idle idle-tls idle-deflate bin64 bin64-tls bin16k text16k rate128
+#                      rate128-tls churn churn-full soak chat1k chat1k-plain chat1k-rate
+#                      (default: all)
 #
 # Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
 # then for each peer in turn: starts it (configs written to a temp dir), runs the scenarios
@@ -21,10 +26,20 @@
 # idle with the offer) use wsguard-echo --mode lenient, which echoes compressed frames as they came;
 # nginx and HAProxy pass them through blind, wsguard inflates them to inspect. chat1k-plain is chat1k
 # without the offer; chat1k-rate paces the compressed chat at 5,000 msgs/s over 200 connections.
+# idle-tls is idle over wss://. churn opens new wss:// connections at the churn rate, open loop
+# (at most 1000 in flight; more count as failed), each: TLS 1.3 handshake, upgrade, one echo,
+# close frames both ways, TCP close; the client keeps one TLS session store (resumption, as a
+# browser); churn-full resumes nothing. soak holds --soak-conns wss:// connections, each sending
+# one 128 B message a second (spread evenly), counts lost, reordered and corrupt echoes and
+# samples the proxy's RSS every second. The direct peer runs none of the wss:// scenarios.
+#
+# The open-file limit is raised to its hard limit: the proxy holds two sockets per soak or idle
+# connection, the load generator and the echo backend one each.
 #
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
-# latest), target/bench/table.md, and the RTT plot docs/bench-latency.png.
-# With the defaults a whole run takes about 14 minutes. Numbers are only comparable on a
+# latest), target/bench/table.md (ending with the target verdicts), and the RTT plot
+# docs/bench-latency.png.
+# With the defaults a whole run takes about 21 minutes. Numbers are only comparable on a
 # quiet machine: the load average is printed before and after.
 set -euo pipefail
 
@@ -33,16 +48,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=10
 WARMUP=2
 IDLE=5000
+CHURN_RATE=500
+SOAK_CONNS=8000
+SOAK_DURATION=60
 PEERS="direct nginx nginx-64k haproxy wsguard wsguard-nib"
-SCENARIOS="idle idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls chat1k chat1k-plain chat1k-rate"
+SCENARIOS="idle idle-tls idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls churn churn-full soak chat1k chat1k-plain chat1k-rate"
 while (($#)); do
     case "$1" in
         --duration) DURATION=$2; shift ;;
         --warmup) WARMUP=$2; shift ;;
         --idle) IDLE=$2; shift ;;
+        --churn-rate) CHURN_RATE=$2; shift ;;
+        --soak-conns) SOAK_CONNS=$2; shift ;;
+        --soak-duration) SOAK_DURATION=$2; shift ;;
         --peers) PEERS=$2; shift ;;
         --scenarios) SCENARIOS=$2; shift ;;
-        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -54,6 +75,29 @@ declare -A WS_PORT=([nginx]=19101 [nginx-64k]=19103 [haproxy]=19105 [wsguard]=19
 declare -A WSS_PORT=([nginx]=19102 [nginx-64k]=19104 [haproxy]=19106 [wsguard]=19108 [wsguard-nib]=19110)
 PROXY_CPU=1
 LOAD_CPU=0
+# Churn connections in flight at once, at most: two seconds of the default rate; past that a
+# proxy has stopped keeping up.
+CHURN_INFLIGHT=1000
+
+# --- open files ------------------------------------------------------------------
+# Every process started from here inherits the limit. The proxy holds two sockets per
+# connection (client and backend side), the load generator and the echo backend one.
+NOFILE=$(ulimit -Hn)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+ulimit -n "$NOFILE"
+MAX_CONNS=$IDLE
+((SOAK_CONNS > MAX_CONNS)) && MAX_CONNS=$SOAK_CONNS
+((CHURN_INFLIGHT > MAX_CONNS)) && MAX_CONNS=$CHURN_INFLIGHT
+# nginx counts both sides of a proxied connection, and more: with 2N + 1,000 a soak of
+# 8,000 ran out ("worker_connections are not enough") at 7,973, so it gets 2N + 2,000.
+# HAProxy counts client connections and sizes its own file limit to twice that and a bit.
+NGINX_CONNS=$((2 * MAX_CONNS + 2000))
+HAPROXY_MAXCONN=$((MAX_CONNS + 200))
+if ((NGINX_CONNS > NOFILE)); then
+    echo "bench.sh: $MAX_CONNS connections need $NGINX_CONNS open files in the proxy;" \
+        "the hard limit is $NOFILE (lower --idle or --soak-conns)" >&2
+    exit 1
+fi
 
 # --- tools ------------------------------------------------------------------
 missing=()
@@ -119,10 +163,10 @@ nginx_conf() { # label, extra proxy directives
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
-worker_rlimit_nofile 20000;
+worker_rlimit_nofile $NOFILE;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 12000; }
+events { worker_connections $NGINX_CONNS; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
@@ -136,6 +180,9 @@ http {
         listen 127.0.0.1:${WSS_PORT[$1]} ssl;
         ssl_certificate $CERTS/localhost.crt;
         ssl_certificate_key $CERTS/localhost.key;
+        # nginx 1.22 leaves TLS 1.3 out by default; HAProxy and wsguard offer it, and churn
+        # asks for nothing else.
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {
             proxy_pass http://echo;
             proxy_http_version 1.1;
@@ -158,7 +205,7 @@ mkdir -p "$TMP/haproxy"
 cat >"$TMP/haproxy/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 8000
+    maxconn $HAPROXY_MAXCONN
 defaults
     mode http
     timeout connect 5s
@@ -272,9 +319,9 @@ stop_peer() {
 
 # One scenario against one peer. Failures are recorded in the JSON and reported, not fatal.
 scenario() {
-    local label=$1 name=$2 url pid args=()
+    local label=$1 name=$2 url pid args=() duration=$DURATION
     local tls=ws
-    [[ $name == *-tls ]] && tls=wss
+    [[ $name == *-tls || $name == churn* || $name == soak ]] && tls=wss
     if [[ $label == direct ]]; then
         [[ $tls == wss || $name == idle* ]] && return 0
         url="ws://127.0.0.1:$BACKEND_PORT/"
@@ -287,6 +334,14 @@ scenario() {
     case "$name" in
         idle) args+=(--mode idle -c "$IDLE" -s 128 --kind text) ;;
         idle-deflate) args+=(--mode idle -c "$IDLE" -s 128 --kind text --deflate) ;;
+        idle-tls) args+=(--mode idle -c "$IDLE" -s 128 --kind text) ;;
+        churn) args+=(--mode churn --rate "$CHURN_RATE" -c "$CHURN_INFLIGHT" -s 128 --kind text) ;;
+        churn-full) args+=(--mode churn --rate "$CHURN_RATE" -c "$CHURN_INFLIGHT" -s 128 --kind text
+            --no-resume) ;;
+        soak)
+            args+=(--mode soak -c "$SOAK_CONNS" -s 128 --kind text)
+            duration=$SOAK_DURATION
+            ;;
         bin64 | bin64-tls) args+=(--mode throughput -c 64 -w 16 -s 64 --kind binary) ;;
         bin16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind binary) ;;
         text16k) args+=(--mode throughput -c 16 -w 4 -s 16384 --kind text) ;;
@@ -301,12 +356,15 @@ scenario() {
     local line
     if line=$(taskset -c $LOAD_CPU "$BIN/wsguard-bench" run --label "$label" --scenario "$name" \
         --url "$url" --ca "$CERTS/ca.crt" --backend-pid "$BACKEND_PID" \
-        --warmup "$WARMUP" --duration "$DURATION" --out "$RESULTS" "${args[@]}" 2>"$TMP/last.err"); then
+        --warmup "$WARMUP" --duration "$duration" --out "$RESULTS" "${args[@]}" 2>"$TMP/last.err"); then
         :
     else
         echo "(errors: $(tail -1 "$TMP/last.err"))"
     fi
-    echo "$line" | sed -E 's/.*"msgs_per_s":([0-9.]+).*/\1 msgs\/s/; s/.*"kib_per_conn_after_msg":([0-9.]+).*/\1 KiB\/conn/' | cut -c1-60
+    echo "$line" | sed -E 's/.*"completed":([0-9]+).*"cpu_us_per_conn":([0-9.]+).*"failed":([0-9]+).*/\1 conns, \3 failed, \2 µs\/conn/;
+        s/.*"lost":([0-9]+).*"msgs_per_s":([0-9.]+).*/\2 msgs\/s, \1 lost/;
+        s/.*"msgs_per_s":([0-9.]+).*/\1 msgs\/s/; s/.*"kib_per_conn_after_msg":([0-9.]+).*/\1 KiB\/conn/' |
+        cut -c1-60
 }
 
 echo "wsguard bench $stamp: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

@@ -1,7 +1,7 @@
-//! The three load modes. Every echo is checked (content and order); CPU and
-//! memory of the processes under test are sampled at the edges of the
-//! measurement window only, so connection setup and TLS handshakes are not
-//! counted as per-message cost.
+//! The load modes but churn (`churn.rs`). Every echo is checked (content and
+//! order); CPU and memory of the processes under test are sampled at the edges
+//! of the measurement window only, so connection setup and TLS handshakes are
+//! not counted as per-message cost.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use crate::bodies::Bodies;
 use crate::deflate::{self, Inflater};
 use crate::procstat::{self, Sample, TICKS_PER_SEC};
-use crate::ws::{self, Io, Keys, Kind, Target, OP_CLOSE};
+use crate::soak::{self, Echo, Sequence};
+use crate::ws::{self, Io, Keys, Kind, Target, OP_CLOSE, TAG_LEN};
 
 /// Handshakes in flight at once while opening connections.
 const OPEN_CONCURRENCY: usize = 64;
@@ -27,12 +28,18 @@ const SETTLE: Duration = Duration::from_secs(2);
 const SPECTRUM: [f64; 12] = [
     50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0,
 ];
+/// Soak: seconds between two messages of one connection.
+const SOAK_INTERVAL_S: f64 = 1.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Throughput,
     Rate,
     Idle,
+    /// New connections at `rate` per second, each for one echo (`churn.rs`).
+    Churn,
+    /// Every connection one message a second, spread evenly; anomalies counted.
+    Soak,
 }
 
 pub struct Config {
@@ -58,7 +65,7 @@ pub struct Config {
 }
 
 /// Counters shared by every connection task.
-struct Shared {
+pub(crate) struct Shared {
     t0: Instant,
     stop: AtomicBool,
     echoed: AtomicU64,
@@ -73,10 +80,15 @@ struct Shared {
     sent: AtomicU64,
     sent_bytes: AtomicU64,
     echo_bytes: AtomicU64,
+    /// Echoes never received, received after a later one, and wrong or twice
+    /// (soak counts them; the other modes stop a connection at the first).
+    lost: AtomicU64,
+    reordered: AtomicU64,
+    corrupt: AtomicU64,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         Shared {
             t0: Instant::now(),
             stop: AtomicBool::new(false),
@@ -88,10 +100,13 @@ impl Shared {
             sent: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
             echo_bytes: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            reordered: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
         }
     }
 
-    fn error(&self, msg: String) {
+    pub(crate) fn error(&self, msg: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(msg);
@@ -109,8 +124,10 @@ struct Plan {
     bodies: Bodies,
     conns: u32,
     inflight: u32,
-    /// Rate mode: ns between two messages of the whole run.
+    /// Rate and soak modes: ns between two messages of the whole run.
     period_ns: Option<u64>,
+    /// Count lost, reordered and corrupt echoes instead of ending the connection.
+    soak: bool,
 }
 
 pub async fn run(cfg: Config) -> Value {
@@ -127,8 +144,9 @@ pub async fn run(cfg: Config) -> Value {
         "date": started,
     });
     let result = match cfg.mode {
-        Mode::Throughput | Mode::Rate => load(&cfg).await,
+        Mode::Throughput | Mode::Rate | Mode::Soak => load(&cfg).await,
         Mode::Idle => idle(&cfg).await,
+        Mode::Churn => crate::churn::run(&cfg).await,
     };
     // How busy the machine was (others' work makes numbers noisy).
     out["loadavg"] = std::fs::read_to_string("/proc/loadavg")
@@ -155,7 +173,15 @@ async fn load(cfg: &Config) -> Value {
     if opened.len() < cfg.conns as usize {
         return failed(&opening, "could not open every connection");
     }
-    let period_ns = (cfg.mode == Mode::Rate).then(|| (1e9 / cfg.rate).round().max(1.0) as u64);
+    // Messages per second over all connections, on a fixed schedule.
+    let rate = match cfg.mode {
+        Mode::Rate => Some(cfg.rate),
+        // Message k goes to connection k mod C, so connection i sends at i/C of each
+        // second: an even load, not a burst a second.
+        Mode::Soak => Some(f64::from(cfg.conns) / SOAK_INTERVAL_S),
+        _ => None,
+    };
+    let period_ns = rate.map(|r| (1e9 / r).round().max(1.0) as u64);
     let deflated = opened.iter().filter(|c| c.deflate).count();
     let plan = Arc::new(Plan {
         kind: cfg.kind,
@@ -163,6 +189,7 @@ async fn load(cfg: &Config) -> Value {
         conns: cfg.conns,
         inflight: cfg.inflight,
         period_ns,
+        soak: cfg.mode == Mode::Soak,
     });
     // The schedule starts now; t0 is reset so message k is due at t0 + k·period.
     let shared = Arc::new(Shared::new());
@@ -190,7 +217,12 @@ async fn load(cfg: &Config) -> Value {
     let echoed0 = shared.echoed.load(Ordering::Relaxed);
     let w0 = Instant::now();
     shared.win_start.store(shared.now_ns(), Ordering::Relaxed);
-    tokio::time::sleep(cfg.duration).await;
+    let rss_series = if cfg.mode == Mode::Soak {
+        rss_every_second(cfg, &shared).await
+    } else {
+        tokio::time::sleep(cfg.duration).await;
+        Vec::new()
+    };
     shared.win_end.store(shared.now_ns(), Ordering::Relaxed);
     let echoed1 = shared.echoed.load(Ordering::Relaxed);
     let secs = w0.elapsed().as_secs_f64();
@@ -216,7 +248,7 @@ async fn load(cfg: &Config) -> Value {
     let messages = echoed1 - echoed0;
     let mut v = json!({
         "inflight": if period_ns.is_some() { Value::Null } else { json!(cfg.inflight) },
-        "rate_target": if period_ns.is_some() { json!(cfg.rate) } else { Value::Null },
+        "rate_target": rate,
         "cipher": cipher,
         "warmup_s": cfg.warmup.as_secs_f64(),
         "duration_s": secs,
@@ -229,14 +261,43 @@ async fn load(cfg: &Config) -> Value {
     if period_ns.is_some() {
         v["latency_us"] = percentiles(&mut latencies);
     }
+    if cfg.mode == Mode::Soak {
+        for (key, count) in [
+            ("lost", &shared.lost),
+            ("reordered", &shared.reordered),
+            ("corrupt", &shared.corrupt),
+        ] {
+            v[key] = json!(count.load(Ordering::Relaxed));
+        }
+        soak::rss_summary(&mut v, &rss_series);
+    }
     finish(&mut v, &shared);
     v
 }
 
-/// Processes sampled at one instant: the proxy, the backend, this process.
-type Samples = (Option<Sample>, Option<Sample>, Option<Sample>);
+/// Soak: the proxy's RSS (KiB) at each whole second of the measurement
+/// window and at its end, as (seconds into the window, KiB).
+async fn rss_every_second(cfg: &Config, shared: &Shared) -> Vec<(f64, u64)> {
+    let start = tokio::time::Instant::now();
+    let end = start + cfg.duration;
+    let mut series = Vec::new();
+    for second in 0.. {
+        let at = (start + Duration::from_secs(second)).min(end);
+        tokio::time::sleep_until(at).await;
+        if let (Some(s), _, _) = sample_all(cfg, shared) {
+            series.push((at.duration_since(start).as_secs_f64(), s.rss_kib));
+        }
+        if at == end {
+            break;
+        }
+    }
+    series
+}
 
-fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
+/// Processes sampled at one instant: the proxy, the backend, this process.
+pub(crate) type Samples = (Option<Sample>, Option<Sample>, Option<Sample>);
+
+pub(crate) fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
     let get = |pids: &[u32]| {
         if pids.is_empty() {
             return None;
@@ -252,7 +313,14 @@ fn sample_all(cfg: &Config, shared: &Shared) -> Samples {
 
 /// CPU per message and per MB (10^6 bytes of messages echoed; each message
 /// crosses the proxy twice), and each process's CPU use in the window.
-fn cost(v: &mut Value, before: Samples, after: Samples, secs: f64, messages: u64, size: usize) {
+pub(crate) fn cost(
+    v: &mut Value,
+    before: Samples,
+    after: Samples,
+    secs: f64,
+    messages: u64,
+    size: usize,
+) {
     let util = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
         (Some(a), Some(b)) => {
             json!((b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / TICKS_PER_SEC / secs)
@@ -285,12 +353,12 @@ fn wire(v: &mut Value, shared: &Shared, deflated: usize) {
     }
 }
 
-fn finish(v: &mut Value, shared: &Shared) {
+pub(crate) fn finish(v: &mut Value, shared: &Shared) {
     v["errors"] = json!(shared.errors.load(Ordering::Relaxed));
     v["first_error"] = json!(shared.first_error.lock().ok().and_then(|e| e.clone()));
 }
 
-fn failed(shared: &Shared, msg: &str) -> Value {
+pub(crate) fn failed(shared: &Shared, msg: &str) -> Value {
     shared.error(msg.to_owned());
     let mut v = json!({});
     finish(&mut v, shared);
@@ -303,19 +371,24 @@ fn failed(shared: &Shared, msg: &str) -> Value {
 fn pace(shared: &Shared, period_ns: u64, senders: Vec<mpsc::UnboundedSender<u64>>) {
     let c = senders.len() as u64;
     let mut due = vec![0u64; senders.len()];
+    // The connections owed messages since the last wake-up: a wake-up costs what
+    // it sends, not a pass over every connection (8,000 of them in the soak).
+    let mut owed = Vec::new();
     let mut k = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         let now = shared.now_ns();
         let upto = now / period_ns + 1;
         while k < upto {
-            due[(k % c) as usize] += 1;
+            let i = (k % c) as usize;
+            if due[i] == 0 {
+                owed.push(i);
+            }
+            due[i] += 1;
             k += 1;
         }
-        for (tx, n) in senders.iter().zip(due.iter_mut()) {
-            if *n > 0 {
-                let _ = tx.send(*n);
-                *n = 0;
-            }
+        for i in owed.drain(..) {
+            let _ = senders[i].send(due[i]);
+            due[i] = 0;
         }
         let next = k * period_ns;
         let now = shared.now_ns();
@@ -403,6 +476,7 @@ async fn connection(
     let owed = sent - acks.count.load(Ordering::Acquire).min(sent);
     if owed > 0 {
         shared.error(format!("conn {id}: {owed} echoes missing at the end"));
+        shared.lost.fetch_add(owed, Ordering::Relaxed);
     }
     batch.clear();
     ws::encode_close(keys.next_key(), &mut batch);
@@ -424,7 +498,8 @@ async fn connection(
     latencies
 }
 
-/// Echoes checked so far on one connection, and the wake-up for its writer.
+/// Echoes received so far on one connection (each message once), and the
+/// wake-up for its writer.
 struct Acks {
     count: AtomicU64,
     notify: Notify,
@@ -446,7 +521,9 @@ async fn read_echoes(
     acks: Arc<Acks>,
 ) -> Vec<u64> {
     let mut latencies = Vec::new();
-    let mut next = 0u64;
+    // Distinct echoes received; outside the soak, also the next one expected.
+    let mut received = 0u64;
+    let mut order = plan.soak.then(Sequence::default);
     let mut inflater = Inflater::new();
     buf.reserve(256 << 10);
     let mut now_ns = shared.now_ns();
@@ -469,30 +546,45 @@ async fn read_echoes(
                 }
                 return latencies;
             }
-            let checked =
-                plan.bodies
-                    .check(plan.kind, &frame, &buf[pos..], &mut inflater, id, next);
-            if let Err(e) = checked {
-                shared.error(format!("conn {id}: {e}"));
-                return latencies;
-            }
             shared
                 .echo_bytes
                 .fetch_add(frame.payload.end as u64, Ordering::Relaxed);
+            let seq = match order.as_mut() {
+                Some(order) => {
+                    let echo = (&frame, &buf[pos..]);
+                    soak_echo(id, echo, &plan, &mut inflater, order, &shared)
+                }
+                None => {
+                    let checked = plan.bodies.check(
+                        plan.kind,
+                        &frame,
+                        &buf[pos..],
+                        &mut inflater,
+                        id,
+                        received,
+                    );
+                    if let Err(e) = checked {
+                        shared.error(format!("conn {id}: {e}"));
+                        return latencies;
+                    }
+                    Some(received)
+                }
+            };
+            pos += frame.payload.end;
+            let Some(seq) = seq else { continue };
             if let Some(period) = plan.period_ns {
-                let due = (next * u64::from(plan.conns) + u64::from(id)) * period;
+                let due = (seq * u64::from(plan.conns) + u64::from(id)) * period;
                 if due >= shared.win_start.load(Ordering::Relaxed)
                     && due < shared.win_end.load(Ordering::Relaxed)
                 {
                     latencies.push(now_ns.saturating_sub(due));
                 }
             }
-            next += 1;
+            received += 1;
             got += 1;
-            pos += frame.payload.end;
         }
         if got > 0 {
-            acks.count.store(next, Ordering::Release);
+            acks.count.store(received, Ordering::Release);
             shared.echoed.fetch_add(got, Ordering::Relaxed);
             acks.notify.notify_one();
         }
@@ -514,6 +606,52 @@ async fn read_echoes(
     }
 }
 
+/// Soak: which message an echo is (from its tag), counting what is wrong with
+/// it; `None` for one that is corrupt or came twice. A corrupt echo whose tag
+/// is unreadable also leaves its message missing, so it counts as lost too.
+fn soak_echo(
+    id: u32,
+    (frame, buf): (&ws::ServerFrame, &[u8]),
+    plan: &Plan,
+    inflater: &mut Inflater,
+    order: &mut Sequence,
+    shared: &Shared,
+) -> Option<u64> {
+    // The tag is read as sent: the soak does not offer permessage-deflate.
+    let payload = &buf[frame.payload.clone()];
+    let identified = match ws::parse_tag(payload) {
+        Some((conn, seq)) if conn == id => plan
+            .bodies
+            .check(plan.kind, frame, buf, inflater, id, seq)
+            .map(|()| seq),
+        _ => Err(format!(
+            "echo tagged {:?}",
+            String::from_utf8_lossy(&payload[..payload.len().min(TAG_LEN)])
+        )),
+    };
+    let seq = match identified {
+        Ok(seq) => seq,
+        Err(e) => {
+            shared.corrupt.fetch_add(1, Ordering::Relaxed);
+            shared.error(format!("conn {id}: corrupt: {e}"));
+            return None;
+        }
+    };
+    match order.echo(seq) {
+        Echo::InOrder => Some(seq),
+        Echo::Late => {
+            shared.reordered.fetch_add(1, Ordering::Relaxed);
+            shared.error(format!("conn {id}: echo {seq} after a later one"));
+            Some(seq)
+        }
+        Echo::Again | Echo::Beyond => {
+            shared.corrupt.fetch_add(1, Ordering::Relaxed);
+            shared.error(format!("conn {id}: echo {seq} twice or never sent"));
+            None
+        }
+    }
+}
+
 pub(crate) fn percentiles(lat: &mut [u64]) -> Value {
     if lat.is_empty() {
         return Value::Null;
@@ -527,6 +665,7 @@ pub(crate) fn percentiles(lat: &mut [u64]) -> Value {
     json!({
         "samples": lat.len(),
         "p50": at(50.0),
+        "p90": at(90.0),
         "p99": at(99.0),
         "p999": at(99.9),
         "max": at(100.0),
@@ -538,10 +677,10 @@ pub(crate) fn percentiles(lat: &mut [u64]) -> Value {
 
 /// An open connection, the bytes that came after its 101, and whether it
 /// negotiated permessage-deflate.
-struct Conn {
-    io: Box<dyn Io>,
-    early: Vec<u8>,
-    deflate: bool,
+pub(crate) struct Conn {
+    pub(crate) io: Box<dyn Io>,
+    pub(crate) early: Vec<u8>,
+    pub(crate) deflate: bool,
 }
 type Opened = Vec<Conn>;
 
@@ -560,7 +699,8 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let open = async {
-                let (mut io, cipher) = ws::connect(&target, tls.as_ref(), &name).await?;
+                let (mut io, info) = ws::connect(&target, tls.as_ref(), &name).await?;
+                let cipher = info.and_then(|i| i.cipher);
                 let (early, answer) = ws::handshake(&mut io, &target, &origin, offer).await?;
                 let deflate = deflate::accepted(answer.as_deref()).map_err(|e| ws::bad(&e))?;
                 Ok::<_, std::io::Error>((Conn { io, early, deflate }, cipher))
@@ -591,7 +731,7 @@ async fn open_all(cfg: &Config, shared: &Arc<Shared>) -> (Opened, Option<String>
 async fn idle(cfg: &Config) -> Value {
     let shared = Arc::new(Shared::new());
     let before = sample_all(cfg, &shared).0;
-    let (opened, _) = open_all(cfg, &shared).await;
+    let (opened, cipher) = open_all(cfg, &shared).await;
     let n = opened.len();
     let deflated = opened.iter().filter(|c| c.deflate).count();
     tokio::time::sleep(SETTLE).await;
@@ -621,10 +761,10 @@ async fn idle(cfg: &Config) -> Value {
 
     let (tx, rx) = std_mpsc::channel();
     let mut set = JoinSet::new();
-    for (id, conn) in alive.into_iter().enumerate() {
+    for (id, mut conn) in alive.into_iter().enumerate() {
         let tx = tx.clone();
         set.spawn(async move {
-            if let Err(e) = close(id as u32, conn).await {
+            if let Err(e) = close(id as u32, &mut conn).await {
                 let _ = tx.send(format!("conn {id}: close: {e}"));
             }
         });
@@ -635,7 +775,7 @@ async fn idle(cfg: &Config) -> Value {
         shared.error(e);
     }
 
-    let mut v = json!({ "opened": n });
+    let mut v = json!({ "opened": n, "cipher": cipher });
     wire(&mut v, &shared, deflated);
     if let (Some(b), Some(o), Some(m)) = (before, open, after_msg) {
         let per = |x: Sample| (x.rss_kib as f64 - b.rss_kib as f64) / n.max(1) as f64;
@@ -649,12 +789,13 @@ async fn idle(cfg: &Config) -> Value {
     v
 }
 
-struct Held {
-    conn: Conn,
+pub(crate) struct Held {
+    pub(crate) conn: Conn,
     keys: Keys,
 }
 
-async fn echo_once(
+/// Sends message 0 of connection `id` and checks its echo.
+pub(crate) async fn echo_once(
     id: u32,
     mut conn: Conn,
     kind: Kind,
@@ -679,7 +820,9 @@ async fn echo_once(
     Ok(Held { conn, keys })
 }
 
-async fn close(id: u32, mut held: Held) -> Result<(), String> {
+/// The close handshake (code 1000 both ways), then our side of the TCP close
+/// (TLS close_notify first).
+pub(crate) async fn close(id: u32, held: &mut Held) -> Result<(), String> {
     let mut out = Vec::new();
     ws::encode_close(held.keys.next_key(), &mut out);
     write(&mut held.conn.io, &out)
@@ -759,14 +902,16 @@ mod tests {
         let mut v: Vec<u64> = (1..=1000).map(|x| x * 1000).collect();
         let p = percentiles(&mut v);
         assert_eq!(p["p50"], json!(500.0));
+        assert_eq!(p["p90"], json!(900.0));
         assert_eq!(p["p99"], json!(990.0));
         assert_eq!(p["p999"], json!(999.0));
         assert_eq!(p["max"], json!(1000.0));
     }
 }
 
+/// Whole runs against an echo backend in the test.
 #[cfg(test)]
-mod deflate_tests {
+mod backend_tests {
     use super::*;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -897,5 +1042,58 @@ mod deflate_tests {
         assert_eq!(v["errors"], 0, "{v}");
         assert_eq!(v["deflate_conns"], 0, "{v}");
         assert_eq!(v["wire_out_bytes_per_msg"].as_f64(), Some(1032.0), "{v}");
+    }
+
+    #[tokio::test]
+    async fn soak_counts_every_echo_and_samples_rss() {
+        let mut cfg = config(backend().await, Mode::Soak, false);
+        cfg.kind = Kind::Text;
+        cfg.size = 128;
+        cfg.duration = Duration::from_millis(2500);
+        cfg.pids = vec![std::process::id()];
+        let v = tokio::time::timeout(Duration::from_secs(30), run(cfg))
+            .await
+            .unwrap();
+        assert_eq!(v["errors"], 0, "{v}");
+        assert_eq!(
+            (
+                v["lost"].as_u64(),
+                v["reordered"].as_u64(),
+                v["corrupt"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0)),
+            "{v}"
+        );
+        // 3 connections × one a second × 2.5 s.
+        assert!((6..=9).contains(&v["messages"].as_u64().unwrap()), "{v}");
+        assert_eq!(v["rate_target"], 3.0, "{v}");
+        assert_eq!(v["rss_kib_series"].as_array().unwrap().len(), 4, "{v}");
+        assert!(v["rss_ratio"].as_f64().unwrap() > 0.5, "{v}");
+    }
+
+    #[tokio::test]
+    async fn churn_opens_on_schedule_and_closes_every_connection() {
+        let mut cfg = config(backend().await, Mode::Churn, false);
+        cfg.kind = Kind::Text;
+        cfg.size = 128;
+        cfg.rate = 100.0;
+        cfg.conns = 50;
+        cfg.warmup = Duration::from_millis(100);
+        cfg.duration = Duration::from_millis(500);
+        let v = tokio::time::timeout(Duration::from_secs(30), run(cfg))
+            .await
+            .unwrap();
+        assert_eq!(v["errors"], 0, "{v}");
+        assert_eq!(v["connections"], 50, "{v}");
+        assert_eq!(v["completed"], 50, "{v}");
+        assert_eq!(
+            (v["failed"].as_u64(), v["overflow"].as_u64()),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+        assert!(
+            v["connect_to_echo_us"]["p50"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
     }
 }

@@ -9,12 +9,14 @@
 
 mod bodies;
 mod chat;
+mod churn;
 mod deflate;
 mod handshakes;
 mod load;
 mod plot;
 mod procstat;
 mod report;
+mod soak;
 mod ws;
 
 use std::io::Write as _;
@@ -54,6 +56,12 @@ enum ModeArg {
     Rate,
     /// N connections opened, one message each, held; RSS per connection.
     Idle,
+    /// R new connections/s, open loop, each: TLS handshake, upgrade, one echo, close;
+    /// proxy CPU per connection and connect → echo time.
+    Churn,
+    /// N connections, each one message a second (spread evenly) for the duration; lost,
+    /// reordered and corrupt echoes counted, proxy RSS sampled every second.
+    Soak,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -71,7 +79,8 @@ struct RunArgs {
     url: String,
     #[arg(long, value_enum, default_value_t = ModeArg::Throughput)]
     mode: ModeArg,
-    /// Connections.
+    /// Connections (churn mode: the most in flight at once; one due beyond them is not
+    /// started and counts as failed).
     #[arg(long, short = 'c', default_value_t = 64)]
     conns: u32,
     /// Messages in flight per connection (throughput mode).
@@ -86,7 +95,8 @@ struct RunArgs {
     /// (each on its own) and echoes are inflated to check them.
     #[arg(long)]
     deflate: bool,
-    /// Messages per second over all connections (rate mode).
+    /// Messages per second over all connections (rate mode); new connections per
+    /// second (churn mode).
     #[arg(long, default_value_t = 20_000.0)]
     rate: f64,
     /// Seconds of load before the measurement window.
@@ -104,6 +114,10 @@ struct RunArgs {
     /// TLS server name to verify.
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// No TLS session store: every handshake is a full one. Otherwise one store serves
+    /// every connection of the run, as a browser keeps one.
+    #[arg(long)]
+    no_resume: bool,
     #[arg(long, default_value = "http://localhost")]
     origin: String,
     /// Process under test (repeat, or comma-separate): CPU and RSS are summed.
@@ -262,19 +276,27 @@ fn run(args: RunArgs) -> ExitCode {
     if matches!(args.kind, KindArg::Chat) && args.size < CHAT_MIN {
         return fail(format!("--kind chat needs --size {CHAT_MIN} or more"));
     }
+    let churn = matches!(args.mode, ModeArg::Churn);
+    if args.deflate && (churn || matches!(args.mode, ModeArg::Soak)) {
+        return fail("--deflate is for the throughput, rate and idle modes".into());
+    }
+    // Churn measures handshakes: TLS 1.3 only, so every peer does the same one.
     let tls = match (&args.ca, target.tls) {
-        (Some(ca), true) => match ws::tls_config(ca) {
+        (Some(ca), true) => match ws::tls_config(ca, churn, !args.no_resume) {
             Ok(c) => Some(c),
             Err(e) => return fail(e),
         },
         (None, true) => return fail("wss:// needs --ca".into()),
         _ => None,
     };
+    let target_tls = target.tls;
     let cfg = load::Config {
         mode: match args.mode {
             ModeArg::Throughput => load::Mode::Throughput,
             ModeArg::Rate => load::Mode::Rate,
             ModeArg::Idle => load::Mode::Idle,
+            ModeArg::Churn => load::Mode::Churn,
+            ModeArg::Soak => load::Mode::Soak,
         },
         target,
         tls,
@@ -302,6 +324,9 @@ fn run(args: RunArgs) -> ExitCode {
     };
     result["label"] = args.label.into();
     result["scenario"] = args.scenario.into();
+    if target_tls {
+        result["tls_resumption"] = (!args.no_resume).into();
+    }
     let line = result.to_string();
     println!("{line}");
     if let Some(path) = &args.out {

@@ -64,7 +64,14 @@ impl Target {
 }
 
 /// A rustls client config trusting only the PEM certificates in `ca`.
-pub fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+/// `tls13_only`: offer nothing older. `resume`: keep rustls' default session store, one
+/// for every connection made with this config, as a browser keeps one; without it every
+/// handshake is a full one.
+pub fn tls_config(
+    ca: &std::path::Path,
+    tls13_only: bool,
+    resume: bool,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -75,22 +82,46 @@ pub fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Str
             .map_err(|e| format!("{}: {e}", ca.display()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let builder = rustls::ClientConfig::builder_with_provider(provider);
+    let builder = if tls13_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS13])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    };
+    let mut config = builder
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 
-/// TCP connect (no Nagle), then TLS when the target asks for it. Returns the
-/// stream and the negotiated TLS cipher suite.
+/// What a TLS handshake settled on.
+pub struct TlsInfo {
+    pub cipher: Option<String>,
+    /// The server took a session ticket from an earlier connection.
+    pub resumed: bool,
+}
+
+/// TCP connect, then `start`.
 pub async fn connect(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     server_name: &str,
-) -> io::Result<(Box<dyn Io>, Option<String>)> {
+) -> io::Result<(Box<dyn Io>, Option<TlsInfo>)> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    start(tcp, target, tls, server_name).await
+}
+
+/// No Nagle on a connected socket, then the TLS handshake when the target asks for it.
+pub async fn start(
+    tcp: TcpStream,
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    server_name: &str,
+) -> io::Result<(Box<dyn Io>, Option<TlsInfo>)> {
     tcp.set_nodelay(true)?;
     match (target.tls, tls) {
         (false, _) => Ok((Box::new(tcp), None)),
@@ -100,12 +131,14 @@ pub async fn connect(
             let stream = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name, tcp)
                 .await?;
-            let suite = stream
-                .get_ref()
-                .1
-                .negotiated_cipher_suite()
-                .map(|s| format!("{:?}", s.suite()));
-            Ok((Box::new(stream), suite))
+            let session = stream.get_ref().1;
+            let info = TlsInfo {
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite())),
+                resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            };
+            Ok((Box::new(stream), Some(info)))
         }
         (true, None) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -352,6 +385,20 @@ pub fn tag(conn: u32, seq: u64) -> [u8; TAG_LEN] {
     out
 }
 
+/// The connection and sequence number in the tag at the start of `payload`.
+pub fn parse_tag(payload: &[u8]) -> Option<(u32, u64)> {
+    let mut v = 0u64;
+    for &b in payload.get(..TAG_LEN)? {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        v = v << 4 | u64::from(digit);
+    }
+    Some(((v >> 40) as u32, v & ((1 << 40) - 1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +433,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tags_parse_back() {
+        assert_eq!(parse_tag(&tag(7999, 59)), Some((7999, 59)));
+        assert_eq!(parse_tag(b"000000000000000z"), None);
+        assert_eq!(parse_tag(b"+00000000000000a"), None);
+        assert_eq!(parse_tag(b"0000"), None);
     }
 
     #[test]
