@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -405,15 +406,26 @@ pub async fn tcp_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
 
 async fn over(tcp: TcpStream, tls: bool) -> Box<dyn Io> {
     if tls {
-        let name = ServerName::try_from("localhost").unwrap();
-        Box::new(
-            within("tls connect", tls_connector().connect(name, tcp))
-                .await
-                .unwrap(),
-        )
+        Box::new(tls_over(&tls_connector(), tcp).await)
     } else {
         Box::new(tcp)
     }
+}
+
+/// A TLS connection to wsguard made with `connector`: connections made with one
+/// connector share its session store, and the rustls client stays reachable.
+pub async fn tls_connect(connector: &TlsConnector, addr: SocketAddr) -> TlsStream<TcpStream> {
+    let tcp = within("tcp connect", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    tls_over(connector, tcp).await
+}
+
+async fn tls_over(connector: &TlsConnector, tcp: TcpStream) -> TlsStream<TcpStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    within("tls connect", connector.connect(name, tcp))
+        .await
+        .unwrap()
 }
 
 pub type Ws = WebSocketStream<Box<dyn Io>>;
@@ -426,6 +438,22 @@ pub async fn ws_client(
     origin: Option<&str>,
     protocols: Option<&str>,
 ) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+    let io = connect(addr, tls).await;
+    ws_over(io, addr, tls, path, origin, protocols).await
+}
+
+/// As [`ws_client`], over a connection to wsguard made by the caller.
+pub async fn ws_over<S: Io>(
+    io: S,
+    addr: SocketAddr,
+    tls: bool,
+    path: &str,
+    origin: Option<&str>,
+    protocols: Option<&str>,
+) -> Result<
+    (WebSocketStream<S>, http::Response<Option<Vec<u8>>>),
+    tokio_tungstenite::tungstenite::Error,
+> {
     let scheme = if tls { "wss" } else { "ws" };
     let mut req = Request::builder()
         .uri(format!("{scheme}://localhost:{}{path}", addr.port()))
@@ -443,7 +471,6 @@ pub async fn ws_client(
     if let Some(p) = protocols {
         req = req.header("Sec-WebSocket-Protocol", p);
     }
-    let io = connect(addr, tls).await;
     let config = WebSocketConfig::default();
     within(
         "websocket handshake",
@@ -462,7 +489,7 @@ pub async fn chat_round_trip(addr: SocketAddr, tls: bool, text: &str) {
 }
 
 /// Sends a text message and waits for its echo.
-pub async fn round_trip(ws: &mut Ws, text: &str) {
+pub async fn round_trip<S: Io>(ws: &mut WebSocketStream<S>, text: &str) {
     within("send", ws.send(Message::text(text))).await.unwrap();
     let got = within("echo", ws.next()).await.unwrap().unwrap();
     assert_eq!(got, Message::text(text));
@@ -545,12 +572,12 @@ pub async fn upgrade_raw(addr: SocketAddr, tls: bool, req: &[u8]) -> Box<dyn Io>
 }
 
 /// As [`upgrade_raw`], over a connection made by the caller.
-pub async fn upgrade_over(io: Box<dyn Io>, req: &[u8]) -> Box<dyn Io> {
+pub async fn upgrade_over<S: Io>(io: S, req: &[u8]) -> S {
     upgrade_with_head(io, req).await.0
 }
 
 /// As [`upgrade_over`], also returning the 101's head for header checks.
-pub async fn upgrade_with_head(mut io: Box<dyn Io>, req: &[u8]) -> (Box<dyn Io>, String) {
+pub async fn upgrade_with_head<S: Io>(mut io: S, req: &[u8]) -> (S, String) {
     within("write upgrade", io.write_all(req)).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
