@@ -9,7 +9,7 @@ use tokio::io::AsyncWrite;
 use tokio::time::{timeout, Duration};
 
 use super::pump::{Dir, Pump, Stop};
-use super::source::Source;
+use super::source::ReadReady;
 use super::{Conn, Ender};
 use crate::frame::coding::close_code::{GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION};
 use crate::frame::Violation;
@@ -71,7 +71,7 @@ enum Told {
 /// and closes our sending side towards it.
 async fn tell<R, W>(pump: &mut Pump<R, W>, (code, reason): Close, wait: Duration) -> Told
 where
-    R: Source,
+    R: ReadReady,
     W: AsyncWrite + Unpin,
 {
     let sent = async {
@@ -90,9 +90,9 @@ where
 
 impl<CR, CW, BR, BW> Conn<CR, CW, BR, BW>
 where
-    CR: Source,
+    CR: ReadReady,
     CW: AsyncWrite + Unpin,
-    BR: Source,
+    BR: ReadReady,
     BW: AsyncWrite + Unpin,
 {
     /// Ends the connection after the pump of direction `dir` stopped.

@@ -28,7 +28,7 @@ use crate::deflate::{Inflater, Negotiated};
 use crate::frame::{Decoder, FramePolicy, Role, Violation};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, PING_TOKEN};
-pub use source::{ReadReady, Source};
+pub use source::ReadReady;
 
 /// Which peer ended the connection, and how: the connection's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Ender {
 /// `perf` showed at ~3% of the relay's time); TLS splits the same way, its
 /// halves sharing the rustls state ([`crate::tls`]).
 pub trait Split {
-    type Read: Source;
+    type Read: ReadReady;
     type Write: AsyncWrite + Unpin + Send;
     fn split(self) -> (Self::Read, Self::Write);
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::buffer::FrameBuf;
-use super::source::Source;
+use super::source::{self, ReadReady};
 use crate::config::OnLimit;
 use crate::frame::{ControlFrame, Decoder, Event, Violation};
 use crate::limits::FrameRate;
@@ -91,7 +91,7 @@ pub(super) struct Pump<R, W> {
 
 // === impl Pump ===
 
-impl<R: Source, W: AsyncWrite + Unpin> Pump<R, W> {
+impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
     pub fn new(
         (src, dst): (R, W),
         dir: Dir,
@@ -174,7 +174,7 @@ impl<R: Source, W: AsyncWrite + Unpin> Pump<R, W> {
                 // Part of a frame larger than the buffer: write it first.
                 continue;
             }
-            match self.src.fill(&mut self.buf).await {
+            match source::fill(&mut self.src, &mut self.buf).await {
                 Ok(0) | Err(_) => return Stop::SourceGone,
                 Ok(n) => self.buf.filled(n),
             }
@@ -352,7 +352,7 @@ impl<R: Source, W: AsyncWrite + Unpin> Pump<R, W> {
     pub async fn drain(&mut self) {
         loop {
             self.buf.clear();
-            if let Ok(0) | Err(_) = self.src.fill(&mut self.buf).await {
+            if let Ok(0) | Err(_) = source::fill(&mut self.src, &mut self.buf).await {
                 break;
             }
         }
