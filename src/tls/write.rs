@@ -5,6 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use rustls::server::ServerConnectionData;
 use rustls::unbuffered::{ConnectionState, EncryptError, InsufficientSizeError, UnbufferedStatus};
 use tokio::io::AsyncWrite;
 
@@ -66,22 +67,11 @@ impl TlsWriteHalf {
                         Ok(true)
                     })
                 }
-                // Records of rustls' own go first, through `unsent`.
-                Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    append(&mut tls.unsent, |b| data.encode(b).map_err(encode_room)).map(|()| false)
-                }
-                Ok(ConnectionState::TransmitTlsData(data)) => {
-                    data.done();
-                    Ok(false)
-                }
-                // The read half learns of it from the same records.
-                Ok(ConnectionState::PeerClosed) => Ok(false),
                 Ok(ConnectionState::Closed) => Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "the TLS connection is closed",
                 )),
-                Ok(other) => Err(unexpected(&other)),
-                Err(e) => Err(tls_error(e)),
+                other => not_traffic(&mut tls.unsent, other),
             };
             tls.held.drain(..discard);
             if wrote? {
@@ -101,23 +91,36 @@ impl TlsWriteHalf {
                     traffic.queue_close_notify(b).map_err(encrypt_room)
                 })
                 .map(|()| true),
-                Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    append(&mut tls.unsent, |b| data.encode(b).map_err(encode_room)).map(|()| false)
-                }
-                Ok(ConnectionState::TransmitTlsData(data)) => {
-                    data.done();
-                    Ok(false)
-                }
-                Ok(ConnectionState::PeerClosed) => Ok(false),
                 Ok(ConnectionState::Closed) => Ok(true),
-                Ok(other) => Err(unexpected(&other)),
-                Err(e) => Err(tls_error(e)),
+                other => not_traffic(&mut tls.unsent, other),
             };
             tls.held.drain(..discard);
             if step? {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A state of a write pass other than `WriteTraffic` and `Closed`, which
+/// each pass answers itself: records of rustls' own go first, through
+/// `unsent`. `Ok(false)`: process the records again.
+fn not_traffic(
+    unsent: &mut Vec<u8>,
+    state: Result<ConnectionState<'_, '_, ServerConnectionData>, rustls::Error>,
+) -> io::Result<bool> {
+    match state {
+        Ok(ConnectionState::EncodeTlsData(mut data)) => {
+            append(unsent, |b| data.encode(b).map_err(encode_room)).map(|()| false)
+        }
+        Ok(ConnectionState::TransmitTlsData(data)) => {
+            data.done();
+            Ok(false)
+        }
+        // The read half learns of it from the same records.
+        Ok(ConnectionState::PeerClosed) => Ok(false),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(tls_error(e)),
     }
 }
 
