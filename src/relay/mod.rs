@@ -28,6 +28,7 @@ use crate::deflate::{Inflater, Negotiated};
 use crate::frame::{Decoder, FramePolicy, Role, Violation};
 use crate::limits::FrameRate;
 use pump::{Dir, Pump, Rate, PING_TOKEN};
+pub(crate) use source::try_read_drained;
 pub use source::ReadReady;
 
 /// Which peer ended the connection, and how: the connection's log line.

@@ -4,7 +4,9 @@
 use std::io;
 use std::task::{Context, Poll};
 
+use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
 
 use super::buffer::FrameBuf;
 
@@ -41,6 +43,29 @@ impl ReadReady for OwnedReadHalf {
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        OwnedReadHalf::try_read(self, buf)
+        try_read_drained(self.as_ref(), buf)
+    }
+}
+
+/// `tcp.try_read`, but a read that did not fill `buf` also clears the socket's
+/// readiness: the kernel had no more, so the next wait goes straight to the
+/// poller instead of making one more read that fails with `EAGAIN`. That read
+/// was a third of the proxy's syscalls with small messages. The readiness is
+/// cleared as of before the read (what `try_io` saw), so data that arrives
+/// meanwhile still wakes the task: what tokio's own `poll_read` does.
+pub(crate) fn try_read_drained(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let want = buf.len();
+    let mut short = None;
+    let result = tcp.try_io(Interest::READABLE, || {
+        let n = tcp.try_read(buf)?;
+        if n > 0 && n < want {
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => result,
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
-use crate::relay::ReadReady;
+use crate::relay::{try_read_drained, ReadReady};
 
 use super::stream::{
     alert, append, encode_room, lock, send, tls_error, too_much, unexpected, Tls, TlsReadHalf,
@@ -94,7 +94,7 @@ fn read_records(
         if *filled > MAX_HELD {
             return Err(too_much("a TLS record"));
         }
-        let end = match tcp.try_read(&mut scratch[*filled..*filled + want]) {
+        let end = match try_read_drained(tcp.as_ref(), &mut scratch[*filled..*filled + want]) {
             Ok(0) => true,
             Ok(n) => {
                 *filled += n;
