@@ -17,8 +17,9 @@
 #                      (default: all)
 #
 # Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
-# then for each peer in turn: starts it (configs written to a temp dir), runs the scenarios
-# with target/release/wsguard-bench, stops it. Each proxy is pinned to CPU 1 and runs one
+# then for each scenario, each peer in turn (their order rotating from one scenario to the
+# next): starts it (configs written to a temp dir), runs the scenario with
+# target/release/wsguard-bench, stops it. Each proxy is pinned to CPU 1 and runs one
 # worker (nginx worker_processes 1, HAProxy nbthread 1, wsguard TOKIO_WORKER_THREADS=1);
 # the load generator and the echo backend (wsguard-echo --mode strict) share CPU 0.
 # CPU is utime+stime of all the proxy's processes over the measurement window only.
@@ -39,7 +40,7 @@
 # Writes target/bench/results-<time>.jsonl (one JSON line per run; results.jsonl is the
 # latest), target/bench/table.md (ending with the target verdicts), and the RTT plot
 # docs/bench-latency.png.
-# With the defaults a whole run takes about 21 minutes. Numbers are only comparable on a
+# With the defaults a whole run takes about 24 minutes. Numbers are only comparable on a
 # quiet machine: the load average is printed before and after.
 set -euo pipefail
 
@@ -397,21 +398,23 @@ use_backend() {
     wait_port "$BACKEND_PORT"
 }
 
-for label in $PEERS; do
-    echo "$label:"
-    start_peer "$label"
-    fresh=1
-    for name in $SCENARIOS; do
-        # Memory freed by an earlier scenario stays in the proxy's allocator and would hide
-        # the next idle scenario's cost: each one gets a fresh proxy.
-        if [[ $name == idle* && $fresh == 0 ]]; then
-            stop_peer
-            start_peer "$label"
-        fi
+# Scenario by scenario, each peer in turn, the peers' order rotating by one from a scenario to
+# the next. Run peer by peer, the first peer measured cheapest: nginx and nginx-64k, the same
+# for 128 B messages, differed by 15-25% in CPU and RTT when nginx ran first and nginx-64k
+# second, in two runs. Whatever drifts over a run now reaches every peer of a scenario
+# alike. Each scenario gets a fresh proxy: memory freed by an earlier one stays in its
+# allocator and would hide an idle scenario's cost.
+read -ra peer_list <<<"$PEERS"
+turn=0
+for name in $SCENARIOS; do
+    echo "$name:"
+    for ((k = 0; k < ${#peer_list[@]}; k++)); do
+        label=${peer_list[$(((turn + k) % ${#peer_list[@]}))]}
+        start_peer "$label"
         scenario "$label" "$name"
-        fresh=0
+        stop_peer
     done
-    stop_peer
+    turn=$((turn + 1))
 done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
