@@ -69,3 +69,71 @@ pub(crate) fn try_read_drained(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<us
         None => result,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// Whether tokio still holds `tcp` readable: `try_io` runs its closure
+    /// only then, so this looks without reading.
+    fn still_readable(tcp: &TcpStream) -> bool {
+        let mut ran = false;
+        let _ = tcp.try_io(Interest::READABLE, || {
+            ran = true;
+            Ok(())
+        });
+        ran
+    }
+
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_and_later_bytes_still_wake() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"hello").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(try_read_drained(&server, &mut buf).unwrap(), 5);
+        assert!(!still_readable(&server), "a short read leaves no readiness");
+
+        client.write_all(b"again").await.unwrap();
+        timeout(Duration::from_secs(5), server.readable())
+            .await
+            .expect("bytes after a short read wake the reader")
+            .unwrap();
+        assert_eq!(try_read_drained(&server, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"again");
+    }
+
+    #[tokio::test]
+    async fn a_full_read_keeps_readiness() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"0123456789").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(try_read_drained(&server, &mut buf).unwrap(), 4);
+        assert!(
+            still_readable(&server),
+            "more may be there after a full read"
+        );
+        assert_eq!(try_read_drained(&server, &mut buf).unwrap(), 4);
+        assert_eq!(try_read_drained(&server, &mut [0u8; 8]).unwrap(), 2);
+        assert_eq!(
+            try_read_drained(&server, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+}
