@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use wsguard::limits::{FrameRate, FrameRateConfig};
+use wsguard::limits::{Charge, FrameRate, FrameRateConfig};
 
 /// Frames per read burst in the 64-byte pipelined benchmark (16 in flight).
 const BURST: u64 = 16;
@@ -36,7 +36,7 @@ fn rate(c: &mut Criterion) {
             b.iter(|| {
                 quota.tick(Instant::now());
                 for _ in 0..BURST {
-                    let _ = black_box(quota.check(black_box(false), black_box(64)));
+                    let _ = black_box(quota.check(black_box(Charge::Data), black_box(64)));
                 }
             })
         });

@@ -108,6 +108,7 @@ fn main() -> ExitCode {
         }
     }
     let effective = config.to_effective_toml();
+    let warnings = config.warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,10 +138,16 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::Check = command {
         print!("{effective}");
+        for w in &warnings {
+            eprintln!("{}: warning: {w}", cli.config.display());
+        }
         eprintln!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
 
+    for w in &warnings {
+        tracing::warn!(config = %cli.config.display(), "{w}");
+    }
     let served: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         #[cfg(feature = "demo")]
         if matches!(command, Command::Demo) {

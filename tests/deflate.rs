@@ -878,7 +878,8 @@ async fn the_byte_quota_charges_what_a_frame_inflates_to() {
         .await
         .unwrap();
     let (code, reason) = read_close(&mut io).await;
-    assert_eq!((code, reason.as_str()), (Some(1008), "rate limit"));
+    let reason_named = "rate limit: bytes_per_second 1 KiB, burst 4 KiB";
+    assert_eq!((code, reason.as_str()), (Some(1008), reason_named));
     answer_close(&mut io, 1008).await;
     backend_saw_no_data(&backend, 1001);
     let series = "wsguard_rate_limited_total{reason=\"client_close\"}";
@@ -887,7 +888,11 @@ async fn the_byte_quota_charges_what_a_frame_inflates_to() {
         "{}",
         guard.metrics()
     );
-    let closed = |l: &serde_json::Value| l["by"] == "client_rate_limit";
+    let closed = |l: &serde_json::Value| {
+        l["by"] == "client_rate_limit"
+            && l["rule"] == "bytes_per_second"
+            && l["reason"] == "bytes_per_second 1 KiB, burst 4 KiB"
+    };
     assert!(wait_until(|| logs.lines().iter().filter(|l| closed(l)).count() == 1).await);
 }
 

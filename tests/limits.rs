@@ -54,8 +54,11 @@ async fn a_burst_over_the_quota_is_closed_with_1008_and_only_the_quota_passes() 
         .flat_map(|i| frame(true, 2, &[i], key()))
         .collect();
     io.write_all(&burst).await.unwrap();
-    let (code, reason) = read_close(&mut io).await;
-    assert_eq!((code, reason.as_str()), (Some(1008), "rate limit"));
+    let (echoes, code, reason) = read_to_close(&mut io).await;
+    let named = "rate limit: messages_per_second 5, burst 5";
+    assert_eq!((code, reason.as_str()), (Some(1008), named));
+    // The backend's answers to the five that passed come before the close.
+    assert_eq!(echoes, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
     let got = settle(&backend, 6).await;
     let data: Vec<Vec<u8>> = got.iter().take(5).cloned().collect();
     assert_eq!(data, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());

@@ -84,6 +84,9 @@ fn rate(out: &mut String, rate: &RateConfig) {
     let _ = writeln!(out, "{cps} = {}", on_off(r.control_per_second, false));
     burst(out, "control_burst", cps, r.control_burst, false);
     let _ = writeln!(out, "on_limit = {}", q(&rate.on_limit.to_string()));
+    let beats = rate.heartbeats.payloads();
+    let beats = beats.map(|p| String::from_utf8_lossy(p).into_owned());
+    let _ = writeln!(out, "heartbeats = {}", list(beats));
 }
 
 pub(super) fn render(c: &Config) -> String {

@@ -5,6 +5,7 @@
 //! validation too, so [`Config`] carries the compiled allow-list and networks and nothing later
 //! can fail on them.
 
+mod advice;
 mod auth;
 mod check;
 mod deflate;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use crate::auth::config::{AuthConfig, RouteAuth};
 use crate::client_ip::TrustedProxies;
 use crate::fleet::SharedConfig;
-use crate::limits::FrameRateConfig;
+use crate::limits::{FrameRateConfig, Heartbeats};
 use crate::origin::AllowList;
 
 pub use error::{ConfigErrors, ConfigProblem};
@@ -58,9 +59,10 @@ pub const DEFAULT_MAX_REQUEST_HEAD: u64 = 16 << 10;
 pub const MIN_MAX_REQUEST_HEAD: u64 = 1 << 10;
 /// Largest request head limit (1 MiB): more is never needed and is a memory lever for attackers.
 pub const MAX_MAX_REQUEST_HEAD: u64 = 1 << 20;
-/// Default 64 KiB per client frame: chat messages are small; bounds what one frame can pin.
-pub const DEFAULT_MAX_FRAME_SIZE: u64 = 64 << 10;
-/// Default 1 MiB per client message (all fragments together): room for pasted text, not for floods.
+/// Default 1 MiB per client frame, the real message cap (clients send each message as one
+/// frame): python websockets' `max_size`, above Socket.IO's `maxHttpBufferSize` (1 MB).
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 20;
+/// Default 1 MiB per client message (all fragments together), as `max_frame_size`.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
 /// Largest size limit (2^63-1): RFC 6455 §5.2 caps the 64-bit payload length there.
 pub const MAX_SIZE_LIMIT: u64 = i64::MAX as u64;
@@ -90,10 +92,16 @@ pub const DEFAULT_RATE_MESSAGES: u32 = 100;
 pub const DEFAULT_RATE_BYTES: u32 = 1 << 20;
 /// Default `[rate] control_per_second` (20): browsers send control frames rarely.
 pub const DEFAULT_RATE_CONTROL: u32 = 20;
-/// Default `burst` and `control_burst`: this many times their per-second rate.
+/// Default `burst`: this many times `messages_per_second` (1,000 at the default rate). A
+/// Socket.IO client that reconnects sends its whole offline buffer at once; 1,000 holds a
+/// 500-message flush twice over, and a flood still runs dry within ten seconds' worth.
+pub const DEFAULT_MESSAGE_BURST_FACTOR: u32 = 10;
+/// Default `control_burst`: this many times `control_per_second`.
 pub const DEFAULT_BURST_FACTOR: u32 = 2;
 /// Default `burst_bytes`: this many times `bytes_per_second` (at most 4 GiB-1).
 pub const DEFAULT_BURST_BYTES_FACTOR: u32 = 4;
+/// Most entries in `heartbeats` (32): a list to compare small frames with, not a content filter.
+pub const MAX_HEARTBEATS: usize = 32;
 /// Largest rate, burst or byte rate accepted (4,294,967,295; for bytes 4 GiB-1).
 pub const MAX_RATE: u32 = u32::MAX;
 /// Default most concurrent connections (10,000); more get 503.
@@ -105,8 +113,9 @@ pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
 pub const DEFAULT_CONNECTIONS_PER_IP: u32 = 256;
 /// Default handshakes per client IP per minute (600); more get 429 with Retry-After.
 pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 600;
-/// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (60).
-pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
+/// Default handshakes one client IP may make at once before `handshakes_per_ip` applies (200):
+/// twice the 100 tabs an office behind NAT opens at once after a deploy.
+pub const DEFAULT_HANDSHAKE_BURST: u32 = 200;
 /// Default failed authentications per client IP per minute (30): room for a user who
 /// mistypes, too few to guess credentials.
 pub const DEFAULT_AUTH_FAILURES_PER_IP: u32 = 30;
@@ -199,14 +208,16 @@ pub enum OnLimit {
 
 /// Token-bucket rates for one direction of one connection; `None` = no limit.
 /// After validation each burst is `Some` exactly when its rate is, and is >= it:
-/// `burst` defaults to 2 × `messages_per_second`, `burst_bytes` to 4 ×
+/// `burst` defaults to 10 × `messages_per_second`, `burst_bytes` to 4 ×
 /// `bytes_per_second` (at most 4 GiB-1), `control_burst` to 2 ×
 /// `control_per_second`. The quotas are the rate limiter's own type, so the
 /// relay uses them as they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateConfig {
     pub quota: FrameRateConfig,
     pub on_limit: OnLimit,
+    /// Application heartbeats: charged as control frames, and let past a throttled burst.
+    pub heartbeats: Heartbeats,
 }
 
 /// `[limits]`: connection counts, per-IP limits and trusted proxies.

@@ -1,6 +1,7 @@
 //! `[rate]`, `[backend_rate]` and the per-IP handshake rate: each rate with its burst,
 //! cross-checked (a burst needs its rate, and covers it), and the defaults of each section.
 
+use std::fmt;
 use std::num::NonZeroU32;
 
 use super::check::{Checker, Setting};
@@ -8,8 +9,10 @@ use super::raw::{Field, RawRate};
 use super::units::format_size;
 use super::{
     FrameRateConfig, OnLimit, RateConfig, DEFAULT_BURST_BYTES_FACTOR, DEFAULT_BURST_FACTOR,
-    DEFAULT_RATE_BYTES, DEFAULT_RATE_CONTROL, DEFAULT_RATE_MESSAGES, MAX_RATE,
+    DEFAULT_MESSAGE_BURST_FACTOR, DEFAULT_RATE_BYTES, DEFAULT_RATE_CONTROL, DEFAULT_RATE_MESSAGES,
+    MAX_HEARTBEATS, MAX_RATE,
 };
+use crate::limits::{Bucket, Heartbeats, RateLimit, DEFAULT_HEARTBEATS, MAX_HEARTBEAT_LEN};
 
 impl Checker<'_> {
     pub(super) fn rate(
@@ -26,7 +29,7 @@ impl Checker<'_> {
             burst_key: "burst",
             burst: &r.burst,
             default_rate: d.messages,
-            default_burst: times(DEFAULT_BURST_FACTOR),
+            default_burst: times(DEFAULT_MESSAGE_BURST_FACTOR),
             cover: true,
             size: false,
             max: MAX_RATE,
@@ -61,6 +64,7 @@ impl Checker<'_> {
             d.on_limit,
             &[("close", OnLimit::Close), ("delay", OnLimit::Delay)],
         );
+        let heartbeats = self.heartbeats(section, &r.heartbeats);
         let (messages, bytes, control) = (messages?, bytes?, control?);
         Some(RateConfig {
             quota: FrameRateConfig {
@@ -72,7 +76,43 @@ impl Checker<'_> {
                 control_burst: control.1,
             },
             on_limit: on_limit?,
+            heartbeats: heartbeats?,
         })
+    }
+
+    /// `heartbeats`: absent is the default list; each 1..=125 bytes, none twice.
+    fn heartbeats(&mut self, section: &str, field: &Field) -> Option<Heartbeats> {
+        if field.is_none() {
+            return Some(Heartbeats::new(DEFAULT_HEARTBEATS));
+        }
+        let key = format!("{section}.heartbeats");
+        let mut seen: Vec<String> = Vec::new();
+        let list = self.each(
+            &key,
+            field,
+            "an array of heartbeat payloads, like [\"2\", \"3\"]",
+            "a heartbeat payload",
+            |s| {
+                if s.is_empty() || s.len() > MAX_HEARTBEAT_LEN {
+                    return Err(format!(
+                        "is {} bytes; a heartbeat is 1 to {MAX_HEARTBEAT_LEN} bytes",
+                        s.len()
+                    ));
+                }
+                if seen.iter().any(|o| o == s) {
+                    return Err(format!("{s:?} is listed twice; remove one"));
+                }
+                seen.push(s.to_owned());
+                Ok(s.to_owned())
+            },
+        )?;
+        if list.len() > MAX_HEARTBEATS {
+            let span = field.as_ref().map(|l| l.span());
+            let msg = format!("lists {}; at most {MAX_HEARTBEATS}", list.len());
+            self.report(&key, span, msg);
+            return None;
+        }
+        Some(Heartbeats::new(list))
     }
 
     /// A rate (see [`Checker::limit`]) and its burst, cross-checked.
@@ -206,3 +246,18 @@ pub(super) const BACKEND_RATE_DEFAULTS: RateDefaults = RateDefaults {
     control: None,
     on_limit: OnLimit::Delay,
 };
+
+/// `messages_per_second 100, burst 1000` (sizes for the byte bucket), as the configuration
+/// says them: short enough for a close frame's reason.
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (rate, burst) = match self.bucket {
+            Bucket::Bytes => (
+                format_size(u64::from(self.per_second)),
+                format_size(u64::from(self.burst)),
+            ),
+            _ => (self.per_second.to_string(), self.burst.to_string()),
+        };
+        write!(f, "{} {rate}, burst {burst}", self.bucket.label())
+    }
+}

@@ -209,6 +209,7 @@ raw_section!(
         control_per_second,
         control_burst,
         on_limit,
+        heartbeats,
     }
 );
 

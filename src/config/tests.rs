@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::limits::{Heartbeats, DEFAULT_HEARTBEATS};
 
 pub(super) const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 pub(super) const MINIMAL: &str = "[[route]]\npath = \"/chat\"\nbackends = [\"127.0.0.1:9000\"]\n";
@@ -220,13 +221,14 @@ fn defaults_fill_in() {
         RateConfig {
             quota: FrameRateConfig {
                 messages_per_second: nz(100),
-                burst: nz(200),
+                burst: nz(1000),
                 bytes_per_second: nz(1 << 20),
                 burst_bytes: nz(4 << 20),
                 control_per_second: nz(20),
                 control_burst: nz(40),
             },
             on_limit: OnLimit::Close,
+            heartbeats: Heartbeats::new(DEFAULT_HEARTBEATS),
         }
     );
     assert_eq!(
@@ -234,12 +236,13 @@ fn defaults_fill_in() {
         RateConfig {
             quota: FrameRateConfig::default(),
             on_limit: OnLimit::Delay,
+            heartbeats: Heartbeats::new(DEFAULT_HEARTBEATS),
         }
     );
     let l = &c.limits;
     assert_eq!(l.max_connections, 10_000);
     assert_eq!(l.connections_per_ip, nz(256));
-    assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(600), nz(60)));
+    assert_eq!((l.handshakes_per_ip, l.handshake_burst), (nz(600), nz(200)));
     assert_eq!(l.max_tracked_ips, 100_000);
     assert!(l.trusted_proxies.is_empty());
     assert!(!l.proxy_protocol);
@@ -252,7 +255,7 @@ fn rates_bursts_and_off() {
     let c = Config::from_str(&src, "t.toml").unwrap();
     assert_eq!(
         (c.rate.quota.messages_per_second, c.rate.quota.burst),
-        (nz(500), nz(1000))
+        (nz(500), nz(5000))
     );
     assert_eq!(
         (c.rate.quota.bytes_per_second, c.rate.quota.burst_bytes),
@@ -575,7 +578,7 @@ fn effective_toml_round_trips() {
     let text = Config::from_str(MINIMAL, "t.toml")
         .unwrap()
         .to_effective_toml();
-    assert!(text.contains("max_frame_size = \"64 KiB\""), "{text}");
+    assert!(text.contains("max_frame_size = \"1 MiB\""), "{text}");
     assert!(text.contains("handshake_timeout = \"10s\""), "{text}");
     assert!(text.contains("# max_frame_size: unlimited"), "{text}");
     for line in [
@@ -584,10 +587,10 @@ fn effective_toml_round_trips() {
         "ping_interval = \"off\"",
         "pong_timeout = \"10s\"",
         "# listen: not set (no admin listener)",
-        "[rate]\nmessages_per_second = 100\nburst = 200\nbytes_per_second = \"1 MiB\"\nburst_bytes = \"4 MiB\"\ncontrol_per_second = 20\ncontrol_burst = 40\non_limit = \"close\"\n",
+        "[rate]\nmessages_per_second = 100\nburst = 1000\nbytes_per_second = \"1 MiB\"\nburst_bytes = \"4 MiB\"\ncontrol_per_second = 20\ncontrol_burst = 40\non_limit = \"close\"\n",
         "[backend_rate]\nmessages_per_second = \"off\"\n# burst: off (messages_per_second is off)\n",
         "on_limit = \"delay\"",
-        "[limits]\nmax_connections = 10000\nconnections_per_ip = 256\nhandshakes_per_ip = 600\nhandshake_burst = 60\nmax_tracked_ips = 100000\ntrusted_proxies = []\nproxy_protocol = false\n",
+        "[limits]\nmax_connections = 10000\nconnections_per_ip = 256\nhandshakes_per_ip = 600\nhandshake_burst = 200\nmax_tracked_ips = 100000\ntrusted_proxies = []\nproxy_protocol = false\n",
     ] {
         assert!(text.contains(line), "lacks {line}:\n{text}");
     }
@@ -734,5 +737,50 @@ fn shared_limits_problems_are_named() {
     assert!(
         e.contains("t.toml:2: limits.shared.redis: is not a Redis URL"),
         "{e}"
+    );
+}
+
+#[test]
+fn the_defaults_and_shipped_configs_warn_of_nothing() {
+    let c = Config::from_str(MINIMAL, "t.toml").unwrap();
+    assert_eq!(c.warnings(), Vec::<String>::new());
+    for name in ["example.toml", "wsguard.toml", "conformance.toml"] {
+        assert_eq!(load(name).warnings(), Vec::<String>::new(), "{name}");
+    }
+}
+
+#[test]
+fn caps_below_what_the_stacks_send_are_warned_of_by_key() {
+    let low = "[frames]\nmax_frame_size = \"64 KiB\"\nmax_message_size = \"512 KiB\"\n\
+               [rate]\nburst = 200\n\
+               [limits]\nconnections_per_ip = 50\nhandshake_burst = 60\n";
+    let c = Config::from_str(&format!("{low}{MINIMAL}"), "t.toml").unwrap();
+    let warnings = c.warnings();
+    let keys: Vec<&str> = warnings
+        .iter()
+        .map(|w| w.split(" = ").next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "frames.max_frame_size",
+            "frames.max_message_size",
+            "rate.burst",
+            "limits.connections_per_ip",
+            "limits.handshake_burst",
+        ]
+    );
+    let bytes =
+        format!("[rate]\nbytes_per_second = \"256 KiB\"\nburst_bytes = \"512 KiB\"\n{MINIMAL}");
+    let warnings = Config::from_str(&bytes, "t.toml").unwrap().warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with("rate.burst_bytes = \"512 KiB\" is below frames.max_frame_size")
+    );
+    // Delay mode slows a flush down instead of refusing it: no burst warnings.
+    let delay = format!("[rate]\nburst = 200\non_limit = \"delay\"\n{MINIMAL}");
+    assert_eq!(
+        Config::from_str(&delay, "t.toml").unwrap().warnings(),
+        Vec::<String>::new()
     );
 }

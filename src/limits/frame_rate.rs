@@ -44,13 +44,66 @@ pub struct FrameRate<C: Clock = BurstClock> {
     control: Option<DirectLimiter<C>>,
     bytes: Option<(DirectLimiter<C>, Quota)>,
     clock: C,
+    /// The numbers the limiters were built from, for the refusal's words.
+    cfg: FrameRateConfig,
     /// The frame last refused, and the part of its cost already charged.
     pending: Option<Pending>,
 }
 
+/// What a frame is charged as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// A data frame: one message cell and its bytes.
+    Data,
+    /// A ping, pong or close frame: one control cell and its bytes.
+    Control,
+    /// One control cell and no bytes: an application heartbeat (a data frame whose whole
+    /// payload is a configured heartbeat, at most 125 bytes), or a ping or pong that goes
+    /// ahead of a throttled burst. Never remembered as pending (see [`FrameRate::check`]).
+    ControlCell,
+}
+
+/// The quota a frame went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Messages,
+    Bytes,
+    Control,
+}
+
+// === impl Bucket ===
+
+impl Bucket {
+    /// The configuration key of the bucket's rate: the log's and the close reason's name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Bucket::Messages => "messages_per_second",
+            Bucket::Bytes => "bytes_per_second",
+            Bucket::Control => "control_per_second",
+        }
+    }
+}
+
+/// A frame over its quota: how long until it would pass, and the bucket that holds it
+/// back longest, with that bucket's configured rate and burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Over {
+    pub wait: Duration,
+    pub limit: RateLimit,
+}
+
+/// A bucket with its numbers, as configured; shown as the configuration says them
+/// (`messages_per_second 100, burst 1000`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub bucket: Bucket,
+    pub per_second: u32,
+    pub burst: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Pending {
-    control: bool,
+    charge: Charge,
     payload_len: u64,
     counted: bool,
     bytes_left: u64,
@@ -132,14 +185,31 @@ impl<C: Clock + Clone> FrameRate<C> {
             control,
             bytes,
             clock,
+            cfg: *cfg,
             pending: None,
         })
     }
 
-    /// Charges one frame: called once per frame header, `control` for ping/pong/close.
+    /// `bucket` with its configured numbers (a burst not set is the rate).
+    fn limit(&self, bucket: Bucket) -> RateLimit {
+        let c = &self.cfg;
+        let (rate, burst) = match bucket {
+            Bucket::Messages => (c.messages_per_second, c.burst),
+            Bucket::Bytes => (c.bytes_per_second, c.burst_bytes),
+            Bucket::Control => (c.control_per_second, c.control_burst),
+        };
+        let per_second = rate.map_or(0, NonZeroU32::get);
+        RateLimit {
+            bucket,
+            per_second,
+            burst: burst.map_or(per_second, NonZeroU32::get),
+        }
+    }
+
+    /// Charges one frame: called once per frame, as `charge` says.
     ///
-    /// `Ok(())`: within every quota. `Err(wait)`: over a quota; `wait` is how long until the
-    /// frame would pass. With `on_limit = "close"` the relay closes (1008). With `"delay"` it
+    /// `Ok(())`: within every quota. `Err(over)`: over a quota; `over.wait` is how long until
+    /// the frame would pass, `over.limit` the bucket that holds it back longest. With `on_limit = "close"` the relay closes (1008). With `"delay"` it
     /// stops reading for `wait` (TCP back-pressure) and calls `check` again with the **same
     /// arguments**, until `Ok`. The parts of a frame's cost that passed are remembered, so a
     /// retried frame is never charged twice; a call for a different frame forgets them.
@@ -151,28 +221,44 @@ impl<C: Clock + Clone> FrameRate<C> {
     /// bucket ends empty: the byte rate holds and the frame is never refused for good. Under
     /// `"close"` the first `Err` closes, so configuration should keep
     /// `burst_bytes >= max_frame_size` there.
-    pub fn check(&mut self, control: bool, payload_len: u64) -> Result<(), Duration> {
+    ///
+    /// [`Charge::ControlCell`] is never remembered: it may be charged while another frame
+    /// waits (it goes ahead of a throttled burst) without touching that frame's progress.
+    pub fn check(&mut self, charge: Charge, payload_len: u64) -> Result<(), Over> {
+        if charge == Charge::ControlCell {
+            return match self.control.as_ref().map(|l| l.check()) {
+                None | Some(Ok(())) => Ok(()),
+                Some(Err(not_until)) => Err(Over {
+                    wait: not_until.wait_time_from(self.clock.now()),
+                    limit: self.limit(Bucket::Control),
+                }),
+            };
+        }
         let mut p = match self.pending.take() {
-            Some(p) if p.control == control && p.payload_len == payload_len => p,
+            Some(p) if p.charge == charge && p.payload_len == payload_len => p,
             _ => Pending {
-                control,
+                charge,
                 payload_len,
                 counted: false,
                 bytes_left: payload_len,
             },
         };
         let mut wait = Duration::ZERO;
+        let mut holder = Bucket::Messages;
         if !p.counted {
-            let frames = if control {
-                &self.control
-            } else {
-                &self.messages
+            let (frames, bucket) = match charge {
+                Charge::Data => (&self.messages, Bucket::Messages),
+                _ => (&self.control, Bucket::Control),
             };
             match frames.as_ref().map(|l| l.check()) {
                 None | Some(Ok(())) => p.counted = true,
-                Some(Err(not_until)) => wait = not_until.wait_time_from(self.clock.now()),
+                Some(Err(not_until)) => {
+                    wait = not_until.wait_time_from(self.clock.now());
+                    holder = bucket;
+                }
             }
         }
+        let frame_wait = wait;
         match &self.bytes {
             None => p.bytes_left = 0,
             Some((limiter, q)) if p.bytes_left > 0 => {
@@ -203,7 +289,13 @@ impl<C: Clock + Clone> FrameRate<C> {
             Ok(())
         } else {
             self.pending = Some(p);
-            Err(wait)
+            if wait > frame_wait || p.counted {
+                holder = Bucket::Bytes;
+            }
+            Err(Over {
+                wait,
+                limit: self.limit(holder),
+            })
         }
     }
 }
@@ -221,6 +313,11 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     use crate::limits::test_values::{ms, nz};
+    use Charge::{Control, ControlCell, Data};
+
+    fn wait_of(over: Over) -> Duration {
+        over.wait
+    }
 
     fn frame_rate(cfg: FrameRateConfig) -> (FrameRate<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
@@ -254,20 +351,20 @@ mod tests {
             ..Default::default()
         });
         for _ in 0..3 {
-            assert_eq!(rate.check(false, 10), Ok(()));
+            assert_eq!(rate.check(Data, 10).map_err(wait_of), Ok(()));
         }
-        assert_eq!(rate.check(false, 10), Err(ms(100)));
+        assert_eq!(rate.check(Data, 10).map_err(wait_of), Err(ms(100)));
         clock.advance(ms(99));
-        assert_eq!(rate.check(false, 10), Err(ms(1)));
+        assert_eq!(rate.check(Data, 10).map_err(wait_of), Err(ms(1)));
         clock.advance(ms(1));
-        assert_eq!(rate.check(false, 10), Ok(()));
-        assert_eq!(rate.check(false, 10), Err(ms(100)));
+        assert_eq!(rate.check(Data, 10).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Data, 10).map_err(wait_of), Err(ms(100)));
         // A long idle period refills only up to the burst.
         clock.advance(Duration::from_secs(60));
         for _ in 0..3 {
-            assert_eq!(rate.check(false, 10), Ok(()));
+            assert_eq!(rate.check(Data, 10).map_err(wait_of), Ok(()));
         }
-        assert!(rate.check(false, 10).is_err());
+        assert!(rate.check(Data, 10).map_err(wait_of).is_err());
     }
 
     #[test]
@@ -277,18 +374,18 @@ mod tests {
             control_per_second: nz(2),
             ..Default::default()
         });
-        assert_eq!(rate.check(false, 0), Ok(()));
-        assert!(rate.check(false, 0).is_err());
-        assert_eq!(rate.check(true, 0), Ok(()));
-        assert_eq!(rate.check(true, 0), Ok(()));
-        assert_eq!(rate.check(true, 0), Err(ms(500)));
+        assert_eq!(rate.check(Data, 0).map_err(wait_of), Ok(()));
+        assert!(rate.check(Data, 0).map_err(wait_of).is_err());
+        assert_eq!(rate.check(Control, 0).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Control, 0).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Control, 0).map_err(wait_of), Err(ms(500)));
         // Control off, data on: control frames are free.
         let (mut rate, _clock) = frame_rate(FrameRateConfig {
             messages_per_second: nz(1),
             ..Default::default()
         });
         for _ in 0..100 {
-            assert_eq!(rate.check(true, 125), Ok(()));
+            assert_eq!(rate.check(Control, 125).map_err(wait_of), Ok(()));
         }
     }
 
@@ -299,13 +396,13 @@ mod tests {
             burst_bytes: nz(1000),
             ..Default::default()
         });
-        assert_eq!(rate.check(false, 600), Ok(()));
-        assert_eq!(rate.check(true, 125), Ok(()));
-        assert_eq!(rate.check(false, 600), Err(ms(325)));
+        assert_eq!(rate.check(Data, 600).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Control, 125).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Data, 600).map_err(wait_of), Err(ms(325)));
         clock.advance(ms(325));
-        assert_eq!(rate.check(false, 600), Ok(()));
+        assert_eq!(rate.check(Data, 600).map_err(wait_of), Ok(()));
         assert_eq!(
-            rate.check(false, 0),
+            rate.check(Data, 0).map_err(wait_of),
             Ok(()),
             "an empty frame costs no bytes"
         );
@@ -320,14 +417,14 @@ mod tests {
             burst_bytes: nz(100),
             ..Default::default()
         });
-        assert_eq!(rate.check(false, 100), Ok(()));
+        assert_eq!(rate.check(Data, 100).map_err(wait_of), Ok(()));
         // Message quota passes (its last cell), byte quota does not.
-        assert_eq!(rate.check(false, 50), Err(ms(500)));
+        assert_eq!(rate.check(Data, 50).map_err(wait_of), Err(ms(500)));
         clock.advance(ms(500));
         // Half a message cell has refilled: a second message charge would fail.
-        assert_eq!(rate.check(false, 50), Ok(()));
+        assert_eq!(rate.check(Data, 50).map_err(wait_of), Ok(()));
         // Both quotas refused: the wait is the longer one.
-        assert_eq!(rate.check(false, 100), Err(ms(1000)));
+        assert_eq!(rate.check(Data, 100).map_err(wait_of), Err(ms(1000)));
     }
 
     #[test]
@@ -337,10 +434,10 @@ mod tests {
             bytes_per_second: nz(100),
             ..Default::default()
         });
-        assert_eq!(rate.check(false, 150), Err(ms(500)));
+        assert_eq!(rate.check(Data, 150).map_err(wait_of), Err(ms(500)));
         clock.advance(ms(500));
         // Not a retry of the 150-byte frame: the message cell it took is forfeit.
-        assert_eq!(rate.check(false, 10), Err(ms(500)));
+        assert_eq!(rate.check(Data, 10).map_err(wait_of), Err(ms(500)));
     }
 
     #[test]
@@ -351,18 +448,18 @@ mod tests {
             ..Default::default()
         });
         // Full bucket: the first chunk empties it, then each wait refills one chunk.
-        assert_eq!(rate.check(false, 2500), Err(ms(1000)));
+        assert_eq!(rate.check(Data, 2500).map_err(wait_of), Err(ms(1000)));
         clock.advance(ms(1000));
-        assert_eq!(rate.check(false, 2500), Err(ms(500)));
+        assert_eq!(rate.check(Data, 2500).map_err(wait_of), Err(ms(500)));
         clock.advance(ms(500));
-        assert_eq!(rate.check(false, 2500), Ok(()));
+        assert_eq!(rate.check(Data, 2500).map_err(wait_of), Ok(()));
         // (2500 - 1000) / 1000 s = 1.5 s in all, and the bucket is empty afterwards.
-        assert_eq!(rate.check(false, 1), Err(ms(1)));
+        assert_eq!(rate.check(Data, 1).map_err(wait_of), Err(ms(1)));
 
         // Not a full bucket: first wait until it is full.
         clock.advance(Duration::from_secs(10));
-        assert_eq!(rate.check(false, 400), Ok(()));
-        assert_eq!(rate.check(false, 2500), Err(ms(400)));
+        assert_eq!(rate.check(Data, 400).map_err(wait_of), Ok(()));
+        assert_eq!(rate.check(Data, 2500).map_err(wait_of), Err(ms(400)));
     }
 
     #[test]
@@ -375,7 +472,7 @@ mod tests {
         let len = 16u64 << 20; // 16 MiB at 1 MiB/s with a 64 KiB burst
         let mut waited = Duration::ZERO;
         let mut rounds = 0;
-        while let Err(wait) = rate.check(false, len) {
+        while let Err(wait) = rate.check(Data, len).map_err(wait_of) {
             assert!(wait > Duration::ZERO);
             clock.advance(wait);
             waited += wait;
@@ -389,6 +486,82 @@ mod tests {
             waited <= expected && waited > expected.mul_f64(0.999),
             "{waited:?}"
         );
+    }
+
+    #[test]
+    fn a_refusal_names_the_bucket_that_holds_the_frame_longest() {
+        let (mut rate, clock) = frame_rate(FrameRateConfig {
+            messages_per_second: nz(10),
+            burst: nz(2),
+            bytes_per_second: nz(1000),
+            burst_bytes: nz(1000),
+            control_per_second: nz(1),
+            ..Default::default()
+        });
+        let messages = RateLimit {
+            bucket: Bucket::Messages,
+            per_second: 10,
+            burst: 2,
+        };
+        assert_eq!(rate.check(Data, 10), Ok(()));
+        assert_eq!(rate.check(Data, 10), Ok(()));
+        assert_eq!(
+            rate.check(Data, 10),
+            Err(Over {
+                wait: ms(100),
+                limit: messages
+            })
+        );
+        assert_eq!(messages.to_string(), "messages_per_second 10, burst 2");
+        clock.advance(ms(100));
+        // Its message cell now passes; the 2000 bytes wait for the byte bucket.
+        let over = rate.check(Data, 2000).unwrap_err();
+        assert_eq!(over.limit.bucket, Bucket::Bytes);
+        assert_eq!(
+            over.limit.to_string(),
+            "bytes_per_second 1000 B, burst 1000 B"
+        );
+        assert_eq!(rate.check(Control, 0), Ok(()));
+        let over = rate.check(Control, 0).unwrap_err();
+        assert_eq!(over.limit.bucket, Bucket::Control);
+        assert_eq!(over.limit.burst, 1, "an unset burst is the rate");
+    }
+
+    #[test]
+    fn a_heartbeat_costs_a_control_cell_and_no_bytes() {
+        let (mut rate, clock) = frame_rate(FrameRateConfig {
+            messages_per_second: nz(1),
+            bytes_per_second: nz(100),
+            control_per_second: nz(2),
+            ..Default::default()
+        });
+        // Messages and bytes spent: a heartbeat still passes, twice (the control burst).
+        assert_eq!(rate.check(Data, 100), Ok(()));
+        assert!(rate.check(Data, 1).is_err());
+        assert_eq!(rate.check(ControlCell, 1), Ok(()));
+        assert_eq!(rate.check(ControlCell, 1), Ok(()));
+        let over = rate.check(ControlCell, 1).unwrap_err();
+        assert_eq!((over.wait, over.limit.bucket), (ms(500), Bucket::Control));
+        clock.advance(ms(500));
+        assert_eq!(rate.check(ControlCell, 1), Ok(()));
+    }
+
+    #[test]
+    fn a_heartbeat_charged_while_a_frame_waits_keeps_that_frames_progress() {
+        let (mut rate, clock) = frame_rate(FrameRateConfig {
+            messages_per_second: nz(1),
+            burst: nz(2),
+            bytes_per_second: nz(100),
+            control_per_second: nz(10),
+            ..Default::default()
+        });
+        assert_eq!(rate.check(Data, 100), Ok(()));
+        // Its message cell (the last one) passes, its bytes wait.
+        assert_eq!(rate.check(Data, 50).map_err(wait_of), Err(ms(500)));
+        assert_eq!(rate.check(ControlCell, 1), Ok(()));
+        clock.advance(ms(500));
+        // Only the bytes are left to pay: a second message cell would take another 500 ms.
+        assert_eq!(rate.check(Data, 50), Ok(()));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! one per process). Pure: no sockets, no tokio.
 
 mod frame_rate;
+mod heartbeat;
 mod per_ip;
 
-pub use frame_rate::{BurstClock, FrameRate, FrameRateConfig};
+pub use frame_rate::{Bucket, BurstClock, Charge, FrameRate, FrameRateConfig, Over, RateLimit};
+pub use heartbeat::{Heartbeats, DEFAULT_HEARTBEATS, MAX_HEARTBEAT_LEN};
 pub use per_ip::{
     ip_key, ConnectionPermit, IpLimits, IpLimitsConfig, IpRefusal, AUTO_HOUSEKEEPING_INTERVAL,
     DEFAULT_MAX_TRACKED_IPS, IPV6_KEY_PREFIX,

@@ -13,8 +13,10 @@ use std::cell::RefCell;
 use std::fmt;
 
 /// Largest buffer. Frames that fit are forwarded whole, so a violation found
-/// later in the frame never leaves half a frame at the peer; this holds the
-/// default `max_frame_size` frame with its header.
+/// later in the frame never leaves half a frame at the peer; larger ones (the
+/// default `max_frame_size` is 1 MiB) are streamed in parts, so no frame pins
+/// more than this. 64 KiB holds every chat message of ordinary size, and a
+/// throttled Socket.IO flush of hundreds of them.
 pub const MAX_BUF: usize = 64 * 1024 + 14;
 
 /// Smallest storage kept for a partial frame between bursts; it grows
@@ -105,6 +107,57 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
         self.mark = self.parsed;
         self.mid_frame = false;
         self.check();
+    }
+
+    /// The first `n` unreleased bytes, whole frames that passed every rule,
+    /// may go (frames are held while they wait for their quota).
+    pub fn release(&mut self, n: usize) {
+        self.mark += n;
+        self.mid_frame = false;
+        self.check();
+    }
+
+    /// Decoded bytes not released yet: the frame being decoded, or the frames
+    /// held for their quota followed by it.
+    pub fn unreleased(&self) -> &[u8] {
+        &self.buf[self.mark..self.parsed]
+    }
+
+    /// The last `len` unreleased bytes, a frame decoded behind `held` bytes of
+    /// held frames, go ahead of them and are released. At most 131 bytes (a
+    /// heartbeat) plus what they skip move.
+    pub fn move_ahead(&mut self, held: usize, len: usize) {
+        debug_assert_eq!(self.mark + held + len, self.parsed, "not the last frame");
+        debug_assert!(!self.mid_frame, "a streamed frame cannot be passed");
+        self.buf[self.mark..self.parsed].rotate_right(len);
+        self.release(len);
+    }
+
+    /// The last `len` unreleased bytes, a control frame decoded behind held
+    /// frames, must not go: remove them.
+    pub fn cut_last(&mut self, len: usize) {
+        debug_assert!(self.parsed - self.mark >= len, "not decoded");
+        self.buf
+            .copy_within(self.parsed..self.end, self.parsed - len);
+        self.parsed -= len;
+        self.end -= len;
+        self.check();
+    }
+
+    /// Makes room to read more while frames are held, releasing nothing: moves
+    /// what is kept to the front or grows a full buffer (up to `MAX`). `false`:
+    /// the largest buffer is full.
+    pub fn room_to_hold(&mut self) -> bool {
+        self.compact();
+        if self.end < self.buf.len() {
+            return true;
+        }
+        if self.buf.len() < MAX {
+            self.resize(self.buf.len() * 2);
+            self.check();
+            return true;
+        }
+        false
     }
 
     /// The frame decoded up to here ended and must not go: remove it. Only

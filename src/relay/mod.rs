@@ -26,7 +26,7 @@ use tokio::time::{timeout, Instant};
 use crate::config::RateConfig;
 use crate::deflate::{Inflater, Negotiated};
 use crate::frame::{Decoder, FramePolicy, Role, Violation};
-use crate::limits::FrameRate;
+use crate::limits::{FrameRate, RateLimit};
 use pump::{Dir, Pump, Rate, PING_TOKEN};
 pub(crate) use source::try_read_drained;
 pub use source::ReadReady;
@@ -38,6 +38,8 @@ pub struct Summary {
     /// Close code sent to (or relayed to) the client, if any.
     pub client_code: Option<u16>,
     pub violation: Option<Violation>,
+    /// The rate limit a rate-limited connection went over.
+    pub limit: Option<RateLimit>,
     pub frames_up: u64,
     pub bytes_up: u64,
     pub frames_down: u64,
@@ -147,6 +149,7 @@ fn rate(settings: &RateConfig) -> Option<Rate> {
     Some(Rate {
         quota: FrameRate::new(&settings.quota)?,
         on_limit: settings.on_limit,
+        heartbeats: settings.heartbeats.clone(),
     })
 }
 
@@ -227,26 +230,26 @@ where
         let mut ping_not_before = Instant::now();
         // The closing steps run once per connection: boxed, so their state
         // is not part of every waiting connection's future.
-        let (ended_by, violation, client_code) = loop {
+        let outcome = loop {
             let deadline = conn.next_timer(&timers, ping_sent, ping_not_before);
             tokio::select! {
                 stop = conn.up.run() => break Box::pin(conn.on_stop(Dir::Up, stop)).await,
                 stop = conn.down.run() => break Box::pin(conn.on_stop(Dir::Down, stop)).await,
-                () = draining(&mut drain) => break Box::pin(conn.end(Ender::Shutdown, None)).await,
+                () = draining(&mut drain) => break Box::pin(conn.end(Ender::Shutdown, None, None)).await,
                 () = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
                     if let Some((end, ender)) = timers.session_end {
                         if now >= end {
-                            break Box::pin(conn.end(ender, None)).await;
+                            break Box::pin(conn.end(ender, None, None)).await;
                         }
                     }
                     if now >= conn.last_frame() + timers.idle_timeout {
-                        break Box::pin(conn.end(Ender::Idle, None)).await;
+                        break Box::pin(conn.end(Ender::Idle, None, None)).await;
                     }
                     match ping_sent {
                         Some(sent) if conn.up.awaiting_pong() => {
                             if now >= sent + timers.pong_timeout {
-                                break Box::pin(conn.end(Ender::NoPong, None)).await;
+                                break Box::pin(conn.end(Ender::NoPong, None, None)).await;
                             }
                         }
                         _ => ping_sent = None,
@@ -268,7 +271,7 @@ where
                                 // be half written: nothing more can go to this
                                 // client.
                                 Ok(Err(_)) | Err(_) => {
-                                    break Box::pin(conn.end(Ender::ClientGone, None)).await
+                                    break Box::pin(conn.end(Ender::ClientGone, None, None)).await
                                 }
                             }
                         }
@@ -278,9 +281,10 @@ where
         };
         let (up, down) = (conn.up.counts(), conn.down.counts());
         Summary {
-            ended_by,
-            client_code,
-            violation,
+            ended_by: outcome.ender,
+            client_code: outcome.client_code,
+            violation: outcome.violation,
+            limit: outcome.limit,
             frames_up: up.frames,
             bytes_up: up.bytes,
             frames_down: down.frames,

@@ -4,11 +4,11 @@
 //! writes the proxy's own frames (close, ping) to its destination, and only
 //! ever between frames.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -17,7 +17,9 @@ use super::buffer::FrameBuf;
 use super::source::{self, ReadReady};
 use crate::config::OnLimit;
 use crate::frame::{ControlFrame, Decoder, Event, Violation};
-use crate::limits::FrameRate;
+use crate::limits::{Charge, FrameRate, Heartbeats, Over, RateLimit};
+
+mod ahead;
 
 /// Size of a proxy ping's payload: a random token the pong must echo.
 pub(super) const PING_TOKEN: usize = 8;
@@ -40,14 +42,28 @@ pub(super) enum Stop {
     /// Writing to the destination failed.
     DestinationGone,
     Violation(Violation),
-    /// Over the direction's rate quota with `on_limit = "close"`.
-    RateLimited,
+    /// Over the direction's rate quota with `on_limit = "close"`: the bucket.
+    RateLimited(RateLimit),
 }
 
-/// A direction's rate quota and what to do when it is exceeded.
+/// A direction's rate quota, what to do when it is exceeded, and the heartbeats that are
+/// charged as control frames.
 pub(super) struct Rate {
     pub quota: FrameRate,
     pub on_limit: OnLimit,
+    pub heartbeats: Heartbeats,
+}
+
+/// A decoded frame that passed every rule and waits for its quota; its bytes are in the
+/// buffer's unreleased part, in order.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    event: Event,
+    /// Its wire bytes in the buffer.
+    len: u32,
+    charge: Charge,
+    /// What it is charged: its wire bytes or, compressed, what it inflates to if more.
+    cost: u64,
 }
 
 /// What a direction moved, for the connection's log line and metrics.
@@ -81,8 +97,17 @@ pub(super) struct Pump<R, W> {
     /// client's pong with it is the proxy's, never forwarded.
     proxy_ping: Option<[u8; PING_TOKEN]>,
     rate: Option<Rate>,
-    /// The event of a decoded frame still waiting for its quota.
-    pending: Option<Event>,
+    /// Frames waiting for the quota, oldest first (more than one only in delay mode,
+    /// where frames are decoded ahead of a throttled one to let heartbeats past).
+    held: VecDeque<Held>,
+    /// Wire bytes of the held frames.
+    held_bytes: usize,
+    /// Stop decoding ahead until the held frames are gone: the next frame is a control
+    /// frame, the source ended, or the queue or the buffer is full.
+    ahead_stopped: bool,
+    /// A rule broken by a frame decoded ahead: it ends the pump once the held frames,
+    /// which passed every rule, have gone.
+    ahead_violation: Option<Violation>,
     dir: Dir,
     /// When the source last completed a frame.
     last_frame: Instant,
@@ -111,7 +136,10 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
             backend_ping,
             proxy_ping: None,
             rate,
-            pending: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            ahead_stopped: false,
+            ahead_violation: None,
             dir,
             last_frame: Instant::now(),
             counts: Counts::default(),
@@ -140,7 +168,7 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
                         Err(_) => Stop::DestinationGone,
                     };
                 }
-                Ok(Some(wait)) => {
+                Ok(Some(over)) => {
                     if self.flush().await.is_err() {
                         return Stop::DestinationGone;
                     }
@@ -150,12 +178,12 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
                     }) = self.rate
                     {
                         self.discard_rest();
-                        return Stop::RateLimited;
+                        return Stop::RateLimited(over.limit);
                     }
-                    // Delay: read nothing more (TCP back-pressure) until the
-                    // quota lets the pending frame pass.
                     self.counts.throttled += 1;
-                    tokio::time::sleep(wait).await;
+                    if let Err(stop) = self.hold(over.wait).await {
+                        return stop;
+                    }
                     continue;
                 }
                 Ok(None) => {}
@@ -182,18 +210,28 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
     }
 
     /// Runs the decoder over everything read, accepting each frame that its
-    /// quota allows. `Ok(Some(wait))`: the frame just decoded is over the
-    /// quota and may pass after `wait`.
-    fn decode(&mut self) -> Result<Option<Duration>, Violation> {
+    /// quota allows, the held ones first. `Ok(Some(over))`: the first held frame
+    /// is over the quota and may pass after `over.wait`.
+    fn decode(&mut self) -> Result<Option<Over>, Violation> {
         // The clock is read once per pass, and only if a frame ended: it is
         // the same burst for the idle timer and the quotas.
         let mut clock_read = false;
-        if let Some(event) = self.pending {
+        while let Some(&held) = self.held.front() {
             self.tick(&mut clock_read);
-            if let Some(wait) = self.over_quota(event) {
-                return Ok(Some(wait));
+            if let Err(over) = self.charge(held.charge, held.cost) {
+                return Ok(Some(over));
             }
-            self.accept(event);
+            self.held.pop_front();
+            self.held_bytes -= held.len as usize;
+            self.accept(held.event, held.len as usize);
+            if self.held.is_empty() {
+                // A flush's queue is not kept for a connection that went quiet.
+                self.held = VecDeque::new();
+                self.ahead_stopped = false;
+                if let Some(v) = self.ahead_violation.take() {
+                    return Err(v);
+                }
+            }
         }
         while self.closed.is_none() && !self.buf.unparsed().is_empty() {
             let (n, event) = self.dec.feed(self.buf.unparsed())?;
@@ -206,11 +244,14 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
                 continue;
             };
             self.tick(&mut clock_read);
-            if let Some(wait) = self.over_quota(event) {
-                self.pending = Some(event);
-                return Ok(Some(wait));
+            let (charge, cost) = self.cost_of(event);
+            if let Err(over) = self.charge(charge, cost) {
+                let len = self.buf.unreleased().len();
+                self.hold_frame(event, charge, cost, len);
+                return Ok(Some(over));
             }
-            self.accept(event);
+            let len = self.buf.unreleased().len();
+            self.accept(event, len);
         }
         Ok(None)
     }
@@ -226,36 +267,55 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
         }
     }
 
-    /// Charges the frame just decoded to the quota; `Some(wait)` if over. A
-    /// compressed frame costs what it inflates to, if that is more: it is
-    /// what the backend must process.
-    fn over_quota(&mut self, event: Event) -> Option<Duration> {
-        let rate = self.rate.as_mut()?;
-        let control = !matches!(event, Event::DataEnd { .. });
+    /// What the frame just decoded is charged as, and how many bytes. A
+    /// compressed frame costs what it inflates to, if that is more: it is what
+    /// the backend must process. A heartbeat is a whole frame of a few bytes:
+    /// the cheap length test in [`Heartbeats::matches`] comes first.
+    fn cost_of(&self, event: Event) -> (Charge, u64) {
         let bytes = self.frame_bytes.max(self.dec.inflated_len().unwrap_or(0));
-        rate.quota.check(control, bytes).err()
+        let charge = match (event, &self.rate) {
+            (Event::DataEnd { .. }, Some(rate))
+                if rate
+                    .heartbeats
+                    .matches(&self.buf.unreleased()[self.held_bytes..]) =>
+            {
+                Charge::ControlCell
+            }
+            (Event::DataEnd { .. }, _) => Charge::Data,
+            _ => Charge::Control,
+        };
+        (charge, bytes)
     }
 
-    /// The frame just decoded passed every rule: forward it, or consume it
-    /// here if it is a pong the backend must not see.
-    fn accept(&mut self, event: Event) {
-        self.pending = None;
+    /// Charges a frame to the quota (always passes without one).
+    fn charge(&mut self, charge: Charge, cost: u64) -> Result<(), Over> {
+        match self.rate.as_mut() {
+            Some(rate) => rate.quota.check(charge, cost),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues the frame just decoded (the last `len` unreleased bytes) behind the held ones.
+    fn hold_frame(&mut self, event: Event, charge: Charge, cost: u64, len: usize) {
         self.frame_bytes = 0;
-        match (self.dir, event) {
-            (Dir::Down, Event::Ping) => self.backend_ping.store(true, Ordering::Relaxed),
-            (Dir::Up, Event::Pong) => {
-                let token = self.proxy_ping;
-                if token.is_some_and(|t| self.dec.control_payload() == t) {
-                    self.proxy_ping = None;
-                    self.buf.cut_frame();
-                    return;
-                }
-                if !self.backend_ping.swap(false, Ordering::Relaxed) {
-                    self.buf.cut_frame();
-                    return;
-                }
-            }
-            _ => {}
+        self.held_bytes += len;
+        self.held.push_back(Held {
+            event,
+            // At most the buffer's size.
+            len: len as u32,
+            charge,
+            cost,
+        });
+    }
+
+    /// The frame at the start of the unreleased bytes, `len` of them, passed
+    /// every rule: forward it, or consume it here if it is a pong the backend
+    /// must not see.
+    fn accept(&mut self, event: Event, len: usize) {
+        self.frame_bytes = 0;
+        if !self.passes(event) {
+            self.buf.cut_frame();
+            return;
         }
         if let Event::Close { code } = event {
             // Nothing may follow a close frame (RFC 6455 §5.5.1).
@@ -266,13 +326,35 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
             }
         }
         self.counts.frames += 1;
-        self.buf.release_frame();
+        self.buf.release(len);
+    }
+
+    /// Whether the control frame just decoded goes on; `false` for a client pong
+    /// that answers the proxy's ping or no ping of the backend's. Notes a
+    /// backend ping, which the client's next pong answers.
+    fn passes(&mut self, event: Event) -> bool {
+        match (self.dir, event) {
+            (Dir::Down, Event::Ping) => self.backend_ping.store(true, Ordering::Relaxed),
+            (Dir::Up, Event::Pong) => {
+                let token = self.proxy_ping;
+                if token.is_some_and(|t| self.dec.control_payload() == t) {
+                    self.proxy_ping = None;
+                    return false;
+                }
+                return self.backend_ping.swap(false, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        true
     }
 
     /// Drops everything after the last accepted frame.
     fn discard_rest(&mut self) {
         self.buf.discard_unreleased();
-        self.pending = None;
+        self.held = VecDeque::new();
+        self.held_bytes = 0;
+        self.ahead_stopped = false;
+        self.ahead_violation = None;
     }
 
     /// Writes what was released and flushes (TLS keeps records until then).

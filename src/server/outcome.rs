@@ -260,10 +260,15 @@ pub(super) struct Relayed<'a> {
 /// rule was broken.
 pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>) {
     record(metrics, summary);
-    let (level, what) = match summary.violation {
-        Some(_) => (Level::WARN, "connection closed: frame rule broken"),
-        None => (Level::INFO, "connection closed"),
+    let (level, what) = match (summary.violation, summary.limit) {
+        (Some(_), _) => (Level::WARN, "connection closed: frame rule broken"),
+        (None, Some(_)) => (Level::INFO, "connection closed: rate limit"),
+        (None, None) => (Level::INFO, "connection closed"),
     };
+    let reason = summary
+        .violation
+        .map(|v| v.to_string())
+        .or(summary.limit.map(|l| l.to_string()));
     event_at!(
         level,
         peer = %relayed.peer,
@@ -274,9 +279,12 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         backend = %relayed.backend,
         deflate = relayed.deflate,
         by = summary.ended_by.label(),
-        rule = summary.violation.map(|v| v.label()),
+        rule = summary
+            .violation
+            .map(|v| v.label())
+            .or(summary.limit.map(|l| l.bucket.label())),
         code = summary.client_code,
-        reason = summary.violation.map(display),
+        reason = reason.as_deref().map(display),
         duration_ms = millis(relayed.duration),
         frames_up = summary.frames_up,
         bytes_up = summary.bytes_up,

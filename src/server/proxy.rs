@@ -98,8 +98,8 @@ impl Proxy {
         let relay = relay::Settings {
             client_policy: frame_policy(&config.frames, config.mask_key_policy),
             backend_policy: frame_policy(&config.backend_frames, MaskKeyPolicy::Rfc),
-            client_rate: config.rate,
-            backend_rate: config.backend_rate,
+            client_rate: config.rate.clone(),
+            backend_rate: config.backend_rate.clone(),
             close_timeout: config.server.close_timeout,
             idle_timeout: config.server.idle_timeout,
             ping_interval: config.server.ping_interval,

@@ -600,8 +600,16 @@ pub fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 /// Reads server frames until a close frame; returns its code (and reason).
 pub async fn read_close(io: &mut Box<dyn Io>) -> (Option<u16>, String) {
+    let (_, code, reason) = read_to_close(io).await;
+    (code, reason)
+}
+
+/// Reads server frames until a close frame: the data frames' payloads before
+/// it, and its code and reason.
+pub async fn read_to_close(io: &mut Box<dyn Io>) -> (Vec<Vec<u8>>, Option<u16>, String) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut data = Vec::new();
     loop {
         while let Ok(Some((header, len))) = FrameHeader::parse(&buf) {
             let total = len + header.payload_len as usize;
@@ -615,12 +623,15 @@ pub async fn read_close(io: &mut Box<dyn Io>) -> (Option<u16>, String) {
                 let code =
                     (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
                 let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).to_string();
-                return (code, reason);
+                return (data, code, reason);
+            }
+            if !header.opcode.is_control() {
+                data.push(payload);
             }
         }
         let n = within("read close", io.read(&mut chunk)).await.unwrap_or(0);
         if n == 0 {
-            return (None, "connection closed without a close frame".into());
+            return (data, None, "connection closed without a close frame".into());
         }
         buf.extend_from_slice(&chunk[..n]);
     }
