@@ -51,6 +51,7 @@ fn node_modules() -> Option<PathBuf> {
 /// (JSON) and stderr are collected; killed on drop, and its stdin (kept open)
 /// closes then too.
 struct Script {
+    name: String,
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
@@ -100,6 +101,7 @@ impl Script {
             }
         });
         Script {
+            name: name.to_owned(),
             child,
             lines,
             stderr,
@@ -128,8 +130,8 @@ impl Script {
             }
             assert!(
                 Instant::now() < deadline,
-                "no {what} from {:?} within {limit:?}\n{}",
-                self.child.id(),
+                "no {what} from {} within {limit:?}\n{}",
+                self.name,
                 self.output()
             );
             sleep(Duration::from_millis(20)).await;
