@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
 # The test suite: installs redis-server (needed by tests/shared_limits.rs) with apt-get when it
-# is missing, then runs `cargo test --locked` with this script's arguments.
+# is missing, installs the pinned Socket.IO server and client (tests/frameworks, needed by
+# tests/socketio.rs) into target/frameworks with `npm ci` when node is present and they are
+# missing or the lock file changed, then runs `cargo test --locked` with this script's arguments.
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! command -v redis-server >/dev/null && [[ -z "${WSGUARD_REDIS_SERVER:-}" ]]; then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     echo "installing redis-server for the shared-limit tests" >&2
-    "${sudo[@]}" "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" redis-server
+    "${sudo[@]}" scripts/apt-install.sh redis-server
+fi
+
+# Outside the source tree, so `git status` stays clean. installed.lock is written after a
+# finished `npm ci`: an interrupted install or a changed lock file is installed again.
+frameworks="${CARGO_TARGET_DIR:-target}/frameworks"
+if command -v node >/dev/null; then
+    if ! cmp -s tests/frameworks/package-lock.json "$frameworks/installed.lock"; then
+        command -v npm >/dev/null || { echo "npm is needed for the Socket.IO tests" >&2; exit 1; }
+        echo "installing the Socket.IO test dependencies into $frameworks" >&2
+        mkdir -p "$frameworks"
+        rm -f "$frameworks/installed.lock"
+        cp tests/frameworks/{package.json,package-lock.json,.npmrc} "$frameworks/"
+        (cd "$frameworks" && npm ci --no-audit --no-fund --loglevel=error)
+        cp tests/frameworks/package-lock.json "$frameworks/installed.lock"
+    fi
+else
+    echo "node not found: the Socket.IO tests will be skipped" >&2
 fi
 exec cargo test --locked "$@"
