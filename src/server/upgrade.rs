@@ -156,8 +156,10 @@ async fn prepare(
         None => {
             let limits = &conn.state.ip_limits;
             let over = |r| refuse(Refusal::ClientIp(r));
+            // The slot first, as at accept: a request refused for it costs no handshake.
+            let permit = limits.connect(client_ip).map_err(over)?;
             limits.handshake(client_ip).map_err(over)?;
-            Some(limits.connect(client_ip).map_err(over)?)
+            Some(permit)
         }
     };
     let lease = match &conn.state.shared {
