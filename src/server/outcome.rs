@@ -127,8 +127,11 @@ pub(super) enum TlsFailure {
     PeerClosed,
     /// The bytes are not TLS records.
     NotTls,
-    /// No protocol version, cipher suite, key exchange or ALPN protocol in common.
+    /// No protocol version, cipher suite or key exchange in common.
     Incompatible,
+    /// No ALPN protocol in common: the client offered only others (`h2` alone, say); it got
+    /// the `no_application_protocol` alert.
+    NoAlpn,
     /// The client refused our certificate (an alert: unknown CA, bad certificate, …).
     CertificateRejected,
     /// Anything else (the error says what).
@@ -145,14 +148,15 @@ impl TlsFailure {
             TlsFailure::PeerClosed => "peer_closed",
             TlsFailure::NotTls => "not_tls",
             TlsFailure::Incompatible => "incompatible",
+            TlsFailure::NoAlpn => "no_alpn",
             TlsFailure::CertificateRejected => "certificate_rejected",
             TlsFailure::Other => "other",
         }
     }
 }
 
-/// Counts and logs a failed TLS handshake.
-pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&std::io::Error>) {
+/// Counts and logs a failed TLS handshake; `error` says what went wrong.
+pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&dyn Display>) {
     metrics
         .tls_handshake_failures
         .get_or_create(&ReasonLabels {
