@@ -12,6 +12,7 @@ use tracing::Level;
 
 use crate::auth::refusal::AuthRefusal;
 use crate::auth::Denied;
+use crate::frame::coding::close_code::NO_STATUS_RECEIVED;
 use crate::limits::IpRefusal;
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
@@ -279,7 +280,7 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         deflate = relayed.deflate,
         by = summary.ended_by.label(),
         rule = summary.violation.map(|v| v.label()),
-        code = summary.client_code,
+        code = client_code(summary),
         reason = summary.violation.map(display),
         duration_ms = millis(relayed.duration),
         frames_up = summary.frames_up,
@@ -288,6 +289,16 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         bytes_down = summary.bytes_down,
         "{what}"
     );
+}
+
+/// The close code the client got. A peer's close frame without one is 1005 (RFC 6455
+/// §7.1.5): only the peers' own close frames, relayed, can carry none, so `None` stays for
+/// a client that got no close frame at all.
+fn client_code(summary: &Summary) -> Option<u16> {
+    match (summary.ended_by, summary.client_code) {
+        (Ender::Client | Ender::Backend, None) => Some(NO_STATUS_RECEIVED),
+        (_, code) => code,
+    }
 }
 
 /// A duration as whole milliseconds, for log fields.
@@ -311,7 +322,7 @@ fn record(metrics: &Metrics, summary: &Summary) {
     metrics
         .connections_closed
         .get_or_create(&ClosedLabels {
-            code: code_label(summary.client_code),
+            code: code_label(client_code(summary)),
             by: summary.ended_by.label(),
         })
         .inc();
