@@ -149,7 +149,7 @@ async fn tls_failures_are_counted_by_reason() {
     // A client that offers only h2: no ALPN protocol in common, and it is told so.
     let mut h2_only = tls_connector().config().as_ref().clone();
     h2_only.alpn_protocols = vec![b"h2".to_vec()];
-    let refused = tls_with(guard.addr, h2_only).await.err().expect("refused");
+    let refused = tls_with(guard.addr, h2_only).await.expect_err("refused");
     assert_eq!(
         rustls_error(&refused),
         Some(&rustls::Error::AlertReceived(
