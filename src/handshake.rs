@@ -135,6 +135,35 @@ pub fn offered_protocols(h: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| is_token(t))
 }
 
+/// The most of a declined offer a log line shows, in bytes.
+const MAX_DECLINED_SHOWN: usize = 200;
+
+/// For the log: the client's subprotocol offer when a route that lists `allowed`
+/// subprotocols let none of it through, so the backend is offered none. In the client's
+/// order, at most [`MAX_SUBPROTOCOLS`] entries and [`MAX_DECLINED_SHOWN`] bytes; values
+/// starting with `token_prefix` are credentials and left out. `None` when something was
+/// let through or nothing else was offered.
+pub fn declined_offer(
+    h: &HeaderMap,
+    allowed: &[String],
+    token_prefix: Option<&str>,
+) -> Option<String> {
+    if allowed.is_empty() || offered_protocols(h).any(|p| allowed.iter().any(|a| a == p)) {
+        return None;
+    }
+    let shown: Vec<&str> = offered_protocols(h)
+        .filter(|p| token_prefix.is_none_or(|t| !p.starts_with(t)))
+        .take(MAX_SUBPROTOCOLS)
+        .collect();
+    if shown.is_empty() {
+        return None;
+    }
+    let mut shown = shown.join(", ");
+    // Tokens are ASCII: any byte is a character boundary.
+    shown.truncate(MAX_DECLINED_SHOWN);
+    Some(shown)
+}
+
 fn key_is_valid(key: &[u8]) -> bool {
     // 16 bytes encode to exactly 24 base64 characters with "==" padding.
     key.len() == 24 && BASE64.decode(key).is_ok_and(|k| k.len() == 16)

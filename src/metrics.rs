@@ -331,6 +331,7 @@ pub fn code_label(code: Option<u16>) -> &'static str {
         Some(1001) => "1001",
         Some(1002) => "1002",
         Some(1003) => "1003",
+        Some(1005) => "1005",
         Some(1007) => "1007",
         Some(1008) => "1008",
         Some(1009) => "1009",
@@ -376,6 +377,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(code_label(Some(4321)), "4xxx");
-        assert_eq!(code_label(Some(1005)), "other");
+        assert_eq!(code_label(Some(1005)), "1005");
+        assert_eq!(code_label(Some(1006)), "other");
     }
 }

@@ -371,6 +371,43 @@ async fn subprotocols_are_filtered_and_checked() {
     assert_eq!(status_of(&answer), 502, "{answer}");
 }
 
+/// An offer the route's list filters to nothing still upgrades, without a subprotocol,
+/// and says so in one line naming what was offered.
+#[tokio::test]
+async fn an_offer_filtered_to_nothing_is_logged_once() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let body = chat_route(backend.addr) + "subprotocols = [\"chat.v2\"]\n";
+    let guard = start_guard(false, &body).await;
+    let offer = |protocols: &str| {
+        upgrade_request(
+            "/chat",
+            &format!("Origin: https://chat.example.com\r\nSec-WebSocket-Protocol: {protocols}\r\n"),
+        )
+    };
+    let (_declined, head) =
+        upgrade_with_head(connect(guard.addr, false).await, &offer("chat.v1, mqtt")).await;
+    assert_eq!(header_of(&head, "sec-websocket-protocol"), None, "{head}");
+    let request = backend.seen.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(!request.contains("sec-websocket-protocol"), "{request}");
+    // An offer with a listed protocol in it is no news.
+    let _allowed = upgrade_raw(guard.addr, false, &offer("chat.v1, chat.v2")).await;
+
+    let message = "subprotocol offer filtered to nothing";
+    let lines: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["offered"], "chat.v1, mqtt", "{}", lines[0]);
+    assert_eq!(lines[0]["route"], "/chat", "{}", lines[0]);
+}
+
 #[tokio::test]
 async fn forwarded_request_is_clean() {
     let backend = start_backend(Answer::Echo { protocol: None }).await;

@@ -356,6 +356,44 @@ async fn forwarded_for_counts_only_from_a_trusted_peer() {
     );
 }
 
+/// A client named by X-Forwarded-For takes its connection slot before its handshake is
+/// charged, as one named at accept does: a request refused for the slot costs no handshake.
+#[tokio::test]
+async fn a_forwarded_client_refused_for_its_slot_is_not_charged_a_handshake() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\nconnections_per_ip = 1\n\
+               handshakes_per_ip = 1\nhandshake_burst = 2\n";
+    let guard = start_guard(false, &with(backend.addr, cfg)).await;
+    let request = upgrade_request(
+        "/chat",
+        "Origin: https://chat.example.com\r\nX-Forwarded-For: 198.51.100.1\r\n",
+    );
+    let refused =
+        |r: &str| format!("wsguard_handshakes_refused_total{{reason=\"{r}\",route=\"/chat\"}}");
+
+    let held = upgrade_raw(guard.addr, false, &request).await;
+    for _ in 0..3 {
+        let answer = raw_request(guard.addr, false, &request).await;
+        assert_eq!(status_of(&answer), 429, "{answer}");
+    }
+    assert_eq!(
+        guard.metric(&refused("ip_connections")),
+        3.0,
+        "{}",
+        guard.metrics()
+    );
+    drop(held);
+    assert!(
+        wait_until(|| guard.metric("wsguard_connections_active") == 0.0).await,
+        "{}",
+        guard.metrics()
+    );
+    // The second handshake of the burst is still there.
+    let _second = upgrade_raw(guard.addr, false, &request).await;
+    assert_eq!(guard.metric(&refused("ip_handshake_rate")), 0.0);
+    assert_eq!(backend.seen.connections(), 2);
+}
+
 #[tokio::test]
 async fn a_thousand_slowloris_connections_do_not_stop_a_chat() {
     let backend = tungstenite_echo().await;

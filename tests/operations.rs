@@ -143,13 +143,27 @@ async fn tls_failures_are_counted_by_reason() {
     let guard = start_guard(true, &chat_route(backend.addr)).await;
     let reason = |r: &str| format!("wsguard_tls_handshake_failures_total{{reason=\"{r}\"}}");
 
-    // Not TLS at all.
+    // Not TLS at all: plain HTTP, answered 400.
     let answer = raw_request(guard.addr, false, b"GET / HTTP/1.1\r\n\r\n").await;
-    assert!(!answer.contains("HTTP/1.1"), "{answer}");
-    // A client that offers only h2: no protocol in common.
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    // A client that offers only h2: no ALPN protocol in common, and it is told so.
     let mut h2_only = tls_connector().config().as_ref().clone();
     h2_only.alpn_protocols = vec![b"h2".to_vec()];
-    assert!(tls_with(guard.addr, h2_only).await.is_err());
+    let refused = tls_with(guard.addr, h2_only).await.expect_err("refused");
+    assert_eq!(
+        rustls_error(&refused),
+        Some(&rustls::Error::AlertReceived(
+            rustls::AlertDescription::NoApplicationProtocol
+        )),
+        "{refused}"
+    );
+    // A ClientHello with only a cipher suite rustls does not implement.
+    let mut tcp = tokio::net::TcpStream::connect(guard.addr).await.unwrap();
+    tcp.write_all(&client_hello_with_suite([0x00, 0x2f]))
+        .await
+        .unwrap();
+    let mut tcp: Box<dyn Io> = Box::new(tcp);
+    expect_eof(&mut tcp).await;
     // A client that does not trust our certificate says so with an alert.
     let no_roots = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -172,7 +186,13 @@ async fn tls_failures_are_counted_by_reason() {
         "{}",
         guard.metrics()
     );
-    for rule in ["not_tls", "incompatible", "certificate_rejected", "timeout"] {
+    for rule in [
+        "not_tls",
+        "no_alpn",
+        "incompatible",
+        "certificate_rejected",
+        "timeout",
+    ] {
         assert_eq!(
             guard.metric(&reason(rule)),
             1.0,
@@ -183,6 +203,64 @@ async fn tls_failures_are_counted_by_reason() {
     }
     assert_eq!(logs.count("TLS handshake failed", "peer_closed"), 0);
     chat_round_trip(guard.addr, true, "after the failures").await;
+}
+
+/// rustls' error inside a TLS client's I/O error.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// A TLS 1.2 ClientHello offering the one cipher suite `suite`, without extensions.
+fn client_hello_with_suite(suite: [u8; 2]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0); // no session id
+    body.extend_from_slice(&[0, 2]);
+    body.extend_from_slice(&suite);
+    body.extend_from_slice(&[1, 0]); // null compression only
+    let mut handshake = vec![1, 0, 0, body.len() as u8];
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01, 0, handshake.len() as u8];
+    record.extend(handshake);
+    record
+}
+
+/// Plain HTTP to the TLS port gets nginx's 400 and a close, not TLS records read as
+/// HTTP/0.9; counted and logged once as `not_tls`, behind a trusted PROXY header too.
+#[tokio::test]
+async fn plain_http_on_the_tls_port_is_answered_400() {
+    let logs = Logs::capture();
+    let backend = tungstenite_echo().await;
+    let cfg = "[limits]\ntrusted_proxies = [\"127.0.0.2\"]\nproxy_protocol = true\n";
+    let guard = start_guard(true, &(chat_route(backend.addr) + cfg)).await;
+    let body = "The plain HTTP request was sent to HTTPS port\n";
+    let expected = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = raw_request(guard.addr, false, request).await;
+    assert_eq!(answer, expected);
+
+    let mut proxied = b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\n".to_vec();
+    proxied.extend_from_slice(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    let mut tcp = tcp_from("127.0.0.2".parse().unwrap(), guard.addr).await;
+    within("write", tcp.write_all(&proxied)).await.unwrap();
+    let mut got = Vec::new();
+    within(
+        "read",
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut got),
+    )
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+
+    let not_tls = "wsguard_tls_handshake_failures_total{reason=\"not_tls\"}";
+    assert_eq!(guard.metric(not_tls), 2.0, "{}", guard.metrics());
+    assert_eq!(logs.count("TLS handshake failed", "not_tls"), 2);
+    assert_eq!(backend.seen.connections(), 0);
+    chat_round_trip(guard.addr, true, "TLS as usual").await;
 }
 
 /// A TLS handshake to wsguard with the client settings `config`.

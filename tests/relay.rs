@@ -240,6 +240,30 @@ async fn a_client_close_the_backend_never_answers_is_answered_by_the_proxy() {
     relay_ended(&guard, "4xxx", "client").await;
 }
 
+/// A close frame without a status code is 1005 in the line and the metric (RFC 6455
+/// §7.1.5); `none` is left for a client that got no close frame.
+#[tokio::test]
+async fn a_close_without_a_code_is_logged_and_counted_as_1005() {
+    let logs = Logs::capture();
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let guard = start_guard(false, &chat_route(backend.addr)).await;
+    let mut io = raw_ws(guard.addr, false, "https://chat.example.com").await;
+    io.write_all(&frame(true, 8, b"", key())).await.unwrap();
+    // The backend's echo, relayed: a close frame with no code either.
+    assert_eq!(read_close(&mut io).await, (None, String::new()));
+    expect_eof(&mut io).await;
+    relay_ended(&guard, "1005", "client").await;
+    let closed = "wsguard_connections_closed_total{code=\"none\",by=\"client\"}";
+    assert_eq!(guard.metric(closed), 0.0, "{}", guard.metrics());
+    let lines = logs.lines();
+    let line = lines
+        .iter()
+        .find(|l| l["message"] == "connection closed")
+        .expect("the connection's line");
+    assert_eq!(line["code"], 1005, "{line}");
+    assert_eq!(line["by"], "client", "{line}");
+}
+
 #[tokio::test]
 async fn a_backend_close_the_client_never_answers_is_answered_by_the_proxy() {
     let close = frame(true, 8, &1000u16.to_be_bytes(), None);

@@ -247,12 +247,14 @@ pub(super) fn render(c: &Config) -> String {
     }
 
     let d = &c.demo;
-    let _ = writeln!(
-        o,
-        "\n[demo]\nbackend_listen = {}",
-        q(&d.backend_listen.to_string())
-    );
-    let _ = writeln!(o, "page_listen = {}", q(&d.page_listen.to_string()));
+    if d.in_file {
+        let _ = writeln!(
+            o,
+            "\n[demo]\nbackend_listen = {}",
+            q(&d.backend_listen.to_string())
+        );
+        let _ = writeln!(o, "page_listen = {}", q(&d.page_listen.to_string()));
+    }
     o
 }
 

@@ -313,6 +313,9 @@ pub struct Backend {
 pub struct DemoConfig {
     pub backend_listen: SocketAddr,
     pub page_listen: SocketAddr,
+    /// The file sets a `[demo]` key: only then does `wsguard check` print the section,
+    /// which means nothing to a proxy that never runs `wsguard demo`.
+    pub in_file: bool,
 }
 
 // === impl Config ===

@@ -566,6 +566,24 @@ fn origins_and_trusted_proxies_are_parsed_once_and_printed_normalized() {
     assert_eq!(Config::from_str(&text, "t.toml"), Ok(c));
 }
 
+/// `[demo]` means something only to `wsguard demo`: printed when the file sets it.
+#[test]
+fn effective_toml_has_demo_only_when_the_file_sets_it() {
+    let plain = Config::from_str(MINIMAL, "t.toml").unwrap();
+    let text = plain.to_effective_toml();
+    assert!(!text.contains("[demo]"), "{text}");
+    assert_eq!(Config::from_str(&text, "t.toml"), Ok(plain));
+
+    let src = "[demo]\npage_listen = \"127.0.0.1:8181\"\n".to_owned() + MINIMAL;
+    let demo = Config::from_str(&src, "t.toml").unwrap();
+    let text = demo.to_effective_toml();
+    let section = format!(
+        "[demo]\nbackend_listen = \"{DEFAULT_DEMO_BACKEND_LISTEN}\"\npage_listen = \"127.0.0.1:8181\"\n"
+    );
+    assert!(text.contains(&section), "{text}");
+    assert_eq!(Config::from_str(&text, "t.toml"), Ok(demo));
+}
+
 #[test]
 fn effective_toml_round_trips() {
     for name in ["wsguard.toml", "conformance.toml", "example.toml"] {

@@ -155,6 +155,7 @@ impl Checker<'_> {
             demo: DemoConfig {
                 backend_listen: backend_listen?,
                 page_listen: page_listen?,
+                in_file: raw.demo.backend_listen.is_some() || raw.demo.page_listen.is_some(),
             },
         })
     }

@@ -12,6 +12,8 @@ pub mod close_code {
     /// the other peer left.
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A close frame without a status code, as logged and counted; never sent (§7.1.5).
+    pub const NO_STATUS_RECEIVED: u16 = 1005;
     /// Text (or a close reason) that is not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// The mask-key policy or a rate limit.

@@ -149,3 +149,36 @@ fn subprotocols_are_filtered_by_the_route() {
     let up = check(&open, &c).unwrap();
     assert_eq!(up.protocols, vec!["chat.v1", "chat.v3", "chat.v2"]);
 }
+
+#[test]
+fn an_offer_filtered_to_nothing_is_shown_without_tokens_and_bounded() {
+    let allowed = vec!["chat.v2".to_owned()];
+    let offer = |v: &str| request(&[("sec-websocket-protocol", v)]).headers;
+    // Filtered to nothing: shown in order, token values left out.
+    let h = offer("chat.v1, token.secret, mqtt");
+    assert_eq!(
+        declined_offer(&h, &allowed, Some("token.")),
+        Some("chat.v1, mqtt".to_owned())
+    );
+    // Something let through, no list on the route, nothing offered, or only a token.
+    assert_eq!(
+        declined_offer(&offer("chat.v1, chat.v2"), &allowed, None),
+        None
+    );
+    assert_eq!(declined_offer(&h, &[], None), None);
+    assert_eq!(
+        declined_offer(&request(&good()).headers, &allowed, None),
+        None
+    );
+    assert_eq!(
+        declined_offer(&offer("token.secret"), &allowed, Some("token.")),
+        None
+    );
+    // A long offer is cut: at most 16 entries and 200 bytes.
+    let many: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let shown = declined_offer(&offer(&many.join(",")), &allowed, None).unwrap();
+    assert_eq!(shown, many[..16].join(", "));
+    let long = format!("{},{}", "a".repeat(150), "b".repeat(150));
+    let shown = declined_offer(&offer(&long), &allowed, None).unwrap();
+    assert_eq!(shown.len(), 200);
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -109,6 +109,13 @@ pub(super) async fn run(
         held: Arc::new(Held::new(open, permit)),
     };
     match proxy.tls.clone() {
+        Some(_) if sends_plain_http(&stream, deadline).await => {
+            let what = "a plain HTTP request, answered 400: the client must use https:// or wss://";
+            outcome::tls_failed(metrics, TlsFailure::NotTls, Some(&what));
+            let most = usize::try_from(proxy.config.server.max_request_head).unwrap_or(usize::MAX);
+            // Best-effort: a client gone meanwhile has nothing more to learn.
+            let _ = timeout_at(deadline, answer_plain_http(stream, most)).await;
+        }
         Some(config) => match timeout_at(deadline, crate::tls::accept(config, stream)).await {
             Ok(Ok(tls)) => serve_http(conn, tls, deadline).await,
             Ok(Err(e)) => outcome::tls_failed(metrics, tls_failure(&e), Some(&e)),
@@ -116,6 +123,55 @@ pub(super) async fn run(
         },
         None => serve_http(conn, stream, deadline).await,
     }
+}
+
+/// The longest HTTP method token looked for (`VERSION-CONTROL`), and its space.
+const METHOD_PEEK: usize = 16;
+
+/// Whether the first bytes on the TLS port are an HTTP request line: a method token and a
+/// space, where a TLS record starts with 0x16. A peek bounded by the deadline, which leaves
+/// every byte for TLS; a request cut before its first space is TLS's to refuse.
+async fn sends_plain_http(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut first = [0u8; METHOD_PEEK];
+    match timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(n)) => starts_with_method(&first[..n]),
+        // Timed out or failed: the TLS stage meets the same and accounts for it.
+        _ => false,
+    }
+}
+
+fn starts_with_method(bytes: &[u8]) -> bool {
+    let token = bytes
+        .iter()
+        .take_while(|b| b.is_ascii_uppercase() || **b == b'-')
+        .count();
+    bytes.first().is_some_and(u8::is_ascii_uppercase) && bytes.get(token) == Some(&b' ')
+}
+
+/// nginx's answer to the same mistake, so that the client's user reads what went wrong
+/// rather than TLS records taken for HTTP/0.9.
+const PLAIN_HTTP_BODY: &str = "The plain HTTP request was sent to HTTPS port\n";
+
+/// Answers 400 and closes: sends the answer and FIN, then reads what the client sent, at
+/// most `most` bytes, until it closes too, so that closing with its request unread does not
+/// reset the connection before the client has read the answer. The caller bounds the time.
+async fn answer_plain_http(mut stream: TcpStream, most: usize) -> std::io::Result<()> {
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    );
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    while read < most {
+        match stream.read(&mut sink).await? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(())
 }
 
 /// Whether an untrusted peer's first bytes are a PROXY header: a peek bounded by the
@@ -167,8 +223,11 @@ fn tls_failure(e: &std::io::Error) -> TlsFailure {
             TlsFailure::NotTls
         }
         Some(
+            rustls::Error::NoApplicationProtocol
+            | rustls::Error::AlertReceived(A::NoApplicationProtocol),
+        ) => TlsFailure::NoAlpn,
+        Some(
             rustls::Error::PeerIncompatible(_)
-            | rustls::Error::NoApplicationProtocol
             | rustls::Error::AlertReceived(
                 A::ProtocolVersion | A::HandshakeFailure | A::InsufficientSecurity,
             ),
@@ -239,5 +298,28 @@ fn hyper_ended(state: &State, e: &hyper::Error) {
         );
     } else {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_with_method;
+
+    #[test]
+    fn a_request_line_is_told_from_a_tls_record() {
+        for http in [&b"GET / HTTP/1.1"[..], b"POST ", b"VERSION-CONTROL /"] {
+            assert!(starts_with_method(http), "{http:?}");
+        }
+        let not_http = [
+            &[0x16, 0x03, 0x01, 0x02, 0x00][..],
+            b"GE",
+            b"get / HTTP/1.1",
+            b"-X /",
+            b" GET",
+            b"",
+        ];
+        for bytes in not_http {
+            assert!(!starts_with_method(bytes), "{bytes:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use tracing::Level;
 
 use crate::auth::refusal::AuthRefusal;
 use crate::auth::Denied;
+use crate::frame::coding::close_code::NO_STATUS_RECEIVED;
 use crate::limits::IpRefusal;
 use crate::metrics::{
     code_label, ClosedLabels, DirectionLabels, Metrics, ReasonLabels, RefusedLabels,
@@ -127,8 +128,11 @@ pub(super) enum TlsFailure {
     PeerClosed,
     /// The bytes are not TLS records.
     NotTls,
-    /// No protocol version, cipher suite, key exchange or ALPN protocol in common.
+    /// No protocol version, cipher suite or key exchange in common.
     Incompatible,
+    /// No ALPN protocol in common: the client offered only others (`h2` alone, say); it got
+    /// the `no_application_protocol` alert.
+    NoAlpn,
     /// The client refused our certificate (an alert: unknown CA, bad certificate, …).
     CertificateRejected,
     /// Anything else (the error says what).
@@ -145,14 +149,15 @@ impl TlsFailure {
             TlsFailure::PeerClosed => "peer_closed",
             TlsFailure::NotTls => "not_tls",
             TlsFailure::Incompatible => "incompatible",
+            TlsFailure::NoAlpn => "no_alpn",
             TlsFailure::CertificateRejected => "certificate_rejected",
             TlsFailure::Other => "other",
         }
     }
 }
 
-/// Counts and logs a failed TLS handshake.
-pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&std::io::Error>) {
+/// Counts and logs a failed TLS handshake; `error` says what went wrong.
+pub(super) fn tls_failed(metrics: &Metrics, why: TlsFailure, error: Option<&dyn Display>) {
     metrics
         .tls_handshake_failures
         .get_or_create(&ReasonLabels {
@@ -283,7 +288,7 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
             .violation
             .map(|v| v.label())
             .or(summary.limit.map(|l| l.bucket.label())),
-        code = summary.client_code,
+        code = client_code(summary),
         reason = reason.as_deref().map(display),
         duration_ms = millis(relayed.duration),
         frames_up = summary.frames_up,
@@ -292,6 +297,16 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         bytes_down = summary.bytes_down,
         "{what}"
     );
+}
+
+/// The close code the client got. A peer's close frame without one is 1005 (RFC 6455
+/// §7.1.5): only the peers' own close frames, relayed, can carry none, so `None` stays for
+/// a client that got no close frame at all.
+fn client_code(summary: &Summary) -> Option<u16> {
+    match (summary.ended_by, summary.client_code) {
+        (Ender::Client | Ender::Backend, None) => Some(NO_STATUS_RECEIVED),
+        (_, code) => code,
+    }
 }
 
 /// A duration as whole milliseconds, for log fields.
@@ -315,7 +330,7 @@ fn record(metrics: &Metrics, summary: &Summary) {
     metrics
         .connections_closed
         .get_or_create(&ClosedLabels {
-            code: code_label(summary.client_code),
+            code: code_label(client_code(summary)),
             by: summary.ended_by.label(),
         })
         .inc();

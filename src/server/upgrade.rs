@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::outcome::{self, Asked, Relayed};
 use super::proxy::Proxy;
+use crate::auth::config::AuthKind;
 use crate::auth::{AuthRefusal, Denied, Granted, Passed};
 use crate::client_ip::forwarded_client;
 use crate::config::Route;
@@ -156,8 +157,10 @@ async fn prepare(
         None => {
             let limits = &conn.state.ip_limits;
             let over = |r| refuse(Refusal::ClientIp(r));
+            // The slot first, as at accept: a request refused for it costs no handshake.
+            let permit = limits.connect(client_ip).map_err(over)?;
             limits.handshake(client_ip).map_err(over)?;
-            Some(limits.connect(client_ip).map_err(over)?)
+            Some(permit)
         }
     };
     let lease = match &conn.state.shared {
@@ -197,6 +200,25 @@ async fn prepare(
         if upgrade.protocols.is_empty() {
             token_protocol = Some(t.offered.clone());
         }
+    }
+    // Once the upgrade is to go on: a backend that needs a subprotocol refuses it next.
+    let token_prefix = route
+        .auth
+        .auth
+        .and_then(|i| config.auth.get(i))
+        .and_then(|a| match &a.kind {
+            AuthKind::Jwt(j) => j.sources.protocol_prefix.as_deref(),
+            AuthKind::Forward(_) => None,
+        });
+    let declined = handshake::declined_offer(&parts.headers, &route.subprotocols, token_prefix);
+    if let Some(offered) = declined {
+        tracing::info!(
+            client = %client_ip,
+            path = parts.uri.path(),
+            route = %route.path,
+            offered = %offered,
+            "subprotocol offer filtered to nothing: none is in the route's subprotocols, the backend is offered none"
+        );
     }
     let sender = Sender {
         client: &client,

@@ -72,8 +72,8 @@ pub async fn accept(config: Arc<ServerConfig>, mut tcp: TcpStream) -> io::Result
             }
             Ok(other) => return Err(unexpected(&other)),
             Err(e) => {
-                let alert = alert(&mut conn, &mut incoming[..filled]);
-                let _ = tcp.write_all(&alert).await;
+                outgoing.extend(alert(&mut conn, &mut incoming[..filled]));
+                let _ = tcp.write_all(&outgoing).await;
                 return Err(tls_error(e));
             }
         };

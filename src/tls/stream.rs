@@ -222,12 +222,21 @@ pub(super) fn encrypt_room(e: EncryptError) -> Result<usize, io::Error> {
     }
 }
 
-/// The alert rustls queued on an error, encoded, to send on a best-effort
-/// basis; `buf` is the buffer the error came from, as rustls expects.
+/// What rustls queued up to and including the alert of an error, encoded, to send on a
+/// best-effort basis; `buf` is the buffer the error came from, as rustls expects. All of it:
+/// in TLS 1.3 the `no_application_protocol` alert is queued after the ServerHello, and
+/// encrypted with the keys that ServerHello set up. Only while records are queued: with
+/// none, rustls would read `buf` again and fail on it a second time.
 pub(super) fn alert(conn: &mut UnbufferedServerConnection, buf: &mut [u8]) -> Vec<u8> {
     let mut alert = Vec::new();
-    if let Ok(ConnectionState::EncodeTlsData(mut data)) = conn.process_tls_records(buf).state {
-        let _ = append(&mut alert, |b| data.encode(b).map_err(encode_room));
+    while conn.wants_write() {
+        let Ok(ConnectionState::EncodeTlsData(mut data)) = conn.process_tls_records(buf).state
+        else {
+            break;
+        };
+        if append(&mut alert, |b| data.encode(b).map_err(encode_room)).is_err() {
+            break;
+        }
     }
     alert
 }
