@@ -190,6 +190,8 @@ async fn prepare(
     let mut upgrade = upgrade;
     let route = &config.routes[upgrade.route];
     let granted = authenticate(conn, route, parts, &client).await?;
+    // Every source, not only the one used: a second token beside the identity headers would
+    // reach the backend unverified.
     let sources = route.auth.auth.and_then(|i| proxy.auth[i].sources());
     let token_protocol = match sources {
         Some(sources) if !route.auth.keep_token => {
