@@ -69,7 +69,11 @@ enum Pair {
 
 #[derive(Arbitrary, Debug)]
 enum Crumb {
-    Token { left: u8, right: u8, quoted: bool },
+    Token {
+        left: u8,
+        right: u8,
+        quoted: bool,
+    },
     Other(String, String),
     /// A piece without `=`.
     Bare(String),
@@ -84,7 +88,10 @@ enum Offer {
 #[derive(Arbitrary, Debug)]
 enum Auth {
     /// `bearer` in the cases of `case`'s bits, then `gap` spaces or tabs, then the token.
-    Bearer { case: u8, gap: u8 },
+    Bearer {
+        case: u8,
+        gap: u8,
+    },
     Other(String),
 }
 
@@ -279,7 +286,10 @@ fn parse(bytes: &[u8]) -> Parts {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let Ok(httparse::Status::Complete(_)) = req.parse(bytes) else {
-        panic!("the backend's head does not parse: {:?}", String::from_utf8_lossy(bytes));
+        panic!(
+            "the backend's head does not parse: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
     };
     let mut builder = http::Request::get(req.path.expect("a target"));
     for h in req.headers.iter() {
