@@ -75,8 +75,6 @@ pub struct Sender<'a> {
 /// What authentication changes in the request the backend gets.
 #[derive(Default)]
 pub struct Identity<'a> {
-    /// The request target to send instead of the client's (the token taken out).
-    pub target: Option<&'a str>,
     /// Headers added: who the client is.
     pub headers: &'a [(HeaderName, http::HeaderValue)],
     /// Client headers never forwarded: every identity header any `[auth]` section sets, so
@@ -314,13 +312,12 @@ fn verify(resp: &httparse::Response<'_, '_>, upgrade: &Upgrade) -> Result<Agreed
 /// The request sent to the backend: the client's request line and end-to-end
 /// headers, a fresh hop (`Upgrade`, `Connection`), the filtered subprotocol
 /// offer, forwarding headers that wsguard sets from what it saw, and the identity
-/// authentication established.
-fn request_head(req: &Parts, upgrade: &Upgrade, sender: &Sender<'_>) -> Vec<u8> {
+/// authentication established. Public for the fuzz target that checks what a backend
+/// receives.
+pub fn request_head(req: &Parts, upgrade: &Upgrade, sender: &Sender<'_>) -> Vec<u8> {
     let (client, identity) = (sender.client, &sender.identity);
     let mut out = Vec::with_capacity(1024);
-    let target = identity
-        .target
-        .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");

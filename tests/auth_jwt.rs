@@ -79,7 +79,12 @@ async fn setup(extra: &str, route_extra: &str) -> Setup {
 }
 
 async fn setup_with(extra: &str, route_extra: &str, limits: &str) -> Setup {
-    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    setup_answering(Answer::Echo { protocol: None }, extra, route_extra, limits).await
+}
+
+/// [`setup_with`], the backend giving `answer`.
+async fn setup_answering(answer: Answer, extra: &str, route_extra: &str, limits: &str) -> Setup {
+    let backend = start_backend(answer).await;
     let dir = TempDir::new("auth-jwt");
     let secret = dir.0.join("hs.secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
@@ -308,20 +313,20 @@ async fn every_token_source_works_and_the_token_does_not_reach_the_backend() {
     }
     let requests = s.backend.seen.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 4);
-    // The query parameter and the subprotocol value are taken out; the cookie and the
-    // Authorization header are the backend's to see.
+    // Whichever source held it, the token is taken out; what is not a token stays.
+    assert_eq!(header_of(&requests[0], "cookie"), Some("theme=dark"));
     assert!(
         requests[1].starts_with("GET /chat?room=7 HTTP/1.1\r\n"),
         "{}",
         requests[1]
     );
-    assert!(!requests[1].contains(&token));
     assert_eq!(
         header_of(&requests[2], "sec-websocket-protocol"),
         Some("chat")
     );
-    assert!(!requests[2].contains(&token));
+    assert_eq!(header_of(&requests[3], "authorization"), None);
     for r in &requests {
+        assert!(!r.contains(&token), "{r}");
         assert_eq!(header_of(r, "x-auth-subject"), Some("alice"), "{r}");
         assert_eq!(
             header_of(r, "x-auth-email"),
@@ -331,14 +336,182 @@ async fn every_token_source_works_and_the_token_does_not_reach_the_backend() {
     }
 }
 
+/// Tokens of four users, each signed: alice's is the session cookie the route reads first.
+struct Four {
+    alice: String,
+    bob: String,
+    carol: String,
+    erin: String,
+}
+
+impl Four {
+    fn new() -> Four {
+        let of = |sub: &str| {
+            let mut c = claims(60);
+            c["sub"] = json!(sub);
+            sign(Algorithm::HS256, &c)
+        };
+        Four {
+            alice: of("alice"),
+            bob: of("bob"),
+            carol: of("carol"),
+            erin: of("erin"),
+        }
+    }
+
+    fn all(&self) -> [&str; 4] {
+        [&self.alice, &self.bob, &self.carol, &self.erin]
+    }
+
+    /// The target and headers of an upgrade of `path` with bob's token as the query
+    /// parameter, alice's as the cookie, carol's as a subprotocol value after `chat` and
+    /// erin's as the bearer token.
+    fn request(&self, path: &str) -> (String, String) {
+        let target = format!("{path}?room=7&access_token={}", self.bob);
+        let headers = format!(
+            "Cookie: theme=dark; session={}\r\nSec-WebSocket-Protocol: chat, token.{}\r\n{}",
+            self.alice,
+            self.carol,
+            bearer(&self.erin)
+        );
+        (target, headers)
+    }
+}
+
 #[tokio::test]
-async fn keep_token_forwards_it_as_it_came() {
-    let s = setup("", "keep_token = true").await;
-    let token = sign(Algorithm::HS256, &claims(60));
-    let answer = ask(s.guard.addr, &format!("/chat?access_token={token}"), "").await;
+async fn a_cookie_session_sends_no_token_of_any_source_to_the_backend() {
+    let s = setup_answering(
+        Answer::Echo {
+            protocol: Some("chat"),
+        },
+        "",
+        "",
+        "",
+    )
+    .await;
+    let t = Four::new();
+    let (target, headers) = t.request("/chat");
+    let answer = ask(s.guard.addr, &target, &headers).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    // What the backend chose from the offer it got, which the client made.
+    assert_eq!(header_of(&answer, "sec-websocket-protocol"), Some("chat"));
+    let (target, headers) = t.request("/open");
+    let answer = ask(s.guard.addr, &target, &headers).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+
+    let requests = s.backend.seen.requests.lock().unwrap().clone();
+    let (chat, open) = (&requests[0], &requests[1]);
+    assert!(chat.starts_with("GET /chat?room=7 HTTP/1.1\r\n"), "{chat}");
+    assert_eq!(header_of(chat, "cookie"), Some("theme=dark"), "{chat}");
+    assert_eq!(header_of(chat, "sec-websocket-protocol"), Some("chat"));
+    assert_eq!(header_of(chat, "authorization"), None, "{chat}");
+    assert_eq!(header_of(chat, "x-auth-subject"), Some("alice"), "{chat}");
+    for token in t.all() {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!chat.contains(signature), "{chat}");
+    }
+    // A route without auth forwards the request as it came.
+    let sent = format!("GET /open?room=7&access_token={} HTTP/1.1\r\n", t.bob);
+    assert!(open.starts_with(&sent), "{open}");
+    let cookie = format!("theme=dark; session={}", t.alice);
+    assert_eq!(header_of(open, "cookie"), Some(cookie.as_str()));
+    let offer = format!("chat, token.{}", t.carol);
+    assert_eq!(
+        header_of(open, "sec-websocket-protocol"),
+        Some(offer.as_str())
+    );
+    let erin = format!("Bearer {}", t.erin);
+    assert_eq!(header_of(open, "authorization"), Some(erin.as_str()));
+    assert_eq!(header_of(open, "x-auth-subject"), None, "{open}");
+}
+
+#[tokio::test]
+async fn keep_token_forwards_every_source_as_it_came() {
+    let s = setup_answering(
+        Answer::Echo {
+            protocol: Some("chat"),
+        },
+        "",
+        "keep_token = true",
+        "",
+    )
+    .await;
+    let t = Four::new();
+    let (target, headers) = t.request("/chat");
+    let answer = ask(s.guard.addr, &target, &headers).await;
     assert_eq!(status_of(&answer), 101, "{answer}");
     let requests = s.backend.seen.requests.lock().unwrap().clone();
-    assert!(requests[0].contains(&token));
+    let r = &requests[0];
+    let sent = format!("GET /chat?room=7&access_token={} HTTP/1.1\r\n", t.bob);
+    assert!(r.starts_with(&sent), "{r}");
+    let cookie = format!("theme=dark; session={}", t.alice);
+    assert_eq!(header_of(r, "cookie"), Some(cookie.as_str()));
+    let offer = format!("chat, token.{}", t.carol);
+    assert_eq!(header_of(r, "sec-websocket-protocol"), Some(offer.as_str()));
+    let erin = format!("Bearer {}", t.erin);
+    assert_eq!(header_of(r, "authorization"), Some(erin.as_str()));
+    assert_eq!(header_of(r, "x-auth-subject"), Some("alice"), "{r}");
+}
+
+#[tokio::test]
+async fn a_token_offer_stripped_beside_a_cookie_session_is_named_in_the_101() {
+    let s = setup("", "").await;
+    let t = Four::new();
+    let headers = format!(
+        "Cookie: session={}\r\nSec-WebSocket-Protocol: token.{}, token.{}\r\n",
+        t.alice, t.carol, t.bob
+    );
+    let answer = ask(s.guard.addr, "/chat", &headers).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    let first = format!("token.{}", t.carol);
+    assert_eq!(
+        header_of(&answer, "sec-websocket-protocol"),
+        Some(first.as_str())
+    );
+    let requests = s.backend.seen.requests.lock().unwrap().clone();
+    assert_eq!(header_of(&requests[0], "sec-websocket-protocol"), None);
+    assert_eq!(header_of(&requests[0], "cookie"), None);
+    for token in t.all() {
+        assert!(!requests[0].contains(token), "{}", requests[0]);
+    }
+}
+
+#[tokio::test]
+async fn iss_and_the_other_registered_claims_must_have_their_types() {
+    let logs = Logs::capture();
+    let s = setup("", "").await;
+    let issuer = "https://idp.test";
+    let cases = [
+        ("iss", json!([issuer])),
+        ("iss", json!([issuer, "https://evil.test"])),
+        ("iss", json!(1)),
+        ("iss", serde_json::Value::Null),
+        ("sub", json!(["alice"])),
+        ("iat", json!("yesterday")),
+        ("aud", json!(["chat", 7])),
+    ];
+    for (name, value) in &cases {
+        let mut c = claims(60);
+        c[*name] = value.clone();
+        let token = sign(Algorithm::ES256, &c);
+        let answer = ask(s.guard.addr, "/chat", &bearer(&token)).await;
+        assert_refused(&s, &answer, 401, "auth_malformed");
+        assert_eq!(
+            header_of(&answer, "www-authenticate"),
+            Some("Bearer realm=\"wsguard\", error=\"invalid_token\""),
+            "{name}: {value}"
+        );
+    }
+    assert_eq!(
+        logs.count("handshake refused", "auth_malformed"),
+        cases.len()
+    );
+    let series = "wsguard_handshakes_refused_total{reason=\"auth_malformed\",route=\"/chat\"}";
+    assert_eq!(s.guard.metric(series), cases.len() as f64);
+    // The same claims with one accepted string pass.
+    let token = sign(Algorithm::ES256, &claims(60));
+    let answer = ask(s.guard.addr, "/chat", &bearer(&token)).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
 }
 
 #[tokio::test]

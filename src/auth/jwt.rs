@@ -2,12 +2,11 @@
 //! family before anything is verified: an HMAC secret only ever verifies HS*, public keys
 //! (files or JWKS) only their own family, so `alg: none` (not an algorithm jsonwebtoken
 //! knows) and HS/RS key confusion are impossible by construction. Then the signature, then
-//! `exp`/`nbf` with the leeway, `iss` and `aud` when configured.
+//! the claims ([`super::claims`]).
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
@@ -66,7 +65,7 @@ impl JwtAuth {
         let validations = cfg
             .algorithms
             .iter()
-            .map(|&alg| (alg, validation(cfg, alg)))
+            .map(|&alg| (alg, validation(alg)))
             .collect();
         Ok(JwtAuth {
             cfg: cfg.clone(),
@@ -152,19 +151,9 @@ impl JwtAuth {
         Ok(keys)
     }
 
-    /// The grant of a token whose signature and claims passed: `exp` must be a number
-    /// (NumericDate, RFC 7519 §2) if present.
+    /// The grant of a token whose signature verified, if its claims pass.
     fn verified(&self, claims: &Map<String, Value>) -> Result<Verified, AuthRefusal> {
-        let expires = match claims.get("exp") {
-            None => None,
-            Some(exp) => {
-                let secs = exp
-                    .as_f64()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .ok_or(AuthRefusal::Malformed)?;
-                Some(UNIX_EPOCH + Duration::from_secs_f64(secs.min(1e12)))
-            }
-        };
+        let expires = super::claims::check(claims, &self.cfg, SystemTime::now())?;
         let headers = self
             .cfg
             .claim_headers
@@ -178,31 +167,15 @@ impl JwtAuth {
     }
 }
 
-/// The checks jsonwebtoken runs on a token of `alg` (the signature is checked with the key
-/// the caller chose).
-fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
+/// What jsonwebtoken checks of a token of `alg`: its signature, with the key the caller
+/// chose. The claims are [`super::claims`]'s, types first, so that a claim of the wrong
+/// type gets one rule whatever its value.
+fn validation(alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
-    // The leeway is for `nbf`: a token is accepted until `exp` plus the section's grace,
-    // and its connection closes then, so both ends of a session are one rule (the
-    // caller's).
-    v.leeway = cfg.leeway.as_secs();
-    v.validate_nbf = true;
+    v.required_spec_claims.clear();
     v.validate_exp = false;
-    v.required_spec_claims = if cfg.require_exp {
-        HashSet::from(["exp".to_owned()])
-    } else {
-        HashSet::new()
-    };
-    if !cfg.issuers.is_empty() {
-        v.set_issuer(&cfg.issuers);
-        v.required_spec_claims.insert("iss".to_owned());
-    }
-    if cfg.audiences.is_empty() {
-        v.validate_aud = false;
-    } else {
-        v.set_audience(&cfg.audiences);
-        v.required_spec_claims.insert("aud".to_owned());
-    }
+    v.validate_nbf = false;
+    v.validate_aud = false;
     v
 }
 
@@ -232,11 +205,6 @@ fn header_value(claim: &Value) -> Option<HeaderValue> {
 
 fn refusal_of(kind: &ErrorKind) -> AuthRefusal {
     match kind {
-        ErrorKind::ExpiredSignature => AuthRefusal::Expired,
-        ErrorKind::ImmatureSignature => AuthRefusal::NotYetValid,
-        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience | ErrorKind::InvalidSubject => {
-            AuthRefusal::Claims
-        }
         ErrorKind::InvalidSignature
         | ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey

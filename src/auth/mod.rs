@@ -7,6 +7,7 @@
 //! credentials never reach a log line or a metric label: the rule and the `kid` at most.
 
 mod cache;
+pub mod claims;
 pub mod config;
 mod failures;
 pub mod forward;
@@ -26,10 +27,9 @@ use tokio::time::Instant;
 
 use crate::metrics::{AuthLabels, AuthMetrics};
 use crate::upstream::ClientInfo;
-use config::{AuthConfig, AuthError, AuthKind, ForwardOnError};
+use config::{AuthConfig, AuthError, AuthKind, ForwardOnError, TokenSources};
 use forward::{Decision, Forward};
 use jwt::JwtAuth;
-use token::Source;
 
 pub use failures::AuthFailures;
 pub use refusal::AuthRefusal;
@@ -41,22 +41,8 @@ pub struct Granted {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// When the credential runs out, grace included: the relay closes with 1008 then.
     pub session_end: Option<Instant>,
-    /// The request target without the token's query parameter.
-    pub target: Option<String>,
-    /// The token came as a subprotocol value: values with this prefix are not offered to
-    /// the backend, and if nothing else was offered, the 101 names the value the client sent
-    /// (a browser fails a handshake whose answer picks none of its offers).
-    pub token_protocol: Option<TokenProtocol>,
     /// Let through unauthenticated: the auth service failed and `on_error = "open"`.
     pub unauthenticated: bool,
-}
-
-/// A token sent as a subprotocol value.
-#[derive(Debug)]
-pub struct TokenProtocol {
-    pub prefix: String,
-    /// The whole value, prefix and token.
-    pub offered: String,
 }
 
 /// A refused handshake: the rule, and what its log line and answer need.
@@ -127,17 +113,24 @@ impl Authenticator {
         &self.cfg
     }
 
-    /// Decides the upgrade request `parts` from `client`. `keep_token`: the route forwards
-    /// the token as it came.
+    /// Where a token is looked for: `None` for forward auth, whose service reads the
+    /// request.
+    pub fn sources(&self) -> Option<&TokenSources> {
+        match &self.kind {
+            Kind::Jwt(jwt) => Some(jwt.sources()),
+            Kind::Forward { .. } => None,
+        }
+    }
+
+    /// Decides the upgrade request `parts` from `client`.
     pub async fn authenticate(
         &self,
         parts: &Parts,
         client: &ClientInfo,
-        keep_token: bool,
     ) -> Result<Granted, Denied> {
         let started = std::time::Instant::now();
         let decided = match &self.kind {
-            Kind::Jwt(jwt) => self.jwt(jwt, parts, keep_token).await,
+            Kind::Jwt(jwt) => self.jwt(jwt, parts).await,
             Kind::Forward { service, on_error } => {
                 self.forward(service, *on_error, parts, client).await
             }
@@ -160,39 +153,21 @@ impl Authenticator {
         decided
     }
 
-    async fn jwt(&self, jwt: &JwtAuth, parts: &Parts, keep_token: bool) -> Result<Granted, Denied> {
-        let sources = jwt.sources();
-        let token = match token::find(sources, parts) {
+    async fn jwt(&self, jwt: &JwtAuth, parts: &Parts) -> Result<Granted, Denied> {
+        let token = match token::find(jwt.sources(), parts) {
             None => return Err(Denied::new(AuthRefusal::Missing)),
             Some(Err(())) => return Err(Denied::new(AuthRefusal::Malformed)),
             Some(Ok(t)) => t,
         };
-        let verified = jwt.verify(&token.value).await.map_err(|r| Denied {
+        let verified = jwt.verify(&token).await.map_err(|r| Denied {
             kid: r.kid,
             ..Denied::new(r.refusal)
         })?;
-        let mut granted = Granted {
+        Ok(Granted {
             headers: verified.headers,
             session_end: self.session_end(verified.expires).map_err(Denied::new)?,
             ..Granted::default()
-        };
-        if !keep_token {
-            match token.source {
-                Source::Query => {
-                    let name = sources.query.as_deref().unwrap_or_default();
-                    granted.target = token::target_without(parts, name);
-                }
-                Source::Protocol => {
-                    let prefix = sources.protocol_prefix.clone().unwrap_or_default();
-                    granted.token_protocol = Some(TokenProtocol {
-                        offered: format!("{prefix}{}", token.value),
-                        prefix,
-                    });
-                }
-                Source::Cookie | Source::Bearer => {}
-            }
-        }
-        Ok(granted)
+        })
     }
 
     async fn forward(

@@ -1,64 +1,34 @@
 //! Where a JWT is found in an upgrade request, in a fixed order (cookie, query parameter,
-//! subprotocol value, `Authorization: Bearer`), and the request target with the token
-//! taken out. Pure: no I/O.
+//! subprotocol value, `Authorization: Bearer`), and the request the backend gets with every
+//! configured source taken out. Pure: no I/O.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
+use http::Uri;
 
 use super::config::TokenSources;
 use crate::handshake::offered_protocols;
 
-/// Where a token was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Cookie,
-    Query,
-    Protocol,
-    Bearer,
-}
-
-/// A token as presented, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub value: String,
-    pub source: Source,
-}
-
 /// The token of the first configured source present in `parts`. `Err(())` when that source
 /// is present but holds no usable token (an empty value, a non-Bearer `Authorization`,
 /// several `Authorization` headers).
-pub fn find(sources: &TokenSources, parts: &Parts) -> Option<Result<Token, ()>> {
+pub fn find(sources: &TokenSources, parts: &Parts) -> Option<Result<String, ()>> {
     let h = &parts.headers;
     let ok = |v: Option<String>| v.map(Ok);
     let candidates = [
-        (
-            ok(sources.cookie.as_deref().and_then(|n| cookie(h, n))),
-            Source::Cookie,
-        ),
-        (
-            ok(sources
-                .query
-                .as_deref()
-                .and_then(|n| query(parts.uri.query(), n))),
-            Source::Query,
-        ),
-        (
-            ok(sources
-                .protocol_prefix
-                .as_deref()
-                .and_then(|p| protocol(h, p))),
-            Source::Protocol,
-        ),
-        (sources.bearer.then(|| bearer(h)).flatten(), Source::Bearer),
+        ok(sources.cookie.as_deref().and_then(|n| cookie(h, n))),
+        ok(sources
+            .query
+            .as_deref()
+            .and_then(|n| query(parts.uri.query(), n))),
+        ok(sources
+            .protocol_prefix
+            .as_deref()
+            .and_then(|p| protocol(h, p))),
+        sources.bearer.then(|| bearer(h)).flatten(),
     ];
-    let (value, source) = candidates.into_iter().find(|(v, _)| v.is_some())?;
-    Some(value?.and_then(|value| {
-        if value.is_empty() {
-            Err(())
-        } else {
-            Ok(Token { value, source })
-        }
-    }))
+    let value = candidates.into_iter().find(Option::is_some)??;
+    Some(value.and_then(|v| if v.is_empty() { Err(()) } else { Ok(v) }))
 }
 
 /// The value of the first cookie `name` (RFC 6265 §5.4 sends the most specific first),
@@ -137,10 +107,96 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Takes every configured source out of a request that goes on to the backend, whichever
+/// one held the token that was used: a second credential beside the identity headers would
+/// reach the backend unverified. From `parts`: the cookie, the query parameter and
+/// `Authorization: Bearer`; from `protocols` (the offer the backend gets, the client's own
+/// header never being forwarded): the values with the prefix. Everything else stays, in
+/// its order. Matches are wider than [`find`]'s where a backend may read more (cookie names
+/// with spaces around them, any `Bearer` header, any bytes), so nothing a backend could
+/// take for the token is left.
+///
+/// Returns the first offered value with the prefix when no other value is left to offer:
+/// the 101 names it, since a browser fails a handshake whose answer picks none of its
+/// offers, and it is one the client sent.
+pub fn strip(
+    sources: &TokenSources,
+    parts: &mut Parts,
+    protocols: &mut Vec<String>,
+) -> Option<String> {
+    if let Some(name) = &sources.cookie {
+        retain(&mut parts.headers, header::COOKIE, |v| {
+            without_cookie(v, name.as_bytes())
+        });
+    }
+    if let Some(name) = &sources.query {
+        if let Some(target) = target_without(&parts.uri, name) {
+            // A path and some of a valid query's own parameters are a valid target again;
+            // were they not, the path alone still goes on without the token.
+            parts.uri = Uri::try_from(target)
+                .or_else(|_| Uri::try_from(parts.uri.path()))
+                .unwrap_or_default();
+        }
+    }
+    if sources.bearer {
+        retain(&mut parts.headers, header::AUTHORIZATION, |v| {
+            (!is_bearer(v)).then(|| v.clone())
+        });
+    }
+    let prefix = sources.protocol_prefix.as_deref()?;
+    protocols.retain(|p| !p.starts_with(prefix));
+    if !protocols.is_empty() {
+        return None;
+    }
+    offered_protocols(&parts.headers)
+        .find(|p| p.starts_with(prefix))
+        .map(str::to_owned)
+}
+
+/// Replaces the values of `name` by what `keep` makes of each, in order.
+fn retain(h: &mut HeaderMap, name: HeaderName, keep: impl Fn(&HeaderValue) -> Option<HeaderValue>) {
+    let kept: Vec<HeaderValue> = h.get_all(&name).iter().filter_map(keep).collect();
+    h.remove(&name);
+    for v in kept {
+        h.append(&name, v);
+    }
+}
+
+/// A `Cookie` value without its pairs named `name`, compared with the spaces around the
+/// name taken off (RFC 6265 §5.2 strips them); `None` if nothing is left. A value without
+/// such a pair stays as it came.
+fn without_cookie(value: &HeaderValue, name: &[u8]) -> Option<HeaderValue> {
+    let is_token = |pair: &[u8]| {
+        let n = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        n.trim_ascii() == name
+    };
+    let pairs = value.as_bytes().split(|&b| b == b';');
+    if !pairs.clone().any(is_token) {
+        return Some(value.clone());
+    }
+    let kept: Vec<&[u8]> = pairs
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty() && !is_token(p))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    // Pieces of a valid value joined by "; " are a valid value.
+    HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok()
+}
+
+/// An `Authorization` value of the Bearer scheme, however it is spelled or followed.
+fn is_bearer(value: &HeaderValue) -> bool {
+    let v = value.as_bytes().trim_ascii_start();
+    v.get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
+        && v.get(6).is_none_or(u8::is_ascii_whitespace)
+}
+
 /// The request target (path and query) without any query parameter `name`; `None` when it
 /// has none, so the target goes on as it came.
-pub fn target_without(parts: &Parts, name: &str) -> Option<String> {
-    let query = parts.uri.query()?;
+fn target_without(uri: &Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
     let is_token = |pair: &&str| {
         let n = pair.split_once('=').map_or(*pair, |(n, _)| n);
         percent_decode(n).as_deref() == Some(name)
@@ -149,7 +205,7 @@ pub fn target_without(parts: &Parts, name: &str) -> Option<String> {
         return None;
     }
     let kept: Vec<&str> = query.split('&').filter(|p| !is_token(p)).collect();
-    let path = parts.uri.path();
+    let path = uri.path();
     Some(if kept.is_empty() {
         path.to_owned()
     } else {
@@ -178,11 +234,8 @@ mod tests {
         }
     }
 
-    fn token(value: &str, source: Source) -> Option<Result<Token, ()>> {
-        Some(Ok(Token {
-            value: value.into(),
-            source,
-        }))
+    fn token(value: &str) -> Option<Result<String, ()>> {
+        Some(Ok(value.into()))
     }
 
     #[test]
@@ -195,7 +248,7 @@ mod tests {
                 ("authorization", "Bearer b"),
             ],
         );
-        assert_eq!(find(&all(), &p), token("c", Source::Cookie));
+        assert_eq!(find(&all(), &p), token("c"));
         let only = |s: TokenSources| find(&s, &p);
         let none = TokenSources::default();
         assert_eq!(
@@ -203,21 +256,21 @@ mod tests {
                 query: Some("access_token".into()),
                 ..none.clone()
             }),
-            token("q", Source::Query)
+            token("q")
         );
         assert_eq!(
             only(TokenSources {
                 protocol_prefix: Some("token.".into()),
                 ..none.clone()
             }),
-            token("p", Source::Protocol)
+            token("p")
         );
         assert_eq!(
             only(TokenSources {
                 bearer: true,
                 ..none.clone()
             }),
-            token("b", Source::Bearer)
+            token("b")
         );
         assert_eq!(only(none), None);
     }
@@ -226,9 +279,9 @@ mod tests {
     fn cookie_values_and_names() {
         let s = all();
         let p = parts("/", &[("cookie", "sessionx=no; session=\"q\"")]);
-        assert_eq!(find(&s, &p), token("q", Source::Cookie));
+        assert_eq!(find(&s, &p), token("q"));
         let p = parts("/", &[("cookie", "other=1"), ("cookie", "session=two")]);
-        assert_eq!(find(&s, &p), token("two", Source::Cookie));
+        assert_eq!(find(&s, &p), token("two"));
         assert_eq!(
             find(&s, &parts("/", &[("cookie", "session=")])),
             Some(Err(()))
@@ -239,7 +292,7 @@ mod tests {
     fn query_values_are_decoded() {
         let s = all();
         let p = parts("/c?x=1&access%5Ftoken=a%2Eb&access_token=second", &[]);
-        assert_eq!(find(&s, &p), token("a.b", Source::Query));
+        assert_eq!(find(&s, &p), token("a.b"));
         assert_eq!(find(&s, &parts("/c?access_token", &[])), Some(Err(())));
         assert_eq!(find(&s, &parts("/c?access_token=%zz", &[])), Some(Err(())));
     }
@@ -248,7 +301,7 @@ mod tests {
     fn bearer_rules() {
         let s = all();
         let p = parts("/", &[("authorization", "bEaReR  t.u.v ")]);
-        assert_eq!(find(&s, &p), token("t.u.v", Source::Bearer));
+        assert_eq!(find(&s, &p), token("t.u.v"));
         for bad in ["Basic abc", "Bearer", "Bearer "] {
             let p = parts("/", &[("authorization", bad)]);
             assert_eq!(find(&s, &p), Some(Err(())), "{bad}");
@@ -264,12 +317,114 @@ mod tests {
     fn the_token_parameter_is_taken_out_of_the_target() {
         let p = parts("/chat?room=1&access_token=x&b=2&access_token=y", &[]);
         assert_eq!(
-            target_without(&p, "access_token").as_deref(),
+            target_without(&p.uri, "access_token").as_deref(),
             Some("/chat?room=1&b=2")
         );
         let p = parts("/chat?access_token=x", &[]);
-        assert_eq!(target_without(&p, "access_token").as_deref(), Some("/chat"));
+        assert_eq!(
+            target_without(&p.uri, "access_token").as_deref(),
+            Some("/chat")
+        );
         let p = parts("/chat?room=1", &[]);
-        assert_eq!(target_without(&p, "access_token"), None);
+        assert_eq!(target_without(&p.uri, "access_token"), None);
+    }
+
+    /// What [`strip`] leaves of a request: its target, its `Cookie` and `Authorization`
+    /// values, the offer for the backend and the 101's fallback.
+    fn stripped(
+        sources: &TokenSources,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> (
+        String,
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+        Option<String>,
+    ) {
+        let mut p = parts(target, headers);
+        let mut protocols: Vec<String> = offered_protocols(&p.headers).map(str::to_owned).collect();
+        let answer = strip(sources, &mut p, &mut protocols);
+        let all = |name| {
+            p.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        (
+            p.uri.to_string(),
+            all(header::COOKIE),
+            all(header::AUTHORIZATION),
+            protocols,
+            answer,
+        )
+    }
+
+    #[test]
+    fn every_source_is_stripped_whichever_held_the_token() {
+        let headers = [
+            ("cookie", "theme=dark; session=alice"),
+            ("cookie", "session=second"),
+            ("sec-websocket-protocol", "chat, token.carol, token.dave"),
+            ("authorization", "Bearer erin"),
+            ("authorization", "Basic dXNlcjpwdw=="),
+        ];
+        let p = parts("/chat?room=7&access_token=bob&b=2", &headers);
+        assert_eq!(find(&all(), &p), token("alice"));
+        let (target, cookies, authorization, protocols, answer) =
+            stripped(&all(), "/chat?room=7&access_token=bob&b=2", &headers);
+        assert_eq!(target, "/chat?room=7&b=2");
+        assert_eq!(cookies, ["theme=dark"]);
+        assert_eq!(authorization, ["Basic dXNlcjpwdw=="]);
+        assert_eq!(protocols, ["chat"]);
+        assert_eq!(answer, None);
+    }
+
+    #[test]
+    fn unconfigured_sources_and_other_values_stay_as_they_came() {
+        let headers = [
+            ("cookie", "theme=dark;session=alice"),
+            ("sec-websocket-protocol", "chat, token.carol"),
+            ("authorization", "Bearer erin"),
+        ];
+        let target = "/chat?access_token=bob";
+        let (t, cookies, authorization, protocols, answer) =
+            stripped(&TokenSources::default(), target, &headers);
+        assert_eq!(t, target);
+        assert_eq!(cookies, ["theme=dark;session=alice"]);
+        assert_eq!(authorization, ["Bearer erin"]);
+        assert_eq!(protocols, ["chat", "token.carol"]);
+        assert_eq!(answer, None);
+    }
+
+    #[test]
+    fn stripping_matches_what_a_backend_may_read() {
+        let headers = [
+            ("cookie", " session = \"a\" ;x=1; session"),
+            ("cookie", "session=b"),
+            ("authorization", "bEaReR\tc"),
+            ("authorization", "Bearer"),
+            ("authorization", "Bearerx d"),
+        ];
+        let (target, cookies, authorization, _, _) =
+            stripped(&all(), "/c?access%5Ftoken=q&access_token&x=1", &headers);
+        assert_eq!(target, "/c?x=1");
+        assert_eq!(cookies, ["x=1"]);
+        assert_eq!(authorization, ["Bearerx d"]);
+        let (target, ..) = stripped(&all(), "/c?access_token=q", &[]);
+        assert_eq!(target, "/c");
+    }
+
+    #[test]
+    fn a_token_offer_left_alone_is_what_the_101_names() {
+        let offer = [("sec-websocket-protocol", "token.carol, token.dave")];
+        let (.., protocols, answer) = stripped(&all(), "/", &offer);
+        assert!(protocols.is_empty());
+        assert_eq!(answer.as_deref(), Some("token.carol"));
+        let (.., answer) = stripped(&all(), "/", &[("sec-websocket-protocol", "chat")]);
+        assert_eq!(answer, None);
+        let (.., answer) = stripped(&all(), "/", &[]);
+        assert_eq!(answer, None);
     }
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::outcome::{self, Asked, Relayed};
 use super::proxy::Proxy;
 use crate::auth::config::AuthKind;
-use crate::auth::{AuthRefusal, Denied, Granted, Passed};
+use crate::auth::{token, AuthRefusal, Denied, Granted, Passed};
 use crate::client_ip::forwarded_client;
 use crate::config::Route;
 use crate::fleet::{Lease, Verdict};
@@ -67,13 +67,13 @@ where
     S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, _body) = req.into_parts();
+    let (mut parts, _body) = req.into_parts();
     let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
     let client = match conn.admitted {
         Some((ip, _)) => ip,
         None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), &parts.headers),
     };
-    match prepare(&conn, &parts, &origin, client).await {
+    match prepare(&conn, &mut parts, &origin, client).await {
         Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
         Err(Refused {
             refusal,
@@ -110,7 +110,7 @@ struct Ready {
     client: IpAddr,
     /// When the connection must end: its credential's expiry or the route's `max_session`.
     session_end: Option<(Instant, Ender)>,
-    /// The subprotocol the 101 names when the backend was offered none: the token's value.
+    /// The subprotocol the 101 names when the backend was offered none: a token's value.
     token_protocol: Option<String>,
 }
 
@@ -131,10 +131,11 @@ impl From<Refusal> for Refused {
     }
 }
 
-/// The checks in their documented order, then the backend handshake.
+/// The checks in their documented order, then the backend handshake. `parts` loses its
+/// token sources on a route with authentication.
 async fn prepare(
     conn: &Conn,
-    parts: &Parts,
+    parts: &mut Parts,
     origin: &str,
     client_ip: IpAddr,
 ) -> Result<Ready, Refused> {
@@ -192,15 +193,15 @@ async fn prepare(
     let mut upgrade = upgrade;
     let route = &config.routes[upgrade.route];
     let granted = authenticate(conn, route, parts, &client).await?;
-    let mut token_protocol = None;
-    if let Some(t) = &granted.token_protocol {
-        upgrade
-            .protocols
-            .retain(|p| !p.starts_with(t.prefix.as_str()));
-        if upgrade.protocols.is_empty() {
-            token_protocol = Some(t.offered.clone());
+    // Every source, not only the one used: a second token beside the identity headers would
+    // reach the backend unverified.
+    let sources = route.auth.auth.and_then(|i| proxy.auth[i].sources());
+    let token_protocol = match sources {
+        Some(sources) if !route.auth.keep_token => {
+            token::strip(sources, parts, &mut upgrade.protocols)
         }
-    }
+        _ => None,
+    };
     // Once the upgrade is to go on: a backend that needs a subprotocol refuses it next.
     let token_prefix = route
         .auth
@@ -223,7 +224,6 @@ async fn prepare(
     let sender = Sender {
         client: &client,
         identity: Identity {
-            target: granted.target.as_deref(),
             headers: &granted.headers,
             reserved: &proxy.identity_headers,
         },
@@ -279,10 +279,7 @@ async fn authenticate(
         |retry_after| Refused::from(Refusal::Auth(AuthRefusal::TooManyFailures { retry_after }));
     failures.check(ip).map_err(too_many)?;
     let auth = &conn.proxy.auth[index];
-    match auth
-        .authenticate(parts, client, route.auth.keep_token)
-        .await
-    {
+    match auth.authenticate(parts, client).await {
         Ok(granted) => Ok(granted),
         Err(denied) => {
             if denied.refusal.counts_as_failure() {
