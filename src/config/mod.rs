@@ -92,9 +92,8 @@ pub const DEFAULT_RATE_MESSAGES: u32 = 100;
 pub const DEFAULT_RATE_BYTES: u32 = 1 << 20;
 /// Default `[rate] control_per_second` (20): browsers send control frames rarely.
 pub const DEFAULT_RATE_CONTROL: u32 = 20;
-/// Default `burst`: this many times `messages_per_second` (1,000 at the default rate). A
-/// Socket.IO client that reconnects sends its whole offline buffer at once; 1,000 holds a
-/// 500-message flush twice over, and a flood still runs dry within ten seconds' worth.
+/// Default `burst`: this many times `messages_per_second` (1,000): twice a reconnecting
+/// Socket.IO client's 500-message flush; a flood runs dry within ten seconds' worth.
 pub const DEFAULT_MESSAGE_BURST_FACTOR: u32 = 10;
 /// Default `control_burst`: this many times `control_per_second`.
 pub const DEFAULT_BURST_FACTOR: u32 = 2;
@@ -206,12 +205,9 @@ pub enum OnLimit {
     Delay,
 }
 
-/// Token-bucket rates for one direction of one connection; `None` = no limit.
-/// After validation each burst is `Some` exactly when its rate is, and is >= it:
-/// `burst` defaults to 10 × `messages_per_second`, `burst_bytes` to 4 ×
-/// `bytes_per_second` (at most 4 GiB-1), `control_burst` to 2 ×
-/// `control_per_second`. The quotas are the rate limiter's own type, so the
-/// relay uses them as they are.
+/// Token-bucket rates for one direction of one connection; `None` = no limit. After
+/// validation each burst is `Some` exactly when its rate is, and is >= it (defaults above).
+/// The quotas are the rate limiter's own type, so the relay uses them as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateConfig {
     pub quota: FrameRateConfig,
