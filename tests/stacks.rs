@@ -301,6 +301,10 @@ async fn a_rate_limit_close_relays_the_answer_to_every_frame_the_backend_got() {
                 }
                 _ => python.received(),
             };
+            eprintln!(
+                "{name}: a {flush}-message flush: the backend got {got}, the client {} echoes",
+                echoes.len()
+            );
             assert!(got >= 200, "{name}: the burst passed: {got}");
             assert_eq!(echoes.len() as u64, got, "{name}: an echo for every frame");
             assert_eq!(echoes, (0..got as u32).map(numbered).collect::<Vec<_>>());
@@ -380,4 +384,42 @@ async fn a_heartbeat_never_goes_into_a_fragmented_message() {
             (OpCode::Text, true, b"3".to_vec()),
         ]
     );
+}
+
+// === wsguard check ===
+
+#[test]
+fn check_warns_of_caps_below_what_the_stacks_send_and_still_exits_0() {
+    let dir = TempDir::new("check-warnings");
+    let route = "[[route]]\npath = \"/chat\"\nbackends = [\"127.0.0.1:9\"]\n";
+    let low = format!(
+        "[frames]\nmax_frame_size = \"64 KiB\"\n[rate]\nburst = 200\n[limits]\nhandshake_burst = 60\n{route}"
+    );
+    for (body, warned) in [
+        (route.to_owned(), vec![]),
+        (
+            low,
+            vec![
+                "frames.max_frame_size",
+                "rate.burst",
+                "limits.handshake_burst",
+            ],
+        ),
+    ] {
+        let config = dir.0.join("wsguard.toml");
+        std::fs::write(&config, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wsguard"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let keys: Vec<&str> = stderr
+            .lines()
+            .filter_map(|l| l.split_once(": warning: "))
+            .map(|(_, w)| w.split(" = ").next().unwrap())
+            .collect();
+        assert_eq!(keys, warned, "{stderr}");
+    }
 }
