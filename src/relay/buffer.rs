@@ -104,9 +104,7 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
 
     /// The frame decoded up to here ended and may go: release it for writing.
     pub fn release_frame(&mut self) {
-        self.mark = self.parsed;
-        self.mid_frame = false;
-        self.check();
+        self.release(self.parsed - self.mark);
     }
 
     /// The first `n` unreleased bytes, whole frames that passed every rule,
@@ -133,8 +131,8 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
         self.release(len);
     }
 
-    /// The last `len` unreleased bytes, a control frame decoded behind held
-    /// frames, must not go: remove them.
+    /// The last `len` unreleased bytes, a control frame that must not go
+    /// (decoded alone, or behind held frames): remove them.
     pub fn cut_last(&mut self, len: usize) {
         debug_assert!(self.parsed - self.mark >= len, "not decoded");
         self.buf
@@ -146,10 +144,11 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
 
     /// Makes room to read more while frames are held, releasing nothing: moves
     /// what is kept to the front or grows a full buffer (up to `MAX`). `false`:
-    /// the largest buffer is full.
+    /// the largest buffer is full. (Without storage there is room: the next read
+    /// borrows some.)
     pub fn room_to_hold(&mut self) -> bool {
         self.compact();
-        if self.end < self.buf.len() {
+        if self.buf.is_empty() || self.end < self.buf.len() {
             return true;
         }
         if self.buf.len() < MAX {
@@ -165,10 +164,7 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
     /// in this read move.
     pub fn cut_frame(&mut self) {
         debug_assert!(!self.mid_frame, "a streamed frame cannot be cut");
-        self.buf.copy_within(self.parsed..self.end, self.mark);
-        self.end -= self.parsed - self.mark;
-        self.parsed = self.mark;
-        self.check();
+        self.cut_last(self.parsed - self.mark);
     }
 
     /// Forgets what was read after the frame decoded up to here (nothing may
@@ -210,17 +206,11 @@ impl<const MIN: usize, const MAX: usize> FrameBuf<MIN, MAX> {
     /// been checked up to there).
     pub fn make_room(&mut self) {
         debug_assert!(self.output().is_empty(), "write the output first");
-        self.compact();
-        if self.buf.is_empty() || self.end < self.buf.len() {
-            return;
-        }
-        if self.buf.len() < MAX {
-            self.resize(self.buf.len() * 2);
-        } else if self.parsed > self.mark {
+        if !self.room_to_hold() && self.parsed > self.mark {
             self.mark = self.parsed;
             self.mid_frame = true;
+            self.check();
         }
-        self.check();
     }
 
     /// Where the next read goes (empty only when [`FrameBuf::make_room`] just
