@@ -197,18 +197,18 @@ async fn each_bucket_is_named_in_the_close_reason_and_the_log_line() {
     ];
     for (rate, burst, rule, reason) in cases {
         // The built binary, so the line is read as an operator reads it (stderr, JSON).
-        let cfg = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}[rate]\n{rate}\n",
-            chat_route(backend.addr)
-        );
-        let proxy = Process::start(&cfg);
-        let mut io = raw_ws(proxy.addr().await, false, ORIGIN).await;
+        let cfg = format!("{}[rate]\n{rate}\n", chat_route(backend.addr));
+        let proxy = start_bin_guard(&cfg).await;
+        let mut io = raw_ws(proxy.addr, false, ORIGIN).await;
         io.write_all(&burst).await.unwrap();
         let (_, code, said) = read_to_close(&mut io).await;
         assert_eq!((code, said), (Some(1008), format!("rate limit: {reason}")));
         // Gone rather than answering: the connection's line is logged at once.
         drop(io);
-        let line = proxy.wait_log("connection closed: rate limit").await;
+        let line = proxy
+            .process
+            .wait_log("connection closed: rate limit")
+            .await;
         assert_eq!(
             (&line["rule"], &line["reason"]),
             (&rule.into(), &reason.into())
@@ -351,6 +351,33 @@ async fn in_delay_mode_a_heartbeat_goes_ahead_of_a_throttled_burst() {
         .collect();
     assert_eq!(rest, (0..40).map(numbered).collect::<Vec<_>>());
     assert!(started.elapsed() >= Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn in_delay_mode_a_header_cut_short_behind_a_held_frame_waits_for_its_rest() {
+    let backend = start_backend(Answer::Echo { protocol: None }).await;
+    let rate = "[rate]\nmessages_per_second = 1\nburst = 1\non_limit = \"delay\"\n";
+    let proxy = start_bin_guard(&(chat_route(backend.addr) + rate)).await;
+    let mut io = raw_ws(proxy.addr, false, ORIGIN).await;
+    let started = proxy.cpu_seconds();
+    let mut frames = flush_of(2);
+    let third = frame(true, 1, &numbered(2), key());
+    // The second frame is held; one byte of the third's header is all there is behind it.
+    frames.push(third[0]);
+    io.write_all(&frames).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    io.write_all(&third[1..]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.seen.payloads().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        backend.seen.payloads(),
+        (0..3).map(numbered).collect::<Vec<_>>()
+    );
+    // Waiting for the rest is waiting, not decoding the same byte again and again.
+    let spent = proxy.cpu_seconds() - started;
+    assert!(spent < 0.5, "{spent} s of CPU");
 }
 
 #[tokio::test]

@@ -233,25 +233,32 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
                 }
             }
         }
-        while self.closed.is_none() && !self.buf.unparsed().is_empty() {
-            let (n, event) = self.dec.feed(self.buf.unparsed())?;
-            self.buf.consume(n);
-            self.frame_bytes += n as u64;
-            let Some(event) = event else {
-                if n == 0 {
-                    break;
-                }
-                continue;
+        while self.closed.is_none() {
+            let Some(event) = self.next_frame()? else {
+                break;
             };
             self.tick(&mut clock_read);
             let (charge, cost) = self.cost_of(event);
+            let len = self.buf.unreleased().len();
             if let Err(over) = self.charge(charge, cost) {
-                let len = self.buf.unreleased().len();
                 self.hold_frame(event, charge, cost, len);
                 return Ok(Some(over));
             }
-            let len = self.buf.unreleased().len();
             self.accept(event, len);
+        }
+        Ok(None)
+    }
+
+    /// Feeds the decoder what was read until a frame ends (`Some`, its bytes
+    /// the last unreleased ones) or it needs more bytes (`None`).
+    fn next_frame(&mut self) -> Result<Option<Event>, Violation> {
+        while !self.buf.unparsed().is_empty() {
+            let (n, event) = self.dec.feed(self.buf.unparsed())?;
+            self.buf.consume(n);
+            self.frame_bytes += n as u64;
+            if event.is_some() || n == 0 {
+                return Ok(event);
+            }
         }
         Ok(None)
     }

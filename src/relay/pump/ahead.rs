@@ -71,23 +71,19 @@ impl<R: ReadReady, W: AsyncWrite + Unpin> Pump<R, W> {
     /// (it must not land inside a fragmented one). A close frame is left for its turn.
     fn read_ahead(&mut self) {
         let mut clock_read = false;
-        while self.may_read_ahead() && !self.buf.unparsed().is_empty() {
-            let unparsed = self.buf.unparsed();
-            if self.dec.at_frame_boundary() && unparsed[0] & 0x0f == 0x8 {
+        while self.may_read_ahead() {
+            let next = self.buf.unparsed().first();
+            if self.dec.at_frame_boundary() && next.is_some_and(|b| b & 0x0f == 0x8) {
                 self.ahead_stopped = true;
                 return;
             }
-            let (n, event) = match self.dec.feed(unparsed) {
-                Ok(fed) => fed,
+            let event = match self.next_frame() {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
                 Err(v) => {
                     self.ahead_violation = Some(v);
                     return;
                 }
-            };
-            self.buf.consume(n);
-            self.frame_bytes += n as u64;
-            let Some(event) = event else {
-                continue;
             };
             self.tick(&mut clock_read);
             let (charge, cost) = self.cost_of(event);
