@@ -190,6 +190,14 @@ impl<C: Clock + Clone> FrameRate<C> {
         })
     }
 
+    /// One cell of a frame limiter (`None`: no limit); `Err` is how long until one is free.
+    fn cell(&self, limiter: &Option<DirectLimiter<C>>) -> Result<(), Duration> {
+        match limiter.as_ref().map(|l| l.check()) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
     /// `bucket` with its configured numbers (a burst not set is the rate).
     fn limit(&self, bucket: Bucket) -> RateLimit {
         let c = &self.cfg;
@@ -209,9 +217,9 @@ impl<C: Clock + Clone> FrameRate<C> {
     /// Charges one frame: called once per frame, as `charge` says.
     ///
     /// `Ok(())`: within every quota. `Err(over)`: over a quota; `over.wait` is how long until
-    /// the frame would pass, `over.limit` the bucket that holds it back longest. With `on_limit = "close"` the relay closes (1008). With `"delay"` it
-    /// stops reading for `wait` (TCP back-pressure) and calls `check` again with the **same
-    /// arguments**, until `Ok`. The parts of a frame's cost that passed are remembered, so a
+    /// the frame would pass, `over.limit` the bucket that holds it back longest. With
+    /// `on_limit = "close"` the relay closes (1008). With `"delay"` it holds the frame for
+    /// `wait` and calls `check` again with the **same arguments**, until `Ok`. The parts of a frame's cost that passed are remembered, so a
     /// retried frame is never charged twice; a call for a different frame forgets them.
     ///
     /// A frame with `payload_len > burst_bytes` can never fit the byte bucket at once. It is
@@ -226,13 +234,10 @@ impl<C: Clock + Clone> FrameRate<C> {
     /// waits (it goes ahead of a throttled burst) without touching that frame's progress.
     pub fn check(&mut self, charge: Charge, payload_len: u64) -> Result<(), Over> {
         if charge == Charge::ControlCell {
-            return match self.control.as_ref().map(|l| l.check()) {
-                None | Some(Ok(())) => Ok(()),
-                Some(Err(not_until)) => Err(Over {
-                    wait: not_until.wait_time_from(self.clock.now()),
-                    limit: self.limit(Bucket::Control),
-                }),
-            };
+            return self.cell(&self.control).map_err(|wait| Over {
+                wait,
+                limit: self.limit(Bucket::Control),
+            });
         }
         let mut p = match self.pending.take() {
             Some(p) if p.charge == charge && p.payload_len == payload_len => p,
@@ -250,10 +255,10 @@ impl<C: Clock + Clone> FrameRate<C> {
                 Charge::Data => (&self.messages, Bucket::Messages),
                 _ => (&self.control, Bucket::Control),
             };
-            match frames.as_ref().map(|l| l.check()) {
-                None | Some(Ok(())) => p.counted = true,
-                Some(Err(not_until)) => {
-                    wait = not_until.wait_time_from(self.clock.now());
+            match self.cell(frames) {
+                Ok(()) => p.counted = true,
+                Err(cell_wait) => {
+                    wait = cell_wait;
                     holder = bucket;
                 }
             }

@@ -159,14 +159,15 @@ where
         limit: Option<RateLimit>,
     ) -> Outcome {
         let (to_client, to_backend) = closes(ender, violation, limit);
+        let code = to_client.as_ref().map(|(code, _)| *code);
         let client = match to_backend {
             Some(to_backend) if backend_first(ender) => {
-                self.backend_first(to_client.clone(), to_backend).await
+                self.backend_first(to_client, to_backend).await
             }
-            _ => self.fail(to_client.clone(), to_backend).await,
+            _ => self.fail(to_client, to_backend).await,
         };
         let client_code = match client {
-            Some(Told::Yes | Told::Failed) => to_client.map(|(code, _)| code),
+            Some(Told::Yes | Told::Failed) => code,
             Some(Told::Cut) | None => None,
         };
         Outcome {

@@ -270,10 +270,11 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
         (None, Some(_)) => (Level::INFO, "connection closed: rate limit"),
         (None, None) => (Level::INFO, "connection closed"),
     };
-    let reason = summary
-        .violation
-        .map(|v| v.to_string())
-        .or(summary.limit.map(|l| l.to_string()));
+    let reason: Option<&dyn Display> = match (&summary.violation, &summary.limit) {
+        (Some(v), _) => Some(v),
+        (None, Some(l)) => Some(l),
+        (None, None) => None,
+    };
     event_at!(
         level,
         peer = %relayed.peer,
@@ -289,7 +290,7 @@ pub(super) fn closed(metrics: &Metrics, summary: &Summary, relayed: &Relayed<'_>
             .map(|v| v.label())
             .or(summary.limit.map(|l| l.bucket.label())),
         code = client_code(summary),
-        reason = reason.as_deref().map(display),
+        reason = reason.map(display),
         duration_ms = millis(relayed.duration),
         frames_up = summary.frames_up,
         bytes_up = summary.bytes_up,
