@@ -363,10 +363,10 @@ impl Four {
         [&self.alice, &self.bob, &self.carol, &self.erin]
     }
 
-    /// The target and headers of an upgrade of `path` with bob's token as the query
-    /// parameter, alice's as the cookie, carol's as a subprotocol value after `chat` and
-    /// erin's as the bearer token.
-    fn request(&self, path: &str) -> (String, String) {
+    /// Upgrades `path` at `addr` with bob's token as the query parameter, alice's as the
+    /// cookie, carol's as a subprotocol value after `chat` and erin's as the bearer token;
+    /// the 101's head.
+    async fn upgrade(&self, addr: std::net::SocketAddr, path: &str) -> String {
         let target = format!("{path}?room=7&access_token={}", self.bob);
         let headers = format!(
             "Cookie: theme=dark; session={}\r\nSec-WebSocket-Protocol: chat, token.{}\r\n{}",
@@ -374,7 +374,9 @@ impl Four {
             self.carol,
             bearer(&self.erin)
         );
-        (target, headers)
+        let answer = ask(addr, &target, &headers).await;
+        assert_eq!(status_of(&answer), 101, "{answer}");
+        answer
     }
 }
 
@@ -390,14 +392,10 @@ async fn a_cookie_session_sends_no_token_of_any_source_to_the_backend() {
     )
     .await;
     let t = Four::new();
-    let (target, headers) = t.request("/chat");
-    let answer = ask(s.guard.addr, &target, &headers).await;
-    assert_eq!(status_of(&answer), 101, "{answer}");
+    let answer = t.upgrade(s.guard.addr, "/chat").await;
     // What the backend chose from the offer it got, which the client made.
     assert_eq!(header_of(&answer, "sec-websocket-protocol"), Some("chat"));
-    let (target, headers) = t.request("/open");
-    let answer = ask(s.guard.addr, &target, &headers).await;
-    assert_eq!(status_of(&answer), 101, "{answer}");
+    t.upgrade(s.guard.addr, "/open").await;
 
     let requests = s.backend.seen.requests.lock().unwrap().clone();
     let (chat, open) = (&requests[0], &requests[1]);
@@ -437,9 +435,7 @@ async fn keep_token_forwards_every_source_as_it_came() {
     )
     .await;
     let t = Four::new();
-    let (target, headers) = t.request("/chat");
-    let answer = ask(s.guard.addr, &target, &headers).await;
-    assert_eq!(status_of(&answer), 101, "{answer}");
+    t.upgrade(s.guard.addr, "/chat").await;
     let requests = s.backend.seen.requests.lock().unwrap().clone();
     let r = &requests[0];
     let sent = format!("GET /chat?room=7&access_token={} HTTP/1.1\r\n", t.bob);

@@ -33,17 +33,6 @@ async fn third_after_two(addr: std::net::SocketAddr) -> ([Ws; 2], String) {
     (held, raw_request(addr, false, &third).await)
 }
 
-async fn settle(backend: &Backend, frames: usize) -> Vec<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let got = backend.seen.payloads();
-        if got.len() >= frames || tokio::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_burst_over_the_quota_is_closed_with_1008_and_only_the_quota_passes() {
     let backend = start_backend(Answer::Echo { protocol: None }).await;
@@ -59,7 +48,7 @@ async fn a_burst_over_the_quota_is_closed_with_1008_and_only_the_quota_passes() 
     assert_eq!((code, reason.as_str()), (Some(1008), named));
     // The backend's answers to the five that passed come before the close.
     assert_eq!(echoes, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
-    let got = settle(&backend, 6).await;
+    let got = backend.seen.settle(6).await;
     let data: Vec<Vec<u8>> = got.iter().take(5).cloned().collect();
     assert_eq!(data, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
     assert_eq!(got.len(), 6, "five frames and the proxy's 1001: {got:?}");
@@ -77,7 +66,7 @@ async fn delay_mode_slows_the_client_and_loses_nothing() {
         .flat_map(|i| frame(true, 2, &[i], key()))
         .collect();
     io.write_all(&burst).await.unwrap();
-    let got = settle(&backend, 25).await;
+    let got = backend.seen.settle(25).await;
     // 10 pass at once, 15 more at 10/s: at least about 1.5 s.
     assert!(
         started.elapsed() >= Duration::from_millis(1300),
@@ -446,7 +435,7 @@ async fn idle_connections_are_closed_with_1001_both_ways() {
     let (code, reason) = read_close(&mut io).await;
     assert_eq!((code, reason.as_str()), (Some(1001), "idle timeout"));
     assert!(started.elapsed() >= Duration::from_millis(900));
-    let got = settle(&backend, 1).await;
+    let got = backend.seen.settle(1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0][..2], 1001u16.to_be_bytes());
 }
@@ -474,7 +463,7 @@ async fn proxy_pings_are_answered_by_live_clients_and_close_dead_ones() {
     let (code, reason) = read_close(&mut io).await;
     assert_eq!((code, reason.as_str()), (Some(1001), "no pong"));
     // The proxy's pong never reached the backend; only its close did.
-    let got = settle(&backend, 1).await;
+    let got = backend.seen.settle(1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0][..2], 1001u16.to_be_bytes());
 }

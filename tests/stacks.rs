@@ -137,15 +137,7 @@ async fn a_hundred_tabs_behind_one_address_open_at_once_and_a_storm_is_refused()
             tokio::spawn(async move {
                 let mut io = connect(addr, false).await;
                 io.write_all(&request).await.unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    within("read status", io.read_exact(&mut byte))
-                        .await
-                        .unwrap();
-                    head.push(byte[0]);
-                }
-                (status_of(&String::from_utf8_lossy(&head)), io)
+                (status_of(&read_head(&mut io, "read status").await), io)
             })
         })
         .collect();
@@ -339,16 +331,8 @@ async fn in_delay_mode_a_heartbeat_goes_ahead_of_a_throttled_burst() {
         started.elapsed()
     );
     // The burst itself still arrives whole, in order, at the rate.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while backend.seen.payloads().len() < 41 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let rest: Vec<_> = backend
-        .seen
-        .payloads()
-        .into_iter()
-        .filter(|p| p != b"3")
-        .collect();
+    let all = backend.seen.settle(41).await;
+    let rest: Vec<_> = all.into_iter().filter(|p| p != b"3").collect();
     assert_eq!(rest, (0..40).map(numbered).collect::<Vec<_>>());
     assert!(started.elapsed() >= Duration::from_millis(2500));
 }
@@ -367,12 +351,8 @@ async fn in_delay_mode_a_header_cut_short_behind_a_held_frame_waits_for_its_rest
     io.write_all(&frames).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     io.write_all(&third[1..]).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while backend.seen.payloads().len() < 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        backend.seen.payloads(),
+        backend.seen.settle(3).await,
         (0..3).map(numbered).collect::<Vec<_>>()
     );
     // Waiting for the rest is waiting, not decoding the same byte again and again.
@@ -392,10 +372,7 @@ async fn a_heartbeat_never_goes_into_a_fragmented_message() {
     frames.extend(frame(true, 0, b"c", key()));
     frames.extend(frame(true, 1, b"3", key()));
     io.write_all(&frames).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while backend.seen.payloads().len() < 4 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    backend.seen.settle(4).await;
     let seen: Vec<_> = backend
         .seen
         .frames()

@@ -258,15 +258,7 @@ pub async fn ask(addr: SocketAddr, path: &str, headers: &str) -> String {
     let mut io = super::connect(addr, false).await;
     let req = super::upgrade_request(path, &format!("Origin: {ORIGIN}\r\n{headers}"));
     within("write upgrade", io.write_all(&req)).await.unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        within("read answer", io.read_exact(&mut byte))
-            .await
-            .unwrap();
-        answer.push(byte[0]);
-    }
-    let mut answer = String::from_utf8_lossy(&answer).to_string();
+    let mut answer = super::read_head(&mut io, "read answer").await;
     if super::status_of(&answer) != 101 {
         let mut body = Vec::new();
         let _ = within("read body", io.read_to_end(&mut body)).await;

@@ -208,6 +208,18 @@ impl Seen {
     pub fn payloads(&self) -> Vec<Vec<u8>> {
         self.frames().into_iter().map(|(_, p)| p).collect()
     }
+
+    /// The payloads once there are `n`, or what there is after the step bound.
+    pub async fn settle(&self, n: usize) -> Vec<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let got = self.payloads();
+            if got.len() >= n || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 pub struct Backend {
@@ -579,15 +591,21 @@ pub async fn upgrade_over<S: Io>(io: S, req: &[u8]) -> S {
 /// As [`upgrade_over`], also returning the 101's head for header checks.
 pub async fn upgrade_with_head<S: Io>(mut io: S, req: &[u8]) -> (S, String) {
     within("write upgrade", io.write_all(req)).await.unwrap();
+    let head = read_head(&mut io, "read 101").await;
+    assert_eq!(status_of(&head), 101, "{head}");
+    (io, head)
+}
+
+/// Reads an HTTP answer's head, to its blank line and not a byte further
+/// (frames may follow), within the step bound.
+pub async fn read_head(io: &mut (impl AsyncRead + Unpin), what: &str) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        within("read 101", io.read_exact(&mut byte)).await.unwrap();
+        within(what, io.read_exact(&mut byte)).await.unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).to_string();
-    assert_eq!(status_of(&head), 101, "{head}");
-    (io, head)
+    String::from_utf8_lossy(&head).to_string()
 }
 
 /// The value of header `name` in an HTTP head (first match, trimmed).
