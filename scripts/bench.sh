@@ -224,7 +224,7 @@ backend echo
 EOF
 
 # The full default policy: Origin allow-list, masking and strict mask-key rules, UTF-8,
-# default caps (max_frame_size 64 KiB, max_message_size 1 MiB: room for 16 KiB messages),
+# default caps (max_frame_size and max_message_size 1 MiB: room for 16 KiB messages),
 # permessage-deflate inspected ([deflate] defaults). The rate quotas stay on (their cost is
 # measured) with limits too high to trigger; the per-IP limits are off because every load
 # connection comes from 127.0.0.1. wsguard-nib only adds [deflate] inspect_backend = false;
