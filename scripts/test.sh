@@ -14,19 +14,10 @@ if ! command -v redis-server >/dev/null && [[ -z "${WSGUARD_REDIS_SERVER:-}" ]];
     "${sudo[@]}" scripts/apt-install.sh redis-server
 fi
 
-# Outside the source tree, so `git status` stays clean. installed.lock is written after a
-# finished `npm ci`: an interrupted install or a changed lock file is installed again.
-frameworks="${CARGO_TARGET_DIR:-target}/frameworks"
+# scripts/frameworks-install.sh installs them outside the source tree (target/frameworks), again
+# when the lock file changed or an install was cut short.
 if command -v node >/dev/null; then
-    if ! cmp -s tests/frameworks/package-lock.json "$frameworks/installed.lock"; then
-        command -v npm >/dev/null || { echo "npm is needed for the Socket.IO tests" >&2; exit 1; }
-        echo "installing the Socket.IO test dependencies into $frameworks" >&2
-        mkdir -p "$frameworks"
-        rm -f "$frameworks/installed.lock"
-        cp tests/frameworks/{package.json,package-lock.json,.npmrc} "$frameworks/"
-        (cd "$frameworks" && npm ci --no-audit --no-fund --loglevel=error)
-        cp tests/frameworks/package-lock.json "$frameworks/installed.lock"
-    fi
+    scripts/frameworks-install.sh
 else
     echo "node not found: the Socket.IO tests will be skipped" >&2
 fi
