@@ -38,7 +38,8 @@
 //
 // Stdout, one JSON line per event (each with "backend"): "listening", "request" (every HTTP
 // request and upgrade), "negotiate", "transport" (which one a connection took), "handshake",
-// "invocation", "unknown_id" (a 404 for an id it does not know), "conflict" (409),
+// "invocation", "unknown_id" (a 404 for an id it never issued: a request routed to the wrong
+// backend), "gone_id" (a 404 for a connection that ended here), "conflict" (409),
 // "closed" (with the reason). Exits when stdin closes.
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
@@ -59,6 +60,15 @@ const newId = () => randomBytes(16).toString("base64url");
 
 /** token -> connection */
 const connections = new Map();
+// Tokens of connections that ended here. A request for one still gets 404, as in ASP.NET (the
+// client's stop can race its DELETE against a last POST), but is logged as "gone_id": only
+// "unknown_id" means an id this backend never issued, i.e. a request routed to the wrong backend.
+const gone = new Set();
+const forget = (token) => {
+  connections.delete(token);
+  gone.add(token);
+};
+const missing = (method, id) => log({ event: gone.has(id) ? "gone_id" : "unknown_id", method, id });
 
 class Connection {
   constructor(version) {
@@ -185,8 +195,8 @@ class Connection {
     this.closed = true;
     // A LongPolling client that sent Close still DELETEs: keep the id a while for that (202),
     // as ASP.NET keeps the connection until its transport ends.
-    if (this.transport === "LongPolling" && reason !== "DELETE") setTimeout(() => connections.delete(this.token), 5000).unref();
-    else connections.delete(this.token);
+    if (this.transport === "LongPolling" && reason !== "DELETE") setTimeout(() => forget(this.token), 5000).unref();
+    else forget(this.token);
     clearInterval(this.pinger);
     log({ event: "closed", connectionId: this.connectionId, transport: this.transport, reason });
     if (this.transport === "WebSockets") this.ws?.close(1000);
@@ -219,7 +229,7 @@ const http = createServer((req, res) => {
   if (!id) return answer(res, 400, "Connection ID required");
   const connection = connections.get(id);
   if (!connection) {
-    log({ event: "unknown_id", method: req.method, id });
+    missing(req.method, id);
     return answer(res, 404, "No Connection with that ID");
   }
   if (connection.closed) {
@@ -314,7 +324,7 @@ http.on("upgrade", (req, socket, head) => {
   else {
     connection = connections.get(id);
     if (!connection) {
-      log({ event: "unknown_id", method: "GET (upgrade)", id });
+      missing("GET (upgrade)", id);
       return refuse(404, "Not Found");
     }
     if (connection.transport !== null) {
