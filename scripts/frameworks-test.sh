@@ -613,7 +613,14 @@ scenario_g() {
     local unknown
     unknown=$(count_events '.event == "unknown_id"' signalr1 signalr2)
     expect "$unknown requests with an unknown connection id (404)" eq "$unknown" 0
-    conclude "$(IFS=';'; echo "${summary[*]}"); unknown ids: $unknown"
+    # The stand-in answers an id it never issued 404, as ASP.NET does, and logs it, so the count
+    # above can see a request routed to the wrong backend (asked straight at the backend).
+    local probe probed
+    probe=$(curl_status /dev/null -X POST -H "Origin: $GOOD_ORIGIN" --data '{}' \
+        "http://127.0.0.1:${PORT[signalr1]}/chathub?id=never-issued&marker=g-probe")
+    probed=$(count_events '.event == "unknown_id" and .id == "never-issued"' signalr1)
+    expect "an id the backend never issued: $probe, logged $probed times" eq "$probe/$probed" 404/1
+    conclude "$(IFS=';'; echo "${summary[*]}"); unknown ids: $unknown (a made-up id: $probe)"
 }
 
 scenario_h() {
