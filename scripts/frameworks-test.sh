@@ -4,9 +4,12 @@
 # sockjs-client, @microsoft/signalr), through wsguard's HTTP pass-through mode
 # (route `framework = "socket.io" | "sockjs" | "signalr"`, sticky sessions) on 127.0.0.1.
 #
-# usage: scripts/frameworks-test.sh [--direct] [--only a,b,...] [--keep]
+# usage: scripts/frameworks-test.sh [--direct] [--tls] [--only a,b,...] [--keep]
 #   --direct     clients go straight at the backends (no wsguard, no build); the checks that
 #                need wsguard are not run and are listed at the end. FW_DIRECT=1 does the same.
+#   --tls        wsguard listens with TLS (a development certificate made by `wsguard dev-certs`
+#                in the temporary directory); the clients accept it without verifying it, and
+#                HAProxy (b) speaks TLS to the wsguard instances. Not with --direct.
 #   --only LIST  run only these scenarios (the others count as skipped: exit status 1).
 #   --keep       keep the temporary directory (configs and every process's log) on success too.
 #
@@ -42,11 +45,13 @@ DIRECT=0
 [[ ${FW_DIRECT:-0} == 1 ]] && DIRECT=1
 ONLY="a,b,c,d,e,f,g,h"
 KEEP=0
+TLS=0
 while (($#)); do
     case "$1" in
         --direct) DIRECT=1 ;;
         --only) ONLY=${2:?--only needs a list}; shift ;;
         --keep) KEEP=1 ;;
+        --tls) TLS=1 ;;
         -h | --help) sed -n '2,/^set /p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) echo "frameworks-test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -84,6 +89,10 @@ else
     fi
     [[ -x $WSGUARD_BIN ]] || { echo "frameworks-test.sh: $WSGUARD_BIN is not an executable" >&2; exit 1; }
 fi
+if ((DIRECT && TLS)); then
+    echo "==> --tls has no effect with --direct (the backends are plain HTTP)"
+    TLS=0
+fi
 
 # --- processes ----------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/frameworks-test.XXXXXX")
@@ -105,6 +114,14 @@ cleanup() {
 trap cleanup EXIT
 mkfifo "$TMP/stdin"
 exec 9<>"$TMP/stdin"
+# With --tls: what every client and curl need to accept wsguard's development certificate.
+CLIENT_ENV=()
+CURL_TLS=()
+if ((TLS)); then
+    "$WSGUARD_BIN" dev-certs --dir "$TMP/certs" >/dev/null
+    CLIENT_ENV=(SIO_INSECURE=1 SOCKJS_INSECURE=1 SIGNALR_INSECURE=1)
+    CURL_TLS=(-k)
+fi
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -233,6 +250,7 @@ write_config() { # FILE LISTEN_PORT
 # scripts/frameworks-test.sh: wsguard's HTTP pass-through for the framework backends.
 [server]
 listen = "127.0.0.1:$2"
+$( ((TLS)) && printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$TMP/certs/localhost.crt" "$TMP/certs/localhost.key")
 
 [origin]
 allow = ["$GOOD_ORIGIN"]
@@ -292,14 +310,22 @@ if ((!DIRECT)); then
     fi
 fi
 # base URL for a backend (direct) or for wsguard
-base() { if ((DIRECT)); then echo "http://127.0.0.1:${PORT[$1]}"; else echo "http://127.0.0.1:${PORT[${2:-wsg1}]}"; fi; }
+base() {
+    if ((DIRECT)); then
+        echo "http://127.0.0.1:${PORT[$1]}"
+    elif ((TLS)); then
+        echo "https://127.0.0.1:${PORT[${2:-wsg1}]}"
+    else
+        echo "http://127.0.0.1:${PORT[${2:-wsg1}]}"
+    fi
+}
 
 # --- clients ----------------------------------------------------------------------------
 # run_client LOG PROGRAM VAR=VALUE...: in the background; CLIENT_PID is its pid.
 run_client() {
     local log=$1 program=$2
     shift 2
-    env "$@" node "$FW/$program" </dev/null 9>&- >"$TMP/$log" 2>"$TMP/$log.err" &
+    env "${CLIENT_ENV[@]}" "$@" node "$FW/$program" </dev/null 9>&- >"$TMP/$log" 2>"$TMP/$log.err" &
     CLIENT_PID=$!
 }
 done_line() { jq -c 'select(.event == "done")' "$TMP/$1" | tail -1; }
@@ -331,9 +357,9 @@ scenario_a() {
     conclude "acked $acked/$SIO_MESSAGES, $first -> upgraded=$upgraded, backend $backend, Session ID unknown: $unknown, wsguard access lines: $access"
 }
 
-haproxy_config() { # FILE PORT SERVER_PORT...
-    local file=$1 port=$2 i=0 p
-    shift 2
+haproxy_config() { # FILE PORT SERVER_OPTIONS SERVER_PORT...
+    local file=$1 port=$2 options=$3 i=0 p
+    shift 3
     {
         cat <<EOF
 global
@@ -355,7 +381,7 @@ backend be
 EOF
         for p in "$@"; do
             i=$((i + 1))
-            echo "    server s$i 127.0.0.1:$p"
+            echo "    server s$i 127.0.0.1:$p$options"
         done
     } >"$file"
 }
@@ -394,7 +420,9 @@ scenario_b() {
         url_of() { if (($1 % 2)); then base sioB; else base sioA; fi; }
     else
         PORT[hp]=$(free_port)
-        haproxy_config "$TMP/hp.cfg" "${PORT[hp]}" "${PORT[wsg1]}" "${PORT[wsg2]}"
+        local tls=""
+        ((TLS)) && tls=" ssl verify none"
+        haproxy_config "$TMP/hp.cfg" "${PORT[hp]}" "$tls" "${PORT[wsg1]}" "${PORT[wsg2]}"
         start_haproxy hp "$TMP/hp.cfg"
         wait_port "${PORT[hp]}" hp
         url_of() { echo "http://127.0.0.1:${PORT[hp]}"; }
@@ -434,7 +462,7 @@ scenario_b() {
         # must be able to see that.
         mark sioA sioB
         PORT[hpc]=$(free_port)
-        haproxy_config "$TMP/hpc.cfg" "${PORT[hpc]}" "${PORT[sioA]}" "${PORT[sioB]}"
+        haproxy_config "$TMP/hpc.cfg" "${PORT[hpc]}" "" "${PORT[sioA]}" "${PORT[sioB]}"
         start_haproxy hpc "$TMP/hpc.cfg"
         wait_port "${PORT[hpc]}" hpc
         url_hpc() { echo "http://127.0.0.1:${PORT[hpc]}"; }
@@ -505,7 +533,7 @@ scenario_d() {
 }
 
 # curl_status OUTFILE ARGS...: the HTTP status (000 when the connection failed)
-curl_status() { local out=$1; shift; curl -sS -o "$out" -w '%{http_code}' --max-time 10 "$@" 2>/dev/null || true; }
+curl_status() { local out=$1; shift; curl -sS "${CURL_TLS[@]}" -o "$out" -w '%{http_code}' --max-time 10 "$@" 2>/dev/null || true; }
 scenario_e() {
     begin e "Origin on Engine.IO polling requests (curl): good, bad, missing, bad POST into a live session"
     local url sid status body backends=(sioA sioB)
@@ -654,6 +682,7 @@ scenario_h() {
     local killed_at
     killed_at=$(now_ms)
     kill -KILL "${PID[$victim]}"
+    wait "${PID[$victim]}" 2>/dev/null || true # reaped here, so bash does not report "Killed"
     echo "    killed $victim ($on_c clients on sioC, $on_d on sioD)"
     for i in "${pids[@]}"; do wait "$i"; done
     local moved=0 affected=0 worst=0 total=0 acked
