@@ -615,9 +615,11 @@ scenario_g() {
         for i in 0 1 2; do
             local b=signalr1 transport=""
             ((i % 2)) && b=signalr2
-            [[ $kind == default ]] || transport=$kind
+            # LongPolling clients stay idle 2 s first: a poll is held that long before they chat.
+            local stay=0
+            [[ $kind == default ]] || { transport=$kind; stay=2000; }
             run_client "g-$kind-$i.log" signalr-client.mjs FW_NAME="g-$kind-$i" SIGNALR_URL="$(base $b)/chathub" \
-                SIGNALR_TRANSPORT=$transport SIGNALR_ORIGIN=$GOOD_ORIGIN SIGNALR_COUNT=5 SIGNALR_INTERVAL_MS=50
+                SIGNALR_TRANSPORT=$transport SIGNALR_ORIGIN=$GOOD_ORIGIN SIGNALR_COUNT=5 SIGNALR_INTERVAL_MS=50 SIGNALR_STAY_MS=$stay
             pids+=("$CLIENT_PID")
         done
     done
