@@ -197,7 +197,7 @@ marker_seen() { # MARKER NAME...: how many requests with that marker the backend
 # it counts the lines that look like access-log lines (WSGUARD_ACCESS_RE, default: containing
 # "access") and mention PATH_PREFIX. Adapt it here when the format lands.
 wsguard_access_count() { # LOG [PATH_PREFIX]
-    { grep -E "${WSGUARD_ACCESS_RE:-access}" "$1" || true; } | { grep -cF -- "${2:-}" || true; }
+    { grep -E "${WSGUARD_ACCESS_RE:-request passed}" "$1" || true; } | { grep -cF -- "${2:-}" || true; }
 }
 
 # --- results --------------------------------------------------------------------------------

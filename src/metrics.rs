@@ -43,6 +43,12 @@ pub struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -106,6 +112,8 @@ pub struct Metrics {
     pub rate_limited: Family<ReasonLabels, Counter>,
     pub connections_dropped: Family<ReasonLabels, Counter>,
     pub tls_handshake_failures: Family<ReasonLabels, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_seconds: Histogram,
     pub handshake_seconds: Histogram,
     pub backend_connect_seconds: Histogram,
     pub auth: AuthMetrics,
@@ -137,6 +145,12 @@ impl Metrics {
             rate_limited: Family::default(),
             connections_dropped: Family::default(),
             tls_handshake_failures: Family::default(),
+            http_requests: Family::default(),
+            // From 1 ms to ~9 min: a polling answer takes milliseconds, a held long-poll its
+            // 25 s, a stream up to `[http] max_duration`.
+            http_request_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
+            ),
             handshake_seconds: Histogram::new(latency_buckets()),
             backend_connect_seconds: Histogram::new(latency_buckets()),
             auth: AuthMetrics {
@@ -209,6 +223,16 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out, by reason",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "Pass-through HTTP requests answered, by route and status (refusals included)",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Pass-through HTTP requests, from their head to the end of their answer",
+            m.http_request_seconds.clone(),
         );
         registry.register_collector(Box::new(ReadCounter {
             name: "handshakes_untracked",

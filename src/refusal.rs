@@ -62,6 +62,25 @@ pub enum Refusal {
     BackendRefused(u16),
     /// The backend's answer was not a valid WebSocket handshake.
     BackendBadHandshake(&'static str),
+    /// A pass-through request asks for an upgrade to something other than WebSocket
+    /// (`h2c`, say): a tunnel past every check here.
+    OtherUpgrade,
+    /// A pass-through request with a method no chat framework uses and a proxy must not
+    /// pass blind (`CONNECT` opens a tunnel, `TRACE` echoes cookies back).
+    MethodNotAllowed,
+    /// A pass-through upload over `[http] max_request_body`.
+    BodyTooLarge,
+    /// A pass-through upload that stalled for `[http] body_idle_timeout`.
+    BodyTimeout,
+    /// The client IP is over `[http] requests_per_ip` or `held_requests_per_ip`.
+    Requests(IpRefusal),
+    /// `[http] max_held_requests` are in flight.
+    TooManyHeld,
+    /// The backend sent no answer head within the route's response-head timeout.
+    BackendTimeout,
+    /// The backend's answer to a pass-through request was not valid HTTP/1.1 (a split
+    /// header, a framing conflict, a head over `max_response_head`).
+    BackendBadResponse,
 }
 
 // === impl Refusal ===
@@ -71,7 +90,9 @@ impl Refusal {
         match self {
             Refusal::BackendUnavailable
             | Refusal::BackendRefused(_)
-            | Refusal::BackendBadHandshake(_) => Side::Backend,
+            | Refusal::BackendBadHandshake(_)
+            | Refusal::BackendTimeout
+            | Refusal::BackendBadResponse => Side::Backend,
             _ => Side::Client,
         }
     }
@@ -100,7 +121,39 @@ impl Refusal {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Refusal::Auth(a) => a.status(),
+            Refusal::OtherUpgrade => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Requests(IpRefusal::TooManyTrackedIps) | Refusal::TooManyHeld => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::Requests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::BackendBadResponse => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// Whether the client's connection stays open for its next request after this answer.
+    /// Not where the request's framing is in doubt or its body is left unread, nor where
+    /// the client is over a limit and costs less gone.
+    pub fn keeps_connection(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NotWebSocket
+                | Refusal::NoRoute
+                | Refusal::UnsupportedVersion
+                | Refusal::BadKey
+                | Refusal::BadHost
+                | Refusal::NoConnectionUpgrade
+                | Refusal::Origin(_)
+                | Refusal::MethodNotAllowed
+                | Refusal::BackendUnavailable
+                | Refusal::BackendRefused(_)
+                | Refusal::BackendBadHandshake(_)
+                | Refusal::BackendTimeout
+                | Refusal::BackendBadResponse
+        ) || matches!(self, Refusal::Auth(a) if a.counts_as_failure() || matches!(a, AuthRefusal::Missing))
     }
 
     /// Headers the answer must carry (RFC 6455 §4.2.2 for 426, RFC 6750 §3 for 401).
@@ -119,12 +172,15 @@ impl Refusal {
         match self {
             Refusal::ClientIp(IpRefusal::TooManyHandshakes { retry_after })
             | Refusal::Shared(IpRefusal::TooManyHandshakes { retry_after })
+            | Refusal::Requests(IpRefusal::TooManyHandshakes { retry_after })
             | Refusal::Auth(AuthRefusal::TooManyFailures { retry_after }) => {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
             }
             Refusal::Overloaded
             | Refusal::ClientIp(IpRefusal::TooManyTrackedIps)
             | Refusal::SharedStoreUnavailable
+            | Refusal::Requests(_)
+            | Refusal::TooManyHeld
             | Refusal::Auth(AuthRefusal::Unavailable) => Some(1),
             _ => None,
         }
@@ -154,6 +210,16 @@ impl Refusal {
             Refusal::BackendUnavailable => "backend_unavailable",
             Refusal::BackendRefused(_) => "backend_refused",
             Refusal::BackendBadHandshake(_) => "backend_bad_handshake",
+            Refusal::OtherUpgrade => "other_upgrade",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::Requests(IpRefusal::TooManyHandshakes { .. }) => "ip_request_rate",
+            Refusal::Requests(IpRefusal::TooManyConnections) => "ip_held_requests",
+            Refusal::Requests(IpRefusal::TooManyTrackedIps) => "ip_tracked_requests",
+            Refusal::TooManyHeld => "max_held_requests",
+            Refusal::BackendTimeout => "backend_timeout",
+            Refusal::BackendBadResponse => "backend_bad_response",
         }
     }
 
@@ -190,6 +256,21 @@ impl Refusal {
             Refusal::BackendRefused(_) => "the backend refused the upgrade",
             Refusal::BackendBadHandshake(why) => why,
             Refusal::Auth(a) => a.message(),
+            Refusal::OtherUpgrade => "only WebSocket upgrades are accepted",
+            Refusal::MethodNotAllowed => "this method is not passed on",
+            Refusal::BodyTooLarge => "request body too large",
+            Refusal::BodyTimeout => "the request body stalled",
+            Refusal::Requests(IpRefusal::TooManyHandshakes { .. }) => {
+                "too many requests from this client; retry later"
+            }
+            Refusal::Requests(IpRefusal::TooManyConnections) => {
+                "too many requests in flight from this client"
+            }
+            Refusal::Requests(IpRefusal::TooManyTrackedIps) | Refusal::TooManyHeld => {
+                "too many requests in flight; retry later"
+            }
+            Refusal::BackendTimeout => "the backend did not answer in time",
+            Refusal::BackendBadResponse => "the backend's answer is not valid HTTP",
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::config::LimitsConfig;
 use crate::fleet::{SharedLimits, StoreError};
 use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::Metrics;
+use crate::passthrough::HttpConfig;
 
 pub struct State {
     pub metrics: Arc<Metrics>,
@@ -23,6 +24,11 @@ pub struct State {
     pub shared: Option<SharedLimits>,
     /// Failed authentications per client IP (`auth_failures_per_ip`).
     pub auth_failures: AuthFailures,
+    /// Pass-through requests per client IP: in flight (the "connections" of these tables)
+    /// and the request quota (their "handshakes"), `[http]`'s limits.
+    pub http_limits: IpLimits,
+    /// Pass-through requests in flight, for `[http] max_held_requests`.
+    held: Arc<AtomicUsize>,
     drain: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Connections open now, for `max_connections`.
@@ -64,6 +70,8 @@ impl State {
             ip_limits,
             shared,
             auth_failures: AuthFailures::default(),
+            http_limits: IpLimits::new(&IpLimitsConfig::default()),
+            held: Arc::new(AtomicUsize::new(0)),
             drain: watch::Sender::new(false),
             tracker: TaskTracker::new(),
             open: AtomicUsize::new(0),
@@ -81,8 +89,31 @@ impl State {
         );
     }
 
+    /// Applies `[http]`'s per-IP request limits (at start and on reload).
+    pub fn apply_http(&self, http: &HttpConfig, max_tracked_ips: u32) {
+        self.http_limits.reconfigure(&IpLimitsConfig {
+            connections_per_ip: http.held_requests_per_ip,
+            handshakes_per_ip_per_minute: http.requests_per_ip,
+            handshake_burst: http.request_burst,
+            max_tracked_ips,
+        });
+    }
+
+    /// Counts a pass-through request as in flight until the value is dropped; `None` when
+    /// `most` already are.
+    pub fn hold_request(&self, most: u32) -> Option<HeldRequest> {
+        let most = usize::try_from(most).unwrap_or(usize::MAX);
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| HeldRequest(Arc::clone(&self.held)))
+    }
+
     /// Drops idle per-IP state; on a timer.
     pub fn housekeeping(&self) {
+        self.http_limits.housekeeping();
         self.ip_limits.housekeeping();
         self.auth_failures.housekeeping();
     }
@@ -118,6 +149,15 @@ impl State {
         self.metrics.connections_active.inc();
         self.open.fetch_add(1, Ordering::Relaxed);
         OpenConnection(Arc::clone(self))
+    }
+}
+
+/// One pass-through request in flight.
+pub struct HeldRequest(Arc<AtomicUsize>);
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -25,29 +25,6 @@ use crate::refusal::Refusal;
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 64;
 
-/// Request headers that describe this hop, not the request (RFC 9110 §7.6.1),
-/// plus those wsguard sets itself so a client cannot spoof them.
-const NOT_FORWARDED: &[HeaderName] = &[
-    header::CONNECTION,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::CONTENT_LENGTH,
-    header::PROXY_AUTHORIZATION,
-    header::SEC_WEBSOCKET_EXTENSIONS,
-    header::SEC_WEBSOCKET_PROTOCOL,
-    header::FORWARDED,
-];
-const NOT_FORWARDED_NAMES: &[&str] = &[
-    "keep-alive",
-    "proxy-connection",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-];
-
 /// A backend connection whose handshake succeeded.
 pub struct Upstream {
     pub stream: TcpStream,
@@ -87,7 +64,8 @@ pub struct Identity<'a> {
 pub struct RoundRobin(AtomicUsize);
 
 impl RoundRobin {
-    fn start(&self, n: usize) -> usize {
+    /// Where the next request starts among `n` backends.
+    pub fn start(&self, n: usize) -> usize {
         self.0.fetch_add(1, Ordering::Relaxed) % n.max(1)
     }
 }
@@ -189,7 +167,8 @@ pub async fn connect(
     })
 }
 
-fn count_failure(metrics: &Metrics, backend: &str) {
+/// Counts a failed connect to `backend`.
+pub fn count_failure(metrics: &Metrics, backend: &str) {
     metrics
         .backend_connect_failures
         .get_or_create(&BackendLabels {
@@ -322,29 +301,11 @@ pub fn request_head(req: &Parts, upgrade: &Upgrade, sender: &Sender<'_>) -> Vec<
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
-    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-    let named_in_connection: Vec<String> = req
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
+    let named = crate::hop::named_in_connection(&req.headers);
     for (name, value) in &req.headers {
-        let n = name.as_str();
-        if NOT_FORWARDED.contains(name)
-            || NOT_FORWARDED_NAMES.contains(&n)
-            || identity.reserved.contains(name)
-            || named_in_connection.iter().any(|c| c == n)
-            || value
-                .as_bytes()
-                .iter()
-                .any(|&b| b == b'\r' || b == b'\n' || b == 0)
-        {
-            continue;
+        if crate::hop::forwards(name, value, identity.reserved, &named) {
+            push_header(&mut out, name.as_str(), value.as_bytes());
         }
-        push_header(&mut out, n, value.as_bytes());
     }
     push_header(&mut out, "upgrade", b"websocket");
     push_header(&mut out, "connection", b"Upgrade");
@@ -359,27 +320,9 @@ pub fn request_head(req: &Parts, upgrade: &Upgrade, sender: &Sender<'_>) -> Vec<
             upgrade.protocols.join(", ").as_bytes(),
         );
     }
-    let ip = client.peer.ip();
-    let proto = if client.tls { "https" } else { "http" };
-    push_header(&mut out, "x-forwarded-for", ip.to_string().as_bytes());
-    push_header(&mut out, "x-forwarded-proto", proto.as_bytes());
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        });
-    let forwarded_for = match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let forwarded = match host {
-        Some(h) => format!("for={forwarded_for};proto={proto};host=\"{h}\""),
-        None => format!("for={forwarded_for};proto={proto}"),
-    };
-    push_header(&mut out, "forwarded", forwarded.as_bytes());
+    for (name, value) in crate::hop::forwarding(client.peer, client.tls, &req.headers) {
+        push_header(&mut out, name, value.as_bytes());
+    }
     for (name, value) in identity.headers {
         push_header(&mut out, name.as_str(), value.as_bytes());
     }

@@ -213,6 +213,8 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(o, "max_window_bits = {}", d.max_window_bits);
     let _ = writeln!(o, "inspect_backend = {}", d.inspect_backend);
 
+    http(&mut o, &c.http);
+
     if c.auth.is_empty() {
         o.push_str("\n# [auth.NAME]: none (every route is open)\n");
     }
@@ -244,6 +246,17 @@ pub(super) fn render(c: &Config) -> String {
             .max_session
             .map_or_else(|| "off".to_owned(), format_duration);
         let _ = writeln!(o, "max_session = {}", q(&max_session));
+        match r.http {
+            Some(h) => {
+                if let Some(f) = h.framework {
+                    let _ = writeln!(o, "framework = {}", q(f.name()));
+                }
+                let _ = writeln!(o, "http = true");
+                let head = format_duration(h.head_timeout(&c.http));
+                let _ = writeln!(o, "# answer heads of this route wait up to {head}");
+            }
+            None => o.push_str("http = false\n"),
+        }
     }
 
     let d = &c.demo;
@@ -346,4 +359,34 @@ fn forward(out: &mut String, f: &ForwardConfig) {
         None => out.push_str("cache_ttl = \"off\"\n# cache_size: no cache (cache_ttl is off)\n"),
     }
     let _ = writeln!(out, "expires_header = {}", q(f.expires_header.as_str()));
+}
+
+fn http(o: &mut String, h: &crate::passthrough::HttpConfig) {
+    let count = |n| on_off(n, false);
+    let _ = writeln!(
+        o,
+        "\n[http]\nresponse_head_timeout = {}",
+        q(&format_duration(h.response_head_timeout))
+    );
+    let _ = writeln!(
+        o,
+        "body_idle_timeout = {}",
+        q(&format_duration(h.body_idle_timeout))
+    );
+    let _ = writeln!(o, "max_duration = {}", q(&format_duration(h.max_duration)));
+    let _ = writeln!(o, "max_request_body = {}", h.max_request_body);
+    let _ = writeln!(
+        o,
+        "max_response_head = {}",
+        q(&format_size(h.max_response_head))
+    );
+    let _ = writeln!(o, "access_log = {}", h.access_log);
+    let _ = writeln!(o, "requests_per_ip = {}", count(h.requests_per_ip));
+    let _ = writeln!(o, "request_burst = {}", count(h.request_burst));
+    let _ = writeln!(
+        o,
+        "held_requests_per_ip = {}",
+        count(h.held_requests_per_ip)
+    );
+    let _ = writeln!(o, "max_held_requests = {}", h.max_held_requests);
 }

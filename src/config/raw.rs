@@ -160,6 +160,7 @@ raw_config! {
     backend_rate: RawRate,
     limits: RawLimits,
     deflate: RawDeflate,
+    http: RawHttp,
     auth: RawAuths,
     route: Vec<Spanned<RawRoute>>,
     admin: RawAdmin,
@@ -246,6 +247,19 @@ raw_section!(RawDeflate {
     inspect_backend,
 });
 
+raw_section!(RawHttp {
+    response_head_timeout,
+    body_idle_timeout,
+    max_duration,
+    max_request_body,
+    max_response_head,
+    access_log,
+    requests_per_ip,
+    request_burst,
+    held_requests_per_ip,
+    max_held_requests,
+});
+
 raw_section!(RawAdmin { listen });
 
 raw_section!(RawRoute {
@@ -257,6 +271,8 @@ raw_section!(RawRoute {
     auth,
     keep_token,
     max_session,
+    framework,
+    http,
 });
 
 raw_section!(

@@ -95,6 +95,7 @@ impl Checker<'_> {
         let subprotocols = self.subprotocols(i, r);
         let deflate = self.deflate_mode(&key("deflate"), &r.deflate);
         let auth = self.route_auth(i, r, auth_names);
+        let http = self.route_http(i, r);
         let line = r
             .path
             .as_ref()
@@ -108,6 +109,7 @@ impl Checker<'_> {
             subprotocols: subprotocols?,
             deflate: deflate?,
             auth: auth?,
+            http: http?,
         };
         Some((route, line.unwrap_or(0)))
     }

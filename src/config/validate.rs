@@ -104,6 +104,7 @@ impl Checker<'_> {
         let backend_rate = self.rate("backend_rate", &raw.backend_rate, &BACKEND_RATE_DEFAULTS);
         let limits = self.limits(&raw.limits, base);
         let deflate = self.deflate(&raw.deflate);
+        let http = self.http(&raw.http, limits.as_ref().map(|l| l.max_connections));
         let auth = self.auth_sections(&raw.auth, base);
         let routes = self.routes(&raw.route, &raw.auth.names());
         let auth_used = self.auth_used(&raw.auth, &raw.route);
@@ -149,6 +150,7 @@ impl Checker<'_> {
             backend_rate: backend_rate?,
             limits: limits?,
             deflate: deflate?,
+            http: http?,
             routes: routes?,
             auth: auth?,
             admin,

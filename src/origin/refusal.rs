@@ -21,6 +21,9 @@ pub enum OriginRefusal {
     Malformed,
     /// A well-formed origin that is not on the allow-list.
     NotAllowed,
+    /// No `Origin`, but `Sec-Fetch-Site: cross-site`: a browser sent a pass-through
+    /// request from another site (an `<img>` or `<script>` tag, a navigation).
+    CrossSite,
 }
 // === impl OriginRefusal ===
 
@@ -33,6 +36,7 @@ impl OriginRefusal {
             OriginRefusal::Null => "origin_null",
             OriginRefusal::Malformed => "origin_malformed",
             OriginRefusal::NotAllowed => "origin_not_allowed",
+            OriginRefusal::CrossSite => "origin_cross_site",
         }
     }
 
@@ -44,6 +48,7 @@ impl OriginRefusal {
             OriginRefusal::Null => "origin null not allowed",
             OriginRefusal::Malformed => "malformed origin header",
             OriginRefusal::NotAllowed => "origin not allowed",
+            OriginRefusal::CrossSite => "cross-site request without an origin",
         }
     }
 }

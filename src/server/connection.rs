@@ -260,7 +260,7 @@ where
     let state = conn.state.clone();
     let service = service_fn(move |req| {
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(upgrade::upgrade::<S>(conn, req).await) }
+        async move { Ok::<_, Infallible>(upgrade::dispatch::<S>(conn, req).await) }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -7,6 +7,8 @@
 
 mod connection;
 mod outcome;
+mod passing;
+mod phases;
 mod proxy;
 mod upgrade;
 

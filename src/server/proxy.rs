@@ -14,6 +14,7 @@ use crate::client_ip::TrustedProxies;
 use crate::config::{Config, FrameLimits, LimitsConfig, MaskKeyPolicy};
 use crate::frame::FramePolicy;
 use crate::limits::IpLimitsConfig;
+use crate::passthrough;
 use crate::relay;
 use crate::state::State;
 use crate::upstream::RoundRobin;
@@ -33,6 +34,8 @@ pub struct Proxy {
     pub(super) auth: Vec<Arc<Authenticator>>,
     /// Every header an `[auth]` section sets for the backend: never taken from a client.
     pub(super) identity_headers: Vec<HeaderName>,
+    /// The pooled backend client of pass-through requests.
+    pub(super) http_client: passthrough::Client,
 }
 
 /// Why the proxy could not start. Each names what to fix.
@@ -108,7 +111,9 @@ impl Proxy {
             inspect_backend: config.deflate.inspect_backend,
             session_end: None,
         };
+        let http_client = passthrough::client(&config.http, config.server.backend_connect_timeout);
         Ok(Proxy {
+            http_client,
             ip_limits: ip_limits(&config.limits),
             config,
             round_robin,
@@ -186,6 +191,7 @@ impl ProxyHandle {
     /// Puts `proxy` in force over `state`'s per-IP tables.
     pub(super) fn new(proxy: Proxy, state: Arc<State>) -> ProxyHandle {
         state.apply_limits(&proxy.config.limits, &proxy.ip_limits);
+        state.apply_http(&proxy.config.http, proxy.config.limits.max_tracked_ips);
         ProxyHandle {
             current: Arc::new(RwLock::new(Arc::new(proxy))),
             state,
@@ -212,6 +218,8 @@ impl ProxyHandle {
     fn replace(&self, proxy: Proxy) {
         self.state
             .apply_limits(&proxy.config.limits, &proxy.ip_limits);
+        self.state
+            .apply_http(&proxy.config.http, proxy.config.limits.max_tracked_ips);
         let proxy = Arc::new(proxy);
         match self.current.write() {
             Ok(mut p) => *p = proxy,

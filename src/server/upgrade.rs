@@ -16,19 +16,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::outcome::{self, Asked, Relayed};
+use super::passing;
+use super::phases::{self, Refused};
 use super::proxy::Proxy;
-use crate::auth::config::AuthKind;
-use crate::auth::{token, AuthRefusal, Denied, Granted, Passed};
+use crate::auth::Passed;
 use crate::client_ip::forwarded_client;
-use crate::config::Route;
 use crate::fleet::{Lease, Verdict};
 use crate::handshake::{self, Upgrade};
 use crate::limits::{ConnectionPermit, IpRefusal};
-use crate::metrics::ReasonLabels;
 use crate::refusal::Refusal;
 use crate::relay::{self, Ender};
 use crate::state::{OpenConnection, State};
-use crate::upstream::{self, ClientInfo, Failure, Identity, Sender, Upstream};
+use crate::upstream::{self, Identity, Sender, Upstream};
 
 /// What a request handler knows about its connection.
 #[derive(Clone)]
@@ -60,15 +59,38 @@ impl Held {
     }
 }
 
-/// Handles one request: refuse it, or connect the backend, answer 101 and
+/// Handles one request: a route's pass-through request when the route has an HTTP half and
+/// this is no WebSocket upgrade, else the upgrade (or its refusal).
+pub(super) async fn dispatch<S>(conn: Conn, req: Request<Incoming>) -> Response<passing::Body>
+where
+    S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
+{
+    let config = &conn.proxy.config;
+    let passes = config
+        .route_for(req.uri().path())
+        .filter(|r| r.http.is_some())
+        .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)));
+    match passes {
+        Some(index) if !handshake::has_token(req.headers(), header::UPGRADE, "websocket") => {
+            let client = match conn.admitted {
+                Some((ip, _)) => ip,
+                None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), req.headers()),
+            };
+            passing::serve(&conn, index, req, client).await
+        }
+        _ => passing::fixed(upgrade::<S>(conn, req).await),
+    }
+}
+
+/// Handles one upgrade request: refuse it, or connect the backend, answer 101 and
 /// spawn the relay for when hyper hands over the socket.
-pub(super) async fn upgrade<S>(conn: Conn, mut req: Request<Incoming>) -> Response<Full<Bytes>>
+async fn upgrade<S>(conn: Conn, mut req: Request<Incoming>) -> Response<Full<Bytes>>
 where
     S: AsyncRead + AsyncWrite + relay::Split + Unpin + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
-    let origin = printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
+    let origin = phases::printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
     let client = match conn.admitted {
         Some((ip, _)) => ip,
         None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), &parts.headers),
@@ -94,7 +116,7 @@ where
                 auth: auth.as_ref(),
             };
             outcome::refused(&conn.state.metrics, refusal, &asked, &detail);
-            answer(refusal, auth.and_then(|a| a.answer))
+            answer(refusal, auth.and_then(|a| a.answer), false)
         }
     }
 }
@@ -114,23 +136,6 @@ struct Ready {
     token_protocol: Option<String>,
 }
 
-/// A refused request: the rule, and what its log line and answer need.
-struct Refused {
-    refusal: Refusal,
-    backend: Option<Failure>,
-    auth: Option<Denied>,
-}
-
-impl From<Refusal> for Refused {
-    fn from(refusal: Refusal) -> Refused {
-        Refused {
-            refusal,
-            backend: None,
-            auth: None,
-        }
-    }
-}
-
 /// The checks in their documented order, then the backend handshake. `parts` loses its
 /// token sources on a route with authentication.
 async fn prepare(
@@ -143,9 +148,7 @@ async fn prepare(
     let proxy = &conn.proxy;
     let config = &proxy.config;
     let metrics = &conn.state.metrics;
-    if head_len(parts) > usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX) {
-        return Err(refuse(Refusal::HeadTooLarge));
-    }
+    phases::head_size(config, parts).map_err(refuse)?;
     let upgrade = handshake::check(parts, config).map_err(refuse)?;
     if conn.state.open_connections() > config.limits.max_connections as usize {
         return Err(refuse(Refusal::Overloaded));
@@ -173,44 +176,15 @@ async fn prepare(
         },
     };
     if let Some(rule) = upgrade.origin_report {
-        metrics
-            .origins_reported
-            .get_or_create(&ReasonLabels {
-                reason: rule.label(),
-            })
-            .inc();
-        tracing::info!(
-            path = parts.uri.path(),
-            origin = %origin,
-            rule = rule.label(),
-            "origin refused (report mode: let through)"
-        );
+        phases::report_origin(metrics, parts, origin, rule);
     }
-    let client = ClientInfo {
-        peer: SocketAddr::new(client_ip, conn.peer.port()),
-        tls: conn.tls,
-    };
+    let client = phases::client_info(conn, client_ip);
     let mut upgrade = upgrade;
     let route = &config.routes[upgrade.route];
-    let granted = authenticate(conn, route, parts, &client).await?;
-    // Every source, not only the one used: a second token beside the identity headers would
-    // reach the backend unverified.
-    let sources = route.auth.auth.and_then(|i| proxy.auth[i].sources());
-    let token_protocol = match sources {
-        Some(sources) if !route.auth.keep_token => {
-            token::strip(sources, parts, &mut upgrade.protocols)
-        }
-        _ => None,
-    };
+    let granted = phases::authenticate(conn, route, parts, &client).await?;
+    let token_protocol = phases::strip_credentials(conn, route, parts, &mut upgrade.protocols);
     // Once the upgrade is to go on: a backend that needs a subprotocol refuses it next.
-    let token_prefix = route
-        .auth
-        .auth
-        .and_then(|i| config.auth.get(i))
-        .and_then(|a| match &a.kind {
-            AuthKind::Jwt(j) => j.sources.protocol_prefix.as_deref(),
-            AuthKind::Forward(_) => None,
-        });
+    let token_prefix = phases::token_prefix(config, route);
     let declined = handshake::declined_offer(&parts.headers, &route.subprotocols, token_prefix);
     if let Some(offered) = declined {
         tracing::info!(
@@ -261,37 +235,6 @@ async fn prepare(
         session_end,
         token_protocol,
     })
-}
-
-/// The route's authentication, if it has one, after the client IP's failure quota.
-async fn authenticate(
-    conn: &Conn,
-    route: &Route,
-    parts: &Parts,
-    client: &ClientInfo,
-) -> Result<Granted, Refused> {
-    let Some(index) = route.auth.auth else {
-        return Ok(Granted::default());
-    };
-    let failures = &conn.state.auth_failures;
-    let ip = client.peer.ip();
-    let too_many =
-        |retry_after| Refused::from(Refusal::Auth(AuthRefusal::TooManyFailures { retry_after }));
-    failures.check(ip).map_err(too_many)?;
-    let auth = &conn.proxy.auth[index];
-    match auth.authenticate(parts, client).await {
-        Ok(granted) => Ok(granted),
-        Err(denied) => {
-            if denied.refusal.counts_as_failure() {
-                failures.charge(ip).map_err(too_many)?;
-            }
-            Err(Refused {
-                refusal: Refusal::Auth(denied.refusal),
-                backend: None,
-                auth: Some(denied),
-            })
-        }
-    }
 }
 
 /// The 101, and the relay task that takes over once hyper has sent it.
@@ -392,14 +335,21 @@ where
 
 /// The answer to a refused request; an auth service's 401/403 goes to the client as it
 /// answered (its body and challenge).
-fn answer(refusal: Refusal, passed: Option<Passed>) -> Response<Full<Bytes>> {
+/// With `keep`, the connection stays open for the next request where the refusal allows it
+/// (pass-through routes, whose clients send many); otherwise a refused client gets no second
+/// try on the same socket. (Not `keep_alive(false)`: hyper would then overwrite the 101's
+/// `Connection: Upgrade`.)
+pub(super) fn answer(
+    refusal: Refusal,
+    passed: Option<Passed>,
+    keep: bool,
+) -> Response<Full<Bytes>> {
     let mut response = Response::builder()
         .status(refusal.status())
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        // One request per connection: a refused client gets no second try
-        // on the same socket. (Not `keep_alive(false)`: hyper would then
-        // overwrite the 101's `Connection: Upgrade`.)
-        .header(header::CONNECTION, "close");
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    if !(keep && refusal.keeps_connection()) {
+        response = response.header(header::CONNECTION, "close");
+    }
     for (name, value) in refusal.headers() {
         response = response.header(*name, *value);
     }
@@ -421,25 +371,4 @@ fn answer(refusal: Refusal, passed: Option<Passed>) -> Response<Full<Bytes>> {
     response
         .body(Full::new(body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-/// Size of the request head as sent, near enough for the limit: request
-/// line plus each `name: value\r\n`.
-fn head_len(parts: &Parts) -> usize {
-    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 12;
-    parts
-        .headers
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
-}
-
-/// A header value for a log line: escaped, and cut to a sane length.
-fn printable(value: Option<&[u8]>) -> String {
-    match value {
-        None => "-".to_owned(),
-        Some(v) => {
-            let cut = &v[..v.len().min(200)];
-            String::from_utf8_lossy(cut).escape_debug().to_string()
-        }
-    }
 }

@@ -1,0 +1,362 @@
+//! A pass-through request (a route with `http` or a `framework`): the shared phases, the
+//! request quotas of `[http]`, then the backend over the pooled client with the answer
+//! streamed back. Every answer is counted in `wsguard_http_requests{route,status}`; a
+//! refusal gets one log line with its rule, a request that passes one only with
+//! `[http] access_log`.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body as _, Incoming};
+use tokio::time::{timeout, Instant};
+
+use super::phases::{self, Refused};
+use super::upgrade::{self, Conn};
+use crate::auth::Granted;
+use crate::config::Route;
+use crate::limits::ConnectionPermit;
+use crate::metrics::{HttpLabels, Metrics, ReasonLabels};
+use crate::passthrough::{self, Cut, CutError, Ending, RequestBody, ResponseBody, Source};
+use crate::refusal::Refusal;
+use crate::state::HeldRequest;
+use crate::upstream::{Identity, Sender};
+
+/// Every answer's body: a refusal's text, or a backend's stream.
+pub(super) type Body = BoxBody<Bytes, CutError>;
+
+/// A refusal's or a 101's fixed body as a [`Body`].
+pub(super) fn fixed(response: Response<Full<Bytes>>) -> Response<Body> {
+    response.map(|b| b.map_err(|never: Infallible| match never {}).boxed())
+}
+
+/// What a request in flight holds until its answer ends, and what its access line says.
+struct Held {
+    _slot: Option<ConnectionPermit>,
+    _count: HeldRequest,
+    metrics: std::sync::Arc<Metrics>,
+    started: Instant,
+    ending: Ending,
+    /// The access line, when `[http] access_log` is on.
+    line: Option<AccessLine>,
+}
+
+struct AccessLine {
+    client: IpAddr,
+    method: String,
+    path: String,
+    route: String,
+    backend: String,
+    status: u16,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .http_request_seconds
+            .observe(elapsed.as_secs_f64());
+        if let Some(l) = &self.line {
+            tracing::info!(
+                client = %l.client,
+                method = %l.method,
+                path = %l.path,
+                route = %l.route,
+                backend = %l.backend,
+                status = l.status,
+                duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                cut = self.ending.cut().map(Cut::label),
+                "request passed"
+            );
+        }
+    }
+}
+
+/// Answers one pass-through request on route `index`.
+pub(super) async fn serve(
+    conn: &Conn,
+    index: usize,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let config = &conn.proxy.config;
+    let route = &config.routes[index];
+    let origin = phases::printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
+    let metrics = &conn.state.metrics;
+    let answered = pass(conn, index, &mut parts, body, client, &origin, started).await;
+    let response = match answered {
+        Ok(response) => response,
+        Err(Refused {
+            refusal,
+            auth,
+            backend,
+        }) => {
+            refused(
+                metrics,
+                refusal,
+                &parts,
+                route,
+                client,
+                &origin,
+                backend.as_ref(),
+            );
+            metrics
+                .http_request_seconds
+                .observe(started.elapsed().as_secs_f64());
+            fixed(upgrade::answer(refusal, auth.and_then(|a| a.answer), true))
+        }
+    };
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.path.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The phases in order, then the backend.
+async fn pass(
+    conn: &Conn,
+    index: usize,
+    parts: &mut Parts,
+    body: Incoming,
+    client_ip: IpAddr,
+    origin: &str,
+    started: Instant,
+) -> Result<Response<Body>, Refused> {
+    let refuse = Refused::from;
+    let proxy = &conn.proxy;
+    let config = &proxy.config;
+    let http = &config.http;
+    let state = &conn.state;
+    let route = &config.routes[index];
+    phases::head_size(config, parts).map_err(refuse)?;
+    phases::http_shape(parts).map_err(refuse)?;
+    if let Some(rule) = phases::origin(config, parts).map_err(refuse)? {
+        phases::report_origin(&state.metrics, parts, origin, rule);
+    }
+    let count = state
+        .hold_request(http.max_held_requests)
+        .ok_or(Refusal::TooManyHeld)?;
+    let requests = &state.http_limits;
+    requests.handshake(client_ip).map_err(Refusal::Requests)?;
+    let slot = requests.connect(client_ip).map_err(Refusal::Requests)?;
+    let client = phases::client_info(conn, client_ip);
+    let granted = phases::authenticate(conn, route, parts, &client).await?;
+    phases::strip_credentials(conn, route, parts, &mut Vec::new());
+    let body = upload(parts, body, http)?;
+    let sender = Sender {
+        client: &client,
+        identity: Identity {
+            headers: &granted.headers,
+            reserved: &proxy.identity_headers,
+        },
+    };
+    let uploaded = Ending::default();
+    let body = RequestBody::new(
+        body,
+        http.max_request_body,
+        http.body_idle_timeout,
+        uploaded.clone(),
+    );
+    let head_timeout = route
+        .http
+        .map_or(http.response_head_timeout, |h| h.head_timeout(http));
+    let forwarded = timeout(
+        head_timeout,
+        forward(conn, index, parts, body, &sender, &uploaded),
+    )
+    .await;
+    let (response, backend) = match forwarded {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(refused)) => return Err(refused),
+        // Time ran out with the upload still coming: the client's delay, not the backend's.
+        Err(_) if !uploaded.finished() => return Err(refuse(Refusal::BodyTimeout)),
+        Err(_) => return Err(refuse(Refusal::BackendTimeout)),
+    };
+    let (mut head, incoming) = response.into_parts();
+    passthrough::client_head(&mut head);
+    // A chunked upload may have come with a Content-Length that hyper dropped (RFC 9112
+    // §6.1: the chunking counts); the connection must not carry another request after it.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        head.headers
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    let ending = Ending::default();
+    let held = Held {
+        _slot: Some(slot),
+        _count: count,
+        metrics: state.metrics.clone(),
+        started,
+        ending: ending.clone(),
+        line: http.access_log.then(|| AccessLine {
+            client: client_ip,
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            route: route.path.clone(),
+            backend,
+            status: head.status.as_u16(),
+        }),
+    };
+    let end = deadline(started, http.max_duration, &granted);
+    let stop = passthrough::stop_at(end, state.drain_signal());
+    let source = Source::Backend(incoming);
+    let body = ResponseBody::new(source, http.body_idle_timeout, stop, ending, held);
+    Ok(Response::from_parts(head, body.boxed()))
+}
+
+/// When the answer must end: `max_duration` after the request, or when its credential
+/// runs out (a held long-poll of an expired session ends, and its next request gets 401).
+fn deadline(started: Instant, max: std::time::Duration, granted: &Granted) -> Instant {
+    let cap = started + max;
+    granted.session_end.map_or(cap, |end| end.min(cap))
+}
+
+/// The upload, refused at once when its declared length is over the cap.
+fn upload(
+    parts: &Parts,
+    body: Incoming,
+    http: &passthrough::HttpConfig,
+) -> Result<Option<Incoming>, Refusal> {
+    if body.is_end_stream() {
+        return Ok(None);
+    }
+    if body.size_hint().lower() > http.max_request_body {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let _ = parts;
+    Ok(Some(body))
+}
+
+/// Sends the request to the route's backends in turn until one takes the connection: a
+/// request whose body has begun to go is tried on one only. Returns the answer head with
+/// its streaming body, and the backend's name.
+async fn forward(
+    conn: &Conn,
+    index: usize,
+    parts: &Parts,
+    body: RequestBody,
+    sender: &Sender<'_>,
+    uploaded: &Ending,
+) -> Result<(Response<Incoming>, String), Refused> {
+    let proxy = &conn.proxy;
+    let route = &proxy.config.routes[index];
+    let n = route.backends.len();
+    let first = proxy.round_robin[index].start(n);
+    let retriable = body.is_end_stream();
+    let mut body = Some(body);
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for i in 0..n {
+        let backend = &route.backends[(first + i) % n];
+        let name = backend.to_string();
+        let Some(this) = body.take() else { break };
+        let request = passthrough::backend_request(parts, None, backend, sender, this)
+            .map_err(|_| Refused::from(Refusal::MalformedRequest))?;
+        match proxy.http_client.request(request).await {
+            Ok(response) => {
+                for (down, error) in &failed {
+                    tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
+                }
+                return Ok((response, name));
+            }
+            Err(e) if e.is_connect() => {
+                crate::upstream::count_failure(&conn.state.metrics, &name);
+                failed.push((name, e.to_string()));
+                if retriable {
+                    body = Some(RequestBody::new(
+                        None,
+                        0,
+                        proxy.config.http.body_idle_timeout,
+                        uploaded.clone(),
+                    ));
+                }
+            }
+            Err(e) => {
+                let refusal = match uploaded.cut() {
+                    Some(Cut::TooLarge) => Refusal::BodyTooLarge,
+                    Some(Cut::Idle) => Refusal::BodyTimeout,
+                    Some(_) => Refusal::MalformedRequest,
+                    None => Refusal::BackendBadResponse,
+                };
+                return Err(Refused {
+                    refusal,
+                    backend: (refusal == Refusal::BackendBadResponse).then(|| {
+                        crate::upstream::Failure {
+                            refusal,
+                            backend: name,
+                            error: Some(error_chain(&e)),
+                            tried: failed.len() + 1,
+                        }
+                    }),
+                    auth: None,
+                });
+            }
+        }
+    }
+    let tried = failed.len();
+    let (backend, error) = failed.pop().unwrap_or_default();
+    Err(Refused {
+        refusal: Refusal::BackendUnavailable,
+        backend: Some(crate::upstream::Failure {
+            refusal: Refusal::BackendUnavailable,
+            backend,
+            error: Some(error),
+            tried,
+        }),
+        auth: None,
+    })
+}
+
+/// An error with its causes, for the log line: hyper-util's own says only "client error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Counts and logs a refused pass-through request.
+fn refused(
+    metrics: &Metrics,
+    refusal: Refusal,
+    parts: &Parts,
+    route: &Route,
+    client: IpAddr,
+    origin: &str,
+    backend: Option<&crate::upstream::Failure>,
+) {
+    if let Refusal::Requests(_) | Refusal::TooManyHeld = refusal {
+        metrics
+            .rate_limited
+            .get_or_create(&ReasonLabels {
+                reason: refusal.label(),
+            })
+            .inc();
+    }
+    let error = backend.and_then(|f| f.error.as_deref());
+    let backend = backend.map(|f| f.backend.as_str());
+    let status = refusal.status().as_u16();
+    let (rule, message) = (refusal.label(), refusal.message());
+    let (method, path) = (parts.method.as_str(), parts.uri.path());
+    let route = route.path.as_str();
+    match refusal.side() {
+        crate::refusal::Side::Client => {
+            tracing::info!(%client, method, path, route, status, rule, origin, "request refused: {message}")
+        }
+        crate::refusal::Side::Backend => {
+            tracing::warn!(%client, method, path, route, status, rule, backend, error, "request failed at the backend: {message}")
+        }
+    }
+}
