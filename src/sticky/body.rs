@@ -80,7 +80,8 @@ fn engine_io_v3(body: &[u8], suffix: &str) -> Option<Vec<u8>> {
 /// A SignalR negotiate answer with `suffix` added to the id the client routes with: the
 /// connectionToken from negotiate version 1 on, else the connectionId, as the clients
 /// pick it. A redirect (`url`, `accessToken`) or an `error` is not a session and is left
-/// alone, as is anything else that is not one of these.
+/// alone, as is anything else that is not one of these. Before version 1 the connectionId
+/// is also what the application reads, so a v0 client sees its id with the tag.
 pub(crate) fn signalr(body: &[u8], suffix: &str) -> Option<Vec<u8>> {
     if !is_json(body) {
         return None;

@@ -20,7 +20,8 @@
 //!
 //! A client can name any backend of its route with a tag it made up; that is no more than
 //! a round-robin balancer lets it reach. A tag matching none of the route's backends
-//! leaves the request unpinned.
+//! leaves the request unpinned. Nor is a tag secret: it is a hash of the address alone
+//! (so instances need no shared key), and a client who guesses an address can confirm it.
 
 mod body;
 mod query;
