@@ -32,5 +32,6 @@ pub mod refusal;
 pub mod relay;
 pub mod server;
 pub mod state;
+pub mod sticky;
 pub mod tls;
 pub mod upstream;
