@@ -22,7 +22,7 @@
 #      HAProxy straight at the backends must show "Session ID unknown" (what wsguard prevents).
 #   c  Polling only, a long-poll GET held ~30 s (backend pingInterval 30000), then still chats
 #   d  A 900 KB message over polling and over websocket (acked with the body echoed back)
-#   e  Bad Origin on the polling handshake, a missing Origin, and a bad Origin on a POST into a
+#   e  Bad Origin on the polling handshake, a cross-site one without Origin, and a bad Origin on a POST into a
 #      live session (curl): 403 from wsguard, and the backend never saw those requests
 #   f  SockJS forced onto websocket, xhr-streaming and xhr-polling, 2 backends: each chats
 #   g  SignalR negotiate-then-upgrade (default) and LongPolling, 2 backends: each chats, sticks
@@ -552,7 +552,9 @@ scenario_e() {
     bad_post=$(curl_status "$TMP/e-bad-post.body" -X POST -H "Origin: $BAD_ORIGIN" -H 'Content-Type: text/plain;charset=UTF-8' \
         --data '42["chat",{"n":99,"body":"from evil"}]' "$url&sid=$sid&marker=e-bad-post")
     bad_handshake=$(curl_status "$TMP/e-bad.body" -H "Origin: $BAD_ORIGIN" "$url&marker=e-bad-handshake")
-    missing=$(curl_status "$TMP/e-missing.body" "$url&marker=e-no-origin")
+    # No Origin is a same-origin GET to a browser, unless Fetch Metadata says it came from
+    # another site (an <img> or <script> tag): that one is refused.
+    missing=$(curl_status "$TMP/e-missing.body" -H 'Sec-Fetch-Site: cross-site' "$url&marker=e-no-origin")
     # The session still answers a good poll after the refused POST (it holds the CONNECT answer).
     status=$(curl_status "$TMP/e-poll.body" -H "Origin: $GOOD_ORIGIN" "$url&sid=$sid&marker=e-good-poll")
     expect "good poll after the bad POST: $status $(head -c 60 "$TMP/e-poll.body")" eq "$status" 200
@@ -564,8 +566,8 @@ scenario_e() {
     expect_wsguard "the backend saw the bad-Origin POST ($seen_post)" eq "$seen_post" 0
     expect_wsguard "bad-Origin handshake: $bad_handshake" eq "$bad_handshake" 403
     expect_wsguard "the backend saw the bad-Origin handshake ($seen_handshake)" eq "$seen_handshake" 0
-    expect_wsguard "handshake without Origin: $missing" eq "$missing" 403
-    expect_wsguard "the backend saw the handshake without Origin ($seen_missing)" eq "$seen_missing" 0
+    expect_wsguard "cross-site handshake without Origin: $missing" eq "$missing" 403
+    expect_wsguard "the backend saw the cross-site handshake without Origin ($seen_missing)" eq "$seen_missing" 0
     if ((DIRECT)); then
         # Straight at the backend nothing refuses them: the marker count must see all three, or
         # the "never reached the backend" checks above would prove nothing.

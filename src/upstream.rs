@@ -81,23 +81,22 @@ pub struct Failure {
     pub tried: usize,
 }
 
-/// Connects to a backend of `route` and performs the upgrade handshake. Logs only a backend
-/// that failed before another one answered: a refusal is logged once, by the caller.
+/// Connects to the backends of `route` in `order` (indices) until one takes the
+/// connection, and performs the upgrade handshake. Logs only a backend that failed before
+/// another one answered: a refusal is logged once, by the caller.
 pub async fn connect(
     route: &Route,
-    rr: &RoundRobin,
+    order: &[usize],
     req: &Parts,
     upgrade: &Upgrade,
     sender: &Sender<'_>,
     connect_timeout: Duration,
     metrics: &Metrics,
 ) -> Result<Upstream, Failure> {
-    let n = route.backends.len();
-    let first = rr.start(n);
     // (backend, error) of each failed attempt: at most one per backend of the route.
     let mut failed: Vec<(String, String)> = Vec::new();
-    for i in 0..n {
-        let backend = &route.backends[(first + i) % n];
+    for (i, &index) in order.iter().enumerate() {
+        let backend = &route.backends[index];
         let name = backend.to_string();
         let started = Instant::now();
         let stream = match timeout(
@@ -163,7 +162,7 @@ pub async fn connect(
         refusal: Refusal::BackendUnavailable,
         backend,
         error: Some(error),
-        tried: n,
+        tried: order.len(),
     })
 }
 

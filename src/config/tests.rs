@@ -90,7 +90,11 @@ fn shipped_conformance_toml_loads() {
 #[test]
 fn shipped_example_toml_loads_and_sets_every_key() {
     let c = load("example.toml");
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes.len(), 3);
+    assert_eq!(
+        c.routes[2].http.and_then(|h| h.framework),
+        Some(crate::passthrough::Framework::SocketIo)
+    );
     assert_eq!(c.backend_frames.max_fragments, Some(100_000));
     assert_eq!(
         c.routes[1].backends[0],
@@ -117,8 +121,10 @@ fn shipped_example_toml_loads_and_sets_every_key() {
             .next()
             .unwrap_or_default();
         for key in *keys {
-            // A route's auth keys are commented out with the sections they name.
-            let commented = *section == "route" && ["auth", "keep_token"].contains(key);
+            // A route's auth keys are commented out with the sections they name; the first
+            // route shows `framework` commented out, the last one sets it.
+            let commented =
+                *section == "route" && ["auth", "keep_token", "framework"].contains(key);
             assert!(
                 body.contains(&format!("\n{key} = "))
                     || nested(section, key)

@@ -6,13 +6,13 @@
 //! may send it is the server's to check first; this module carries it and its answer.
 
 mod body;
+mod placement;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -22,6 +22,7 @@ use crate::upstream::Sender;
 pub use body::{
     read_whole, stop_at, Cut, CutError, Ending, RequestBody, ResponseBody, Source, Stop,
 };
+pub use placement::{below_route, place, sticky_of, tags, Placement};
 
 /// hyper's smallest read buffer: a `max_response_head` below it still reads 8 KiB heads.
 const HYPER_MIN_BUF: usize = 8192;
@@ -194,11 +195,4 @@ pub fn client_head(head: &mut http::response::Parts) {
         }
     }
     head.version = Version::HTTP_11;
-}
-
-/// Sets `Content-Length` to an answer read whole and rewritten.
-pub fn set_length<B>(response: &mut Response<B>, len: usize) {
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }

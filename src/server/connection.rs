@@ -14,9 +14,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use super::conn::{Conn, Held};
 use super::outcome::{self, Asked, Detail, Dropped, TlsFailure};
 use super::proxy::Proxy;
-use super::upgrade::{self, Conn, Held};
+use super::upgrade;
 use crate::client_ip::client_at_accept;
 use crate::limits::{ConnectionPermit, IpLimits, IpRefusal};
 use crate::proxy_protocol::{self, Parsed, ProxyHeaderError};

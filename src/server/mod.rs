@@ -5,6 +5,7 @@
 //! backend, the relay) and `outcome` (its metrics and its one log line); `proxy` holds the
 //! configuration in force. One tracing span per connection.
 
+mod conn;
 mod connection;
 mod outcome;
 mod passing;

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body as _, Incoming};
 use tokio::time::{timeout, Instant};
 
+use super::conn::{self, Conn};
 use super::phases::{self, Refused};
-use super::upgrade::{self, Conn};
 use crate::auth::Granted;
 use crate::config::Route;
 use crate::limits::ConnectionPermit;
@@ -109,7 +109,7 @@ pub(super) async fn serve(
             metrics
                 .http_request_seconds
                 .observe(started.elapsed().as_secs_f64());
-            fixed(upgrade::answer(refusal, auth.and_then(|a| a.answer), true))
+            fixed(conn::answer(refusal, auth.and_then(|a| a.answer), true))
         }
     };
     metrics
@@ -184,6 +184,15 @@ async fn pass(
     };
     let (mut head, incoming) = response.into_parts();
     passthrough::client_head(&mut head);
+    let source = tagged(
+        route,
+        &proxy.tags[index][backend],
+        parts,
+        &mut head,
+        incoming,
+    )
+    .await?;
+    let backend = route.backends[backend].to_string();
     // A chunked upload may have come with a Content-Length that hyper dropped (RFC 9112
     // §6.1: the chunking counts); the connection must not carry another request after it.
     if parts.headers.contains_key(header::TRANSFER_ENCODING) {
@@ -208,9 +217,46 @@ async fn pass(
     };
     let end = deadline(started, http.max_duration, &granted);
     let stop = passthrough::stop_at(end, state.drain_signal());
-    let source = Source::Backend(incoming);
     let body = ResponseBody::new(source, http.body_idle_timeout, stop, ending, held);
     Ok(Response::from_parts(head, body.boxed()))
+}
+
+/// The largest session handshake answer read whole to tag its id: an Engine.IO open packet
+/// or a SignalR negotiate answer is a few hundred bytes.
+const MAX_TAGGED_ANSWER: usize = 64 << 10;
+
+/// The answer's body: a new framework session's handshake answer read whole with its id
+/// tagged for the backend that made it, anything else streamed as it comes.
+async fn tagged(
+    route: &Route,
+    tag: &crate::sticky::Tag,
+    parts: &Parts,
+    head: &mut http::response::Parts,
+    incoming: Incoming,
+) -> Result<Source, Refused> {
+    let kind = passthrough::sticky_of(route);
+    let below = passthrough::below_route(route, parts.uri.path());
+    if !head.status.is_success()
+        || !crate::sticky::tags_answer(kind, &parts.method, below, parts.uri.query())
+    {
+        return Ok(Source::Backend(incoming));
+    }
+    let whole = passthrough::read_whole(incoming, MAX_TAGGED_ANSWER)
+        .await
+        .map_err(|_| Refused::from(Refusal::BackendBadResponse))?;
+    match crate::sticky::tag_answer(kind, &whole, tag) {
+        Some(rewritten) => {
+            head.headers.insert(
+                header::CONTENT_LENGTH,
+                http::HeaderValue::from(rewritten.len()),
+            );
+            Ok(Source::Whole(Bytes::from(rewritten)))
+        }
+        None => {
+            tracing::warn!(route = %route.path, path = parts.uri.path(), "a session handshake answer not of the framework's shape: passed on untagged, its session is not sticky");
+            Ok(Source::Whole(whole))
+        }
+    }
 }
 
 /// When the answer must end: `max_duration` after the request, or when its credential
@@ -246,26 +292,33 @@ async fn forward(
     body: RequestBody,
     sender: &Sender<'_>,
     uploaded: &Ending,
-) -> Result<(Response<Incoming>, String), Refused> {
+) -> Result<(Response<Incoming>, usize), Refused> {
     let proxy = &conn.proxy;
     let route = &proxy.config.routes[index];
-    let n = route.backends.len();
-    let first = proxy.round_robin[index].start(n);
+    let start = proxy.round_robin[index].start(route.backends.len());
+    let placed = passthrough::place(
+        route,
+        &proxy.tags[index],
+        start,
+        parts.uri.path(),
+        parts.uri.query(),
+    );
     let retriable = body.is_end_stream();
     let mut body = Some(body);
     let mut failed: Vec<(String, String)> = Vec::new();
-    for i in 0..n {
-        let backend = &route.backends[(first + i) % n];
+    for &i in &placed.order {
+        let backend = &route.backends[i];
         let name = backend.to_string();
         let Some(this) = body.take() else { break };
-        let request = passthrough::backend_request(parts, None, backend, sender, this)
+        let query = placed.query.as_deref();
+        let request = passthrough::backend_request(parts, query, backend, sender, this)
             .map_err(|_| Refused::from(Refusal::MalformedRequest))?;
         match proxy.http_client.request(request).await {
             Ok(response) => {
                 for (down, error) in &failed {
                     tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
                 }
-                return Ok((response, name));
+                return Ok((response, i));
             }
             Err(e) if e.is_connect() => {
                 crate::upstream::count_failure(&conn.state.metrics, &name);

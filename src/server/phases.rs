@@ -11,7 +11,7 @@ use http::header;
 use http::request::Parts;
 use http::Method;
 
-use super::upgrade::Conn;
+use super::conn::Conn;
 use crate::auth::config::AuthKind;
 use crate::auth::{token, AuthRefusal, Denied, Granted};
 use crate::config::{Config, OriginMode, Route};

@@ -34,6 +34,8 @@ pub struct Proxy {
     pub(super) auth: Vec<Arc<Authenticator>>,
     /// Every header an `[auth]` section sets for the backend: never taken from a client.
     pub(super) identity_headers: Vec<HeaderName>,
+    /// The sticky tags of each route's backends, in `Config::routes` order.
+    pub(super) tags: Vec<Vec<crate::sticky::Tag>>,
     /// The pooled backend client of pass-through requests.
     pub(super) http_client: passthrough::Client,
 }
@@ -112,7 +114,9 @@ impl Proxy {
             session_end: None,
         };
         let http_client = passthrough::client(&config.http, config.server.backend_connect_timeout);
+        let tags = config.routes.iter().map(passthrough::tags).collect();
         Ok(Proxy {
+            tags,
             http_client,
             ip_limits: ip_limits(&config.limits),
             config,

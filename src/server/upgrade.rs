@@ -2,8 +2,7 @@
 //! handshake, the 101, and the relay task hyper hands the socket to. Every refusal gets its
 //! answer here and its metric and line from [`super::outcome`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -15,49 +14,18 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::conn::{answer, Conn};
 use super::outcome::{self, Asked, Relayed};
 use super::passing;
 use super::phases::{self, Refused};
-use super::proxy::Proxy;
-use crate::auth::Passed;
 use crate::client_ip::forwarded_client;
 use crate::fleet::{Lease, Verdict};
 use crate::handshake::{self, Upgrade};
-use crate::limits::{ConnectionPermit, IpRefusal};
+use crate::limits::ConnectionPermit;
+use crate::passthrough;
 use crate::refusal::Refusal;
 use crate::relay::{self, Ender};
-use crate::state::{OpenConnection, State};
 use crate::upstream::{self, Identity, Sender, Upstream};
-
-/// What a request handler knows about its connection.
-#[derive(Clone)]
-pub(super) struct Conn {
-    pub proxy: Arc<Proxy>,
-    pub state: Arc<State>,
-    pub peer: SocketAddr,
-    /// The client IP and its handshake verdict when known at accept; `None` for
-    /// X-Forwarded-For.
-    pub admitted: Option<(IpAddr, Result<(), IpRefusal>)>,
-    pub tls: bool,
-    pub accepted: Instant,
-    /// Held by the relay too, so the connection counts until it ends.
-    pub held: Arc<Held>,
-}
-
-/// The counts a connection holds while it lives.
-pub(super) struct Held {
-    _open: OpenConnection,
-    _permit: Option<ConnectionPermit>,
-}
-
-impl Held {
-    pub(super) fn new(open: OpenConnection, permit: Option<ConnectionPermit>) -> Held {
-        Held {
-            _open: open,
-            _permit: permit,
-        }
-    }
-}
 
 /// Handles one request: a route's pass-through request when the route has an HTTP half and
 /// this is no WebSocket upgrade, else the upgrade (or its refusal).
@@ -202,9 +170,15 @@ async fn prepare(
             reserved: &proxy.identity_headers,
         },
     };
+    let start = proxy.round_robin[upgrade.route].start(route.backends.len());
+    let tags = &proxy.tags[upgrade.route];
+    let placed = passthrough::place(route, tags, start, parts.uri.path(), parts.uri.query());
+    if let Some(query) = &placed.query {
+        parts.uri = with_query(&parts.uri, query).map_err(|_| refuse(Refusal::MalformedRequest))?;
+    }
     let upstream = upstream::connect(
         route,
-        &proxy.round_robin[upgrade.route],
+        &placed.order,
         parts,
         &upgrade,
         &sender,
@@ -333,42 +307,10 @@ where
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-/// The answer to a refused request; an auth service's 401/403 goes to the client as it
-/// answered (its body and challenge).
-/// With `keep`, the connection stays open for the next request where the refusal allows it
-/// (pass-through routes, whose clients send many); otherwise a refused client gets no second
-/// try on the same socket. (Not `keep_alive(false)`: hyper would then overwrite the 101's
-/// `Connection: Upgrade`.)
-pub(super) fn answer(
-    refusal: Refusal,
-    passed: Option<Passed>,
-    keep: bool,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::builder()
-        .status(refusal.status())
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
-    if !(keep && refusal.keeps_connection()) {
-        response = response.header(header::CONNECTION, "close");
-    }
-    for (name, value) in refusal.headers() {
-        response = response.header(*name, *value);
-    }
-    if let Some(seconds) = refusal.retry_after() {
-        response = response.header(header::RETRY_AFTER, seconds);
-    }
-    let body = match passed {
-        Some(Passed {
-            body,
-            www_authenticate,
-        }) => {
-            if let Some(challenge) = www_authenticate {
-                response = response.header(header::WWW_AUTHENTICATE, challenge);
-            }
-            body
-        }
-        None => Bytes::from(format!("{}\n", refusal.message())),
-    };
-    response
-        .body(Full::new(body))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+/// `uri` with its query replaced: a framework session id with its sticky tag taken off.
+fn with_query(uri: &http::Uri, query: &str) -> Result<http::Uri, http::Error> {
+    let target = format!("{}?{query}", uri.path());
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(target.parse()?);
+    Ok(http::Uri::from_parts(parts)?)
 }
