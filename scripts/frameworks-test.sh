@@ -65,7 +65,12 @@ SIO_MESSAGES=${FW_SIO_MESSAGES:-20}
 BIG=921600 # 900 KiB
 
 # --- tools ------------------------------------------------------------------------------
-for tool in node npm jq curl python3; do
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+for tool in jq curl; do
+    command -v "$tool" >/dev/null || "${sudo[@]}" scripts/apt-install.sh "$tool"
+done
+for tool in node npm python3; do
     command -v "$tool" >/dev/null || { echo "frameworks-test.sh: $tool is needed" >&2; exit 1; }
 done
 scripts/frameworks-install.sh
@@ -74,8 +79,6 @@ target=${CARGO_TARGET_DIR:-target}
 export FW_NODE_MODULES="$target/frameworks/node_modules"
 FW="$ROOT/tests/frameworks"
 if ! command -v haproxy >/dev/null && { wanted b; }; then
-    sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     "${sudo[@]}" scripts/apt-install.sh haproxy
 fi
 

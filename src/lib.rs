@@ -21,6 +21,7 @@ pub mod demo;
 pub mod dev_certs;
 pub mod fleet;
 pub mod frame;
+pub mod framework;
 pub mod handshake;
 pub mod hop;
 pub mod limits;

@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthFailures;
+use crate::config::HttpConfig;
 use crate::config::LimitsConfig;
 use crate::fleet::{SharedLimits, StoreError};
 use crate::limits::{IpLimits, IpLimitsConfig};
 use crate::metrics::Metrics;
-use crate::passthrough::HttpConfig;
 
 pub struct State {
     pub metrics: Arc<Metrics>,

@@ -596,3 +596,71 @@ async fn a_route_without_http_still_answers_426() {
     assert_eq!(status_of(&got), 426, "{got}");
     assert!(backend.requests().is_empty());
 }
+
+#[tokio::test]
+async fn every_request_is_authenticated_and_a_held_poll_ends_with_its_token() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256!";
+    let backend = RawBackend::start(Reply::After(Duration::from_secs(4))).await;
+    let dir = TempDir::new("passthrough-auth");
+    let secret = dir.0.join("hs.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let guard = start_guard(
+        false,
+        &format!(
+            "[origin]\nallow = [\"{ORIGIN}\"]\n\n[auth.users]\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\nhmac_secret_file = {secret:?}\nquery = \"access_token\"\nleeway = \"0s\"\nclaim_headers = {{ sub = \"X-Auth-Subject\" }}\n\n[[route]]\npath = \"/app\"\nmatch = \"prefix\"\nhttp = true\nauth = \"users\"\nbackends = [\"{}\"]\n",
+            backend.addr
+        ),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({ "sub": "alice", "exp": now + 2 });
+    let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let token = encode(&Header::default(), &claims, &key).unwrap();
+    let get_with = |t: &str| {
+        get(
+            &format!("/app/poll?EIO=4&access_token={t}"),
+            "Connection: close\r\n",
+        )
+    };
+
+    let got = raw_request(
+        guard.addr,
+        false,
+        get("/app/poll", "Connection: close\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&got), 401, "no token: {got}");
+    let started = Instant::now();
+    let got = raw_request(guard.addr, false, get_with(&token).as_bytes()).await;
+    assert_eq!(
+        status_of(&got),
+        401,
+        "the token ran out while the poll was held: {got}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "ended at exp: {:?}",
+        started.elapsed()
+    );
+    let heads = backend.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].contains("GET /app/poll?EIO=4 "),
+        "the token is stripped: {}",
+        heads[0]
+    );
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("x-auth-subject: alice"),
+        "{}",
+        heads[0]
+    );
+    let got = raw_request(guard.addr, false, get_with(&token).as_bytes()).await;
+    assert_eq!(status_of(&got), 401, "the next request after exp: {got}");
+    assert_eq!(backend.heads().len(), 1);
+}

@@ -361,7 +361,7 @@ fn forward(out: &mut String, f: &ForwardConfig) {
     let _ = writeln!(out, "expires_header = {}", q(f.expires_header.as_str()));
 }
 
-fn http(o: &mut String, h: &crate::passthrough::HttpConfig) {
+fn http(o: &mut String, h: &super::HttpConfig) {
     let count = |n| on_off(n, false);
     let _ = writeln!(
         o,

@@ -7,7 +7,7 @@ use super::check::{Checker, Setting, Whole};
 use super::rates::{BurstDefault, Pair};
 use super::raw::{RawHttp, RawRoute};
 use super::*;
-use crate::passthrough::{Framework, HttpConfig, RouteHttp};
+use crate::framework::{Framework, HttpConfig, RouteHttp};
 
 impl Checker<'_> {
     pub(super) fn http(&mut self, h: &RawHttp, max_connections: Option<u32>) -> Option<HttpConfig> {

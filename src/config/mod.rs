@@ -34,8 +34,8 @@ use crate::client_ip::TrustedProxies;
 use crate::fleet::SharedConfig;
 use crate::limits::{FrameRateConfig, Heartbeats};
 use crate::origin::AllowList;
-use crate::passthrough::{HttpConfig, RouteHttp};
 
+pub use crate::framework::{Framework, HttpConfig, RouteHttp};
 pub use defaults::*;
 pub use error::{ConfigErrors, ConfigProblem};
 pub use units::{format_duration, format_size};

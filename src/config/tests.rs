@@ -93,7 +93,7 @@ fn shipped_example_toml_loads_and_sets_every_key() {
     assert_eq!(c.routes.len(), 3);
     assert_eq!(
         c.routes[2].http.and_then(|h| h.framework),
-        Some(crate::passthrough::Framework::SocketIo)
+        Some(super::Framework::SocketIo)
     );
     assert_eq!(c.backend_frames.max_fragments, Some(100_000));
     assert_eq!(

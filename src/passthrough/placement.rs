@@ -3,10 +3,8 @@
 //! session); anything else starts where the route's round-robin cursor points and goes on
 //! to the next backend when one does not take the connection.
 
-use crate::config::Route;
+use crate::config::{Framework, Route};
 use crate::sticky::{self, Pin, Sticky, Tag};
-
-use super::Framework;
 
 /// Where a request goes, and the query its backend gets.
 #[derive(Debug, PartialEq, Eq)]

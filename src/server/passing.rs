@@ -17,7 +17,7 @@ use tokio::time::{timeout, Instant};
 
 use super::conn::{self, Conn};
 use super::phases::{self, Refused};
-use crate::auth::Granted;
+use crate::auth::{AuthRefusal, Granted};
 use crate::config::Route;
 use crate::limits::ConnectionPermit;
 use crate::metrics::{HttpLabels, Metrics, ReasonLabels};
@@ -170,15 +170,20 @@ async fn pass(
     let head_timeout = route
         .http
         .map_or(http.response_head_timeout, |h| h.head_timeout(http));
-    let forwarded = timeout(
-        head_timeout,
-        forward(conn, index, parts, body, &sender, &uploaded),
-    )
-    .await;
+    // A credential that runs out while a long-poll is held ends it there: the client's next
+    // request is refused 401.
+    let expires = granted
+        .session_end
+        .map(|end| end.saturating_duration_since(Instant::now()));
+    let wait = expires.map_or(head_timeout, |left| left.min(head_timeout));
+    let forwarded = timeout(wait, forward(conn, index, parts, body, &sender, &uploaded)).await;
     let (response, backend) = match forwarded {
         Ok(Ok(answer)) => answer,
         Ok(Err(refused)) => return Err(refused),
         // Time ran out with the upload still coming: the client's delay, not the backend's.
+        Err(_) if expires.is_some_and(|left| left <= head_timeout) => {
+            return Err(refuse(Refusal::Auth(AuthRefusal::Expired)))
+        }
         Err(_) if !uploaded.finished() => return Err(refuse(Refusal::BodyTimeout)),
         Err(_) => return Err(refuse(Refusal::BackendTimeout)),
     };
@@ -270,7 +275,7 @@ fn deadline(started: Instant, max: std::time::Duration, granted: &Granted) -> In
 fn upload(
     parts: &Parts,
     body: Incoming,
-    http: &passthrough::HttpConfig,
+    http: &crate::config::HttpConfig,
 ) -> Result<Option<Incoming>, Refusal> {
     if body.is_end_stream() {
         return Ok(None);
