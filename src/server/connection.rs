@@ -263,13 +263,26 @@ where
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(upgrade::dispatch::<S>(conn, req).await) }
     });
-    let served = http1::Builder::new()
+    let mut drain = state.drain_signal();
+    let draining = async move {
+        let _ = drain.wait_for(|d| *d).await;
+    };
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(remaining)
         .max_buf_size(max_head.max(HYPER_MIN_BUF))
         .serve_connection(TokioIo::new(io), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(connection);
+    // A kept-alive connection takes no new request once the drain begins; the one in
+    // flight is answered first. (An upgraded one has left hyper for the relay by then.)
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = draining => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(e) = served {
         hyper_ended(&state, &e);
     }
