@@ -198,12 +198,6 @@ async fn pass(
     )
     .await?;
     let backend = route.backends[backend].to_string();
-    // A chunked upload may have come with a Content-Length that hyper dropped (RFC 9112
-    // §6.1: the chunking counts); the connection must not carry another request after it.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        head.headers
-            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-    }
     let ending = Ending::default();
     let held = Held {
         _slot: Some(slot),
