@@ -76,6 +76,9 @@ pub enum Refusal {
     Requests(IpRefusal),
     /// `[http] max_held_requests` are in flight.
     TooManyHeld,
+    /// The proxy began to drain while the request waited for its answer head (a held
+    /// long-poll): the client asks again, of an instance that stays.
+    Draining,
     /// The backend sent no answer head within the route's response-head timeout.
     BackendTimeout,
     /// The backend's answer to a pass-through request was not valid HTTP/1.1 (a split
@@ -125,9 +128,9 @@ impl Refusal {
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Refusal::Requests(IpRefusal::TooManyTrackedIps) | Refusal::TooManyHeld => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::Requests(IpRefusal::TooManyTrackedIps)
+            | Refusal::TooManyHeld
+            | Refusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Requests(_) => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::BackendBadResponse => StatusCode::BAD_GATEWAY,
@@ -181,6 +184,7 @@ impl Refusal {
             | Refusal::SharedStoreUnavailable
             | Refusal::Requests(_)
             | Refusal::TooManyHeld
+            | Refusal::Draining
             | Refusal::Auth(AuthRefusal::Unavailable) => Some(1),
             _ => None,
         }
@@ -218,6 +222,7 @@ impl Refusal {
             Refusal::Requests(IpRefusal::TooManyConnections) => "ip_held_requests",
             Refusal::Requests(IpRefusal::TooManyTrackedIps) => "ip_tracked_requests",
             Refusal::TooManyHeld => "max_held_requests",
+            Refusal::Draining => "draining",
             Refusal::BackendTimeout => "backend_timeout",
             Refusal::BackendBadResponse => "backend_bad_response",
         }
@@ -269,6 +274,7 @@ impl Refusal {
             Refusal::Requests(IpRefusal::TooManyTrackedIps) | Refusal::TooManyHeld => {
                 "too many requests in flight; retry later"
             }
+            Refusal::Draining => "this instance is shutting down; retry",
             Refusal::BackendTimeout => "the backend did not answer in time",
             Refusal::BackendBadResponse => "the backend's answer is not valid HTTP",
         }

@@ -664,3 +664,31 @@ async fn every_request_is_authenticated_and_a_held_poll_ends_with_its_token() {
     assert_eq!(status_of(&got), 401, "the next request after exp: {got}");
     assert_eq!(backend.heads().len(), 1);
 }
+
+#[tokio::test]
+async fn a_drain_ends_a_held_long_poll_with_503_at_once() {
+    let backend = RawBackend::start(Reply::Silent).await;
+    let mut guard = guard(&backend, "").await;
+    let held = tokio::spawn(raw_request(
+        guard.addr,
+        false,
+        get("/app/held", "Connection: close\r\n")
+            .into_bytes()
+            .leak(),
+    ));
+    assert!(
+        wait_until(|| backend.heads().len() == 1).await,
+        "the poll is held"
+    );
+    let started = Instant::now();
+    guard.shutdown();
+    let got = within("the held poll's answer", held).await.unwrap();
+    assert_eq!(status_of(&got), 503, "{got}");
+    assert!(header_of(&got, "retry-after").is_some(), "{got}");
+    guard.stopped().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -176,7 +176,14 @@ async fn pass(
         .session_end
         .map(|end| end.saturating_duration_since(Instant::now()));
     let wait = expires.map_or(head_timeout, |left| left.min(head_timeout));
-    let forwarded = timeout(wait, forward(conn, index, parts, body, &sender, &uploaded)).await;
+    let mut drain = state.drain_signal();
+    let draining = async move {
+        let _ = drain.wait_for(|d| *d).await;
+    };
+    let forwarded = tokio::select! {
+        forwarded = timeout(wait, forward(conn, index, parts, body, &sender, &uploaded)) => forwarded,
+        () = draining => return Err(refuse(Refusal::Draining)),
+    };
     let (response, backend) = match forwarded {
         Ok(Ok(answer)) => answer,
         Ok(Err(refused)) => return Err(refused),
