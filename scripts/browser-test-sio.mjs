@@ -14,11 +14,11 @@
 //       and no "Session ID unknown" (the sessions stuck to their backends); /metrics counts the
 //       passed polling requests;
 //   11. the evil page through wsguard, default transports: connect_error on the page, 403s in
-//       /metrics (wsguard_http_requests_total{route="/socket.io/",status="403"}), no request from
-//       its origin in any backend's log;
+//       /metrics (wsguard_http_requests_total{route="/socket.io/",status="403"}) and `request
+//       refused` lines in wsguard's log, no request from its origin in any backend's log;
 //   12. the evil page through wsguard, transports: ["websocket"]: connect_error, Chromium reports
 //       the 403, wsguard_handshakes_refused_total{reason="origin_not_allowed",route="/socket.io/"}
-//       grows, and no backend saw the upgrade;
+//       grows, wsguard logs `handshake refused`, and no backend saw the upgrade;
 //   13. both lanes on one evil page (the screenshot): two connect_errors, still no session.
 // Every wait is bounded. Screenshots go to $BROWSER_TEST_OUT (socketio-*.png).
 import { createRequire } from "node:module";
@@ -99,6 +99,17 @@ const http403 = () => metric("wsguard_http_requests_total", { route: ROUTE, stat
 const http200 = () => metric("wsguard_http_requests_total", { route: ROUTE, status: "200" });
 const wsRefused = () =>
   metric("wsguard_handshakes_refused_total", { reason: "origin_not_allowed", route: ROUTE });
+
+const logLines = () => readFileSync(LOG, "utf8").split("\n");
+// wsguard's text log: `request refused` (a pass-through request) or `handshake refused` (an
+// upgrade), rule origin_not_allowed, for the evil origin (a &str field may be quoted or bare).
+const refusedInLog = (what) =>
+  logLines().filter(
+    (l) =>
+      l.includes(`${what} refused`) &&
+      /\brule="?origin_not_allowed"?(\s|$)/.test(l) &&
+      new RegExp(`\\sorigin="?${EVIL.url.replaceAll(".", "\\.")}"?(\\s|$)`).test(l)
+  ).length;
 
 const lane = (page, i, what) => page.textContent(`#${what}-${i}`);
 async function waitLane(page, i, what, needle) {
@@ -242,6 +253,10 @@ async function run() {
   await waitFor(async () => (await http403()) > before403);
   const poll403 = (await http403()) - before403;
   check(poll403 >= 1, `${METRICS}: wsguard_http_requests_total{route="${ROUTE}",status="403"} grew by ${poll403}`);
+  check(refusedInLog("request") >= 1, `wsguard logged ${refusedInLog("request")} "request refused" line(s), rule origin_not_allowed, for ${EVIL.url}`);
+  // Chromium hides the 403 from the page's script (the refusal carries no CORS header); it
+  // prints the blocked request to the console.
+  console.log(`     evil-polling console: ${JSON.stringify(evilPoll.consoleText.slice(0, 2))}`);
   await noSessionFor(evilPoll, mark);
   await evilPoll.screenshot({ path: join(OUT, "socketio-evil-polling.png") });
   await evilPoll.close();
@@ -259,6 +274,7 @@ async function run() {
   await waitFor(async () => (await wsRefused()) > beforeWs);
   const refused = (await wsRefused()) - beforeWs;
   check(refused >= 1, `${METRICS}: wsguard_handshakes_refused_total{reason="origin_not_allowed",route="${ROUTE}"} grew by ${refused}`);
+  check(refusedInLog("handshake") >= 1, `wsguard logged ${refusedInLog("handshake")} "handshake refused" line(s), rule origin_not_allowed, for ${EVIL.url}`);
   await noSessionFor(evilWs, mark);
   await evilWs.screenshot({ path: join(OUT, "socketio-evil-websocket.png") });
   await evilWs.close();
