@@ -148,6 +148,8 @@ const servers = [GOOD, EVIL].map((site) => {
     } else if (path === "/socket.io.min.js") {
       res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" });
       res.end(BUNDLE);
+    } else if (path === "/favicon.ico") {
+      res.writeHead(204).end(); // no 404 in the console
     } else {
       res.writeHead(404).end();
     }
