@@ -3,7 +3,8 @@
 #
 # usage: scripts/browser-test.sh [--update-docs]
 #
-#   --update-docs   also copy the two screenshots to docs/ (chat-allowed.png, chat-evil-refused.png)
+#   --update-docs   also copy four screenshots to docs/ (chat-allowed.png, chat-evil-refused.png,
+#                   socketio-allowed.png, socketio-evil-refused.png)
 #
 # Starts, as its own processes (stopped on any exit):
 #   wsguard demo   proxy on wss://localhost:8443 (TLS, certs/localhost.crt), allow = http://localhost:8080,
@@ -19,10 +20,20 @@
 # CA and certificate in certs/ are made first if missing (`wsguard dev-certs`); Chromium trusts
 # certs/ca.crt through a fresh NSS db in a temporary HOME (certutil), like a user who imported it,
 # with no certificate error ignored.
+# Last, phase "socketio" (scripts/browser-test-sio.mjs): the demo and the pages are stopped, and
+# plain `wsguard run` listens on wss:// / https://localhost:8443 with one route, "/socket.io/"
+# (framework = "socket.io", [origin] allow = http://localhost:8080), to two stock Socket.IO
+# backends (tests/frameworks/sio-chat-server.mjs on 127.0.0.1:9001 and :9002, CORS open to any
+# origin); the node program serves the Socket.IO chat page on http://localhost:8080 and, as
+# "evil", on http://127.0.0.1:8081.
+#
+# BROWSER_TEST_BUILD=debug: a debug build (`cargo build --locked --bins`) instead of --release.
+# BROWSER_TEST_PHASES: the phases to run, in this order (default "enforce report auth socketio").
 #
 # Needs chromium and certutil (Debian packages chromium, chromium-driver, libnss3-tools; installed
 # with apt if missing: if that is impossible the test is SKIPPED with exit 0), node + npm
-# (playwright-core is installed into target/browser, no browser download).
+# (playwright-core is installed into target/browser, no browser download; socket.io and
+# socket.io-client into target/frameworks by scripts/frameworks-install.sh).
 # Logs and screenshots: target/browser/run/.
 set -euo pipefail
 
@@ -40,7 +51,14 @@ EVIL_BANNER="evil.example — not in the allow-list"
 DIRECT_BANNER="straight to the chat backend, no wsguard"
 WAIT=${BROWSER_TEST_WAIT:-15}  # seconds to wait for each listener
 NODE_TIMEOUT=${BROWSER_TEST_TIMEOUT:-180}
-BIN="${CARGO_TARGET_DIR:-target}/release"
+SIO_BACKEND_ADDRS=(127.0.0.1:9001 127.0.0.1:9002)
+SIO_SERVER=https://localhost:8443
+TARGET=${CARGO_TARGET_DIR:-target}
+case ${BROWSER_TEST_BUILD:-release} in
+    release) BIN=$TARGET/release; BUILD=(cargo build --locked --release --bins) ;;
+    debug) BIN=$TARGET/debug; BUILD=(cargo build --locked --bins) ;;
+    *) echo "browser-test.sh: BROWSER_TEST_BUILD is release or debug" >&2; exit 2 ;;
+esac
 NODE_DIR=target/browser
 OUT=target/browser/run
 
@@ -48,7 +66,7 @@ update_docs=0
 case "${1:-}" in
     "") ;;
     --update-docs) update_docs=1 ;;
-    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set /p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
     *) echo "browser-test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -111,9 +129,16 @@ if [[ $have != "$PLAYWRIGHT_VERSION" ]]; then
         --no-fund --loglevel=error "playwright-core@$PLAYWRIGHT_VERSION"
 fi
 
+# --- socket.io and socket.io-client (the backends and the page's bundle) ------------
+scripts/frameworks-install.sh
+FW_MODULES=$TARGET/frameworks/node_modules
+[[ $FW_MODULES == /* ]] || FW_MODULES=$PWD/$FW_MODULES
+SIO_BUNDLE=$FW_MODULES/socket.io-client/dist/socket.io.min.js
+[[ -f $SIO_BUNDLE ]] || die "$SIO_BUNDLE missing after scripts/frameworks-install.sh"
+
 # --- build ------------------------------------------------------------------------
-echo "==> cargo build --release --bins"
-cargo build --release --bins
+echo "==> ${BUILD[*]}"
+"${BUILD[@]}"
 [[ -x $BIN/wsguard && -x $BIN/wsguard-page ]] || die "wsguard or wsguard-page not built in $BIN"
 
 # --- temp dir: configs and a HOME with an NSS db that trusts the dev CA --------------
@@ -177,7 +202,27 @@ hmac_secret_file = "$tmp/session.secret"
 cookie = "session"
 leeway = "0s"
 EOF
-for mode in enforce report auth; do
+# Phase socketio: plain `wsguard run`, no demo; the route passes Engine.IO polling through.
+cat >"$tmp/socketio.toml" <<EOF
+# written by scripts/browser-test.sh
+[server]
+listen = "$PROXY_ADDR"
+tls_cert = "$certs/localhost.crt"
+tls_key = "$certs/localhost.key"
+
+[origin]
+allow = ["http://localhost:8080"]
+
+[[route]]
+path = "/socket.io/"
+match = "prefix"
+backends = [$(printf '"%s", ' "${SIO_BACKEND_ADDRS[@]}" | sed 's/, $//')]
+framework = "socket.io"
+
+[admin]
+listen = "$ADMIN_ADDR"
+EOF
+for mode in enforce report auth socketio; do
     "$BIN/wsguard" check --config "$tmp/$mode.toml" >/dev/null
 done
 
@@ -191,7 +236,8 @@ wait_for_port() { # ADDR PID WHAT LOG
         sleep 0.05
     done
 }
-for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$DIRECT_ADDR" "$BACKEND_ADDR" "$ADMIN_ADDR"; do
+for addr in "$PROXY_ADDR" "$PAGE_ADDR" "$EVIL_ADDR" "$DIRECT_ADDR" "$BACKEND_ADDR" "$ADMIN_ADDR" \
+    "${SIO_BACKEND_ADDRS[@]}"; do
     port_free "$addr" || die "$addr is already in use (a running 'wsguard demo'?)"
 done
 
@@ -207,20 +253,23 @@ start_wsguard() { # MODE
     wait_for_port "$PAGE_ADDR" "$wsguard_pid" "wsguard demo page ($1)" "$log"
     wait_for_port "$BACKEND_ADDR" "$wsguard_pid" "wsguard demo backend ($1)" "$log"
 }
-stop_wsguard() {
-    stop_pid "$wsguard_pid"
-    local kept=() pid
-    for pid in "${pids[@]}"; do [[ $pid == "$wsguard_pid" ]] || kept+=("$pid"); done
+stop_started() { # PID...: stop these and forget them
+    local kept=() pid gone
+    for gone in "$@"; do stop_pid "$gone"; done
+    for pid in "${pids[@]}"; do [[ " $* " == *" $pid "* ]] || kept+=("$pid"); done
     pids=("${kept[@]}")
 }
+stop_wsguard() { stop_started "$wsguard_pid"; }
 
 NO_COLOR=1 "$BIN/wsguard-page" --listen "$EVIL_ADDR" --ws-url "$WS_URL" --banner "$EVIL_BANNER" \
     >"$OUT/evil-page.log" 2>&1 &
 pids+=($!)
+page_pids=($!)
 wait_for_port "$EVIL_ADDR" "$!" wsguard-page "$OUT/evil-page.log"
 NO_COLOR=1 "$BIN/wsguard-page" --listen "$DIRECT_ADDR" --ws-url "ws://$BACKEND_ADDR/chat" \
     --banner "$DIRECT_BANNER" >"$OUT/direct-page.log" 2>&1 &
 pids+=($!)
+page_pids+=($!)
 wait_for_port "$DIRECT_ADDR" "$!" "wsguard-page (direct)" "$OUT/direct-page.log"
 
 run_node() { # PHASE
@@ -236,7 +285,15 @@ run_node() { # PHASE
     wait "$!" || die "browser test failed in phase '$1' (logs: $OUT/)"
 }
 
+PHASES=" ${BROWSER_TEST_PHASES:-enforce report auth socketio} "
+for phase in $PHASES; do
+    [[ $phase == @(enforce|report|auth|socketio) ]] || die "unknown phase '$phase' in BROWSER_TEST_PHASES"
+done
+if ((update_docs)) && [[ $PHASES != " enforce report auth socketio " ]]; then
+    die "--update-docs needs every phase (BROWSER_TEST_PHASES unset)"
+fi
 for phase in enforce report auth; do
+    [[ $PHASES == *" $phase "* ]] || continue
     started=$SECONDS
     start_wsguard "$phase"
     run_node "$phase"
@@ -244,8 +301,49 @@ for phase in enforce report auth; do
     echo "==> phase $phase: $((SECONDS - started))s"
 done
 
+# --- phase socketio: Socket.IO through the HTTP pass-through ----------------------------
+# The pages of the demo phases give their ports (8080, 8081) to the Socket.IO page server.
+run_socketio() {
+    started=$SECONDS
+    stop_started "${page_pids[@]}"
+    # The backends exit when their stdin closes: a FIFO this script holds open (fd 9) until it exits.
+    mkfifo "$tmp/sio-stdin"
+    exec 9<>"$tmp/sio-stdin"
+    sio_logs=()
+    for i in "${!SIO_BACKEND_ADDRS[@]}"; do
+        addr=${SIO_BACKEND_ADDRS[$i]}
+        name=sio-$((i + 1))
+        FW_NODE_MODULES=$FW_MODULES FW_NAME=$name FW_PORT=${addr##*:} SIO_CORS='*' \
+            node tests/frameworks/sio-chat-server.mjs <"$tmp/sio-stdin" 9>&- \
+            >"$OUT/$name.log" 2>"$OUT/$name.err" &
+        pids+=($!)
+        wait_for_port "$addr" "$!" "Socket.IO backend $name" "$OUT/$name.err"
+        sio_logs+=("$OUT/$name.log")
+    done
+    log=$OUT/wsguard-socketio.log
+    NO_COLOR=1 RUST_LOG=info "$BIN/wsguard" run --config "$tmp/socketio.toml" --log-format text \
+        </dev/null 9>&- >"$log" 2>&1 &
+    wsguard_pid=$!
+    pids+=("$wsguard_pid")
+    wait_for_port "$PROXY_ADDR" "$wsguard_pid" "wsguard (socketio)" "$log"
+    wait_for_port "$ADMIN_ADDR" "$wsguard_pid" "wsguard admin (socketio)" "$log"
+    echo "==> browser test, phase socketio"
+    HOME=$tmp/home BROWSER_TEST_LOG=$log BROWSER_TEST_OUT=$OUT BROWSER_TEST_PROFILE="$tmp/profile-socketio" \
+        BROWSER_TEST_METRICS_URL="http://$ADMIN_ADDR/metrics" BROWSER_TEST_NODE_MODULES="$PWD/$NODE_DIR/node_modules" \
+        BROWSER_TEST_SIO_SERVER=$SIO_SERVER BROWSER_TEST_SIO_DIRECT="http://${SIO_BACKEND_ADDRS[0]}" \
+        BROWSER_TEST_SIO_LOGS="$(IFS=,; echo "${sio_logs[*]}")" BROWSER_TEST_SIO_BUNDLE=$SIO_BUNDLE \
+        BROWSER_TEST_SIO_PAGE="$PWD/tests/frameworks/sio-chat-page.html" \
+        timeout "$NODE_TIMEOUT" node scripts/browser-test-sio.mjs 9>&- &
+    pids+=($!)
+    wait "$!" || die "browser test failed in phase 'socketio' (logs: $OUT/)"
+    stop_wsguard
+    echo "==> phase socketio: $((SECONDS - started))s"
+}
+if [[ $PHASES == *" socketio "* ]]; then run_socketio; fi
+
 if ((update_docs)); then
     cp "$OUT/chat-allowed.png" "$OUT/chat-evil-refused.png" docs/
+    cp "$OUT/socketio-allowed.png" "$OUT/socketio-evil-refused.png" docs/
     echo "==> screenshots copied to docs/"
 fi
 echo "==> browser test OK (TLS trust: certs/ca.crt through NSS; logs and screenshots: $OUT/)"

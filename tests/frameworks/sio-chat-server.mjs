@@ -9,7 +9,10 @@
 //
 // Environment: FW_NODE_MODULES (see fw-common.mjs), FW_NAME (the backend's name in logs and
 // acks, default "sio"), FW_PORT (default 0: any free port), SIO_PATH (default "/socket.io/"),
-// SIO_PING_INTERVAL / SIO_PING_TIMEOUT (ms), SIO_MAX_BUFFER (bytes), SIO_NO_BROADCAST.
+// SIO_PING_INTERVAL / SIO_PING_TIMEOUT (ms), SIO_MAX_BUFFER (bytes), SIO_NO_BROADCAST,
+// SIO_CORS ("*" or a comma list of origins: Socket.IO's `cors` option, so a page from another
+// origin can read the polling answers; scripts/browser-test.sh sets "*", a backend that serves
+// any origin, leaving wsguard's [origin] allow the only gate).
 //
 // Stdout, one JSON line per event (each with "backend", "t" and "at"):
 //   {"event":"listening","port":N}
@@ -20,7 +23,7 @@
 //   {"event":"disconnect","sid","reason","upgraded","transport"}
 // Exits when stdin closes.
 import { createServer } from "node:http";
-import { env, exitWithStdin, flag, log as emit, number, require, requestEvent } from "./fw-common.mjs";
+import { env, exitWithStdin, flag, list, log as emit, number, require, requestEvent } from "./fw-common.mjs";
 
 const { Server } = require("socket.io");
 const name = env("FW_NAME", "sio");
@@ -35,6 +38,8 @@ for (const [key, variable] of [
 ]) {
   if (number(variable) !== undefined) options[key] = number(variable);
 }
+
+if (env("SIO_CORS")) options.cors = { origin: env("SIO_CORS") === "*" ? "*" : list("SIO_CORS") };
 
 const http = createServer();
 const io = new Server(http, options);
