@@ -18,7 +18,7 @@ use tokio::time::{timeout, Instant};
 use super::conn::{self, Conn};
 use super::phases::{self, Refused};
 use crate::auth::{AuthRefusal, Granted};
-use crate::config::Route;
+use crate::config::{HttpConfig, Route};
 use crate::limits::ConnectionPermit;
 use crate::metrics::{HttpLabels, Metrics, ReasonLabels};
 use crate::passthrough::{self, Cut, CutError, Ending, RequestBody, ResponseBody, Source};
@@ -152,7 +152,7 @@ async fn pass(
     let client = phases::client_info(conn, client_ip);
     let granted = phases::authenticate(conn, route, parts, &client).await?;
     phases::strip_credentials(conn, route, parts, &mut Vec::new());
-    let body = upload(parts, body, http)?;
+    let body = upload(body, http)?;
     let sender = Sender {
         client: &client,
         identity: Identity {
@@ -273,18 +273,13 @@ fn deadline(started: Instant, max: std::time::Duration, granted: &Granted) -> In
 }
 
 /// The upload, refused at once when its declared length is over the cap.
-fn upload(
-    parts: &Parts,
-    body: Incoming,
-    http: &crate::config::HttpConfig,
-) -> Result<Option<Incoming>, Refusal> {
+fn upload(body: Incoming, http: &HttpConfig) -> Result<Option<Incoming>, Refusal> {
     if body.is_end_stream() {
         return Ok(None);
     }
     if body.size_hint().lower() > http.max_request_body {
         return Err(Refusal::BodyTooLarge);
     }
-    let _ = parts;
     Ok(Some(body))
 }
 
