@@ -234,7 +234,7 @@ http {
             $2
         }
     }
-$3
+${3:-}
 }
 EOF
 }
@@ -569,8 +569,11 @@ http_scenario() {
 # A number from a result line, two decimals at most: json_num LINE KEY [KEY-IN-OBJECT].
 json_num() {
     local text=$1
-    if (($# == 3)); then text=$(grep -o "\"$2\":{[^}]*}" <<<"$text" | head -1); shift; fi
-    grep -o "\"$2\":[0-9.e+-]*" <<<"$text" | head -1 | cut -d: -f2 |
+    if (($# == 3)); then
+        text=$({ grep -o "\"$2\":{[^}]*}" <<<"$text" || true; } | head -1)
+        shift
+    fi
+    { grep -o "\"$2\":[0-9.e+-]*" <<<"$text" || true; } | head -1 | cut -d: -f2 |
         sed -E 's/^([0-9]+\.[0-9]{0,2}).*/\1/'
 }
 
