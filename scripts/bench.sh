@@ -17,7 +17,7 @@
 #                      that order); wsguard-nib is wsguard with [deflate] inspect_backend = false
 #   --scenarios LIST   any of: idle idle-tls idle-deflate bin64 bin64-tls bin16k text16k rate128
 #                      rate128-tls churn churn-full soak chat1k chat1k-plain chat1k-rate
-#                      longpoll http-keepalive (default: all but longpoll and http-keepalive)
+#                      longpoll http-keepalive (default: all but longpoll)
 #
 # Installs nginx and haproxy with apt-get if they are missing, builds the release binaries,
 # then for each scenario, each peer in turn (their order rotating from one scenario to the
@@ -37,9 +37,10 @@
 # one 128 B message a second (spread evenly), counts lost, reordered and corrupt echoes and
 # samples the proxy's RSS every second. The direct peer runs none of the wss:// scenarios.
 #
-# The HTTP half (not in the default list; name them with --scenarios): longpoll runs --sessions
-# Engine.IO v4 polling sessions through each proxy to two backends (target/release/eio-backend,
-# two processes on the load CPU; a session exists on one of them only), each session a held GET
+# The HTTP half (longpoll, about 60 s, is not in the default list; name it with --scenarios):
+# longpoll runs --sessions Engine.IO v4 polling sessions through each proxy to two backends
+# (target/release/eio-backend, two processes on the load CPU; a session exists on one of them
+# only), each session a held GET
 # on one keep-alive connection and a POST a second on another, the message POSTed answering the
 # held GET; its two connections come from one source address of its own (127.1.x.y, the third
 # octet varying, as nginx's ip_hash keys on the first three). wsguard: framework = "socket.io"
@@ -72,7 +73,7 @@ SOAK_DURATION=60
 SESSIONS=2000
 HTTP_RATE=10000
 PEERS="direct nginx nginx-64k haproxy wsguard wsguard-nib"
-SCENARIOS="idle idle-tls idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls churn churn-full soak chat1k chat1k-plain chat1k-rate"
+SCENARIOS="idle idle-tls idle-deflate bin64 bin64-tls bin16k text16k rate128 rate128-tls churn churn-full soak chat1k chat1k-plain chat1k-rate http-keepalive"
 while (($#)); do
     case "$1" in
         --duration) DURATION=$2; shift ;;
