@@ -857,7 +857,7 @@ async fn read_frame(conn: &mut Conn) -> Result<ws::ServerFrame, String> {
 }
 
 /// UTC time of day, seconds precision, without a date library.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -12,6 +12,7 @@ mod chat;
 mod churn;
 mod deflate;
 mod handshakes;
+mod http;
 mod load;
 mod plot;
 mod procstat;
@@ -62,6 +63,13 @@ enum ModeArg {
     /// N connections, each one message a second (spread evenly) for the duration; lost,
     /// reordered and corrupt echoes counted, proxy RSS sampled every second.
     Soak,
+    /// N Engine.IO v4 polling sessions (-c) over http://: a held GET each and a POST a
+    /// second, delivered to the held GET; POST round trip, delivery, CPU per request, RSS
+    /// per held GET.
+    Longpoll,
+    /// C HTTP/1.1 keep-alive connections (-c) sending GETs to the URL at --rate requests/s
+    /// in all; CPU per request and round trip.
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +128,10 @@ struct RunArgs {
     no_resume: bool,
     #[arg(long, default_value = "http://localhost")]
     origin: String,
+    /// Longpoll and http modes: connection i comes from this address + (i mod 256)·256 +
+    /// i/256 (unset: 127.0.0.1); a session's two connections share one.
+    #[arg(long)]
+    source: Option<Ipv4Addr>,
     /// Process under test (repeat, or comma-separate): CPU and RSS are summed.
     #[arg(long = "pid", value_delimiter = ',')]
     pids: Vec<u32>,
@@ -266,6 +278,9 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("wsguard-bench: {msg}");
         ExitCode::from(2)
     };
+    if matches!(args.mode, ModeArg::Longpoll | ModeArg::Http) {
+        return run_http(args);
+    }
     let target = match ws::Target::parse(&args.url) {
         Ok(t) => t,
         Err(e) => return fail(e),
@@ -297,11 +312,12 @@ fn run(args: RunArgs) -> ExitCode {
             ModeArg::Idle => load::Mode::Idle,
             ModeArg::Churn => load::Mode::Churn,
             ModeArg::Soak => load::Mode::Soak,
+            ModeArg::Longpoll | ModeArg::Http => unreachable!("run_http"),
         },
         target,
         tls,
-        server_name: args.server_name,
-        origin: args.origin,
+        server_name: args.server_name.clone(),
+        origin: args.origin.clone(),
         conns: args.conns.max(1),
         inflight: args.inflight.max(1),
         size: args.size,
@@ -315,18 +331,66 @@ fn run(args: RunArgs) -> ExitCode {
         warmup: seconds(args.warmup),
         duration: seconds(args.duration),
         hold: seconds(args.hold),
-        pids: args.pids,
-        backend_pids: args.backend_pids,
+        pids: args.pids.clone(),
+        backend_pids: args.backend_pids.clone(),
     };
     let mut result = match block_on(load::run(cfg)) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    result["label"] = args.label.into();
-    result["scenario"] = args.scenario.into();
+    result["label"] = args.label.clone().into();
+    result["scenario"] = args.scenario.clone().into();
     if target_tls {
         result["tls_resumption"] = (!args.no_resume).into();
     }
+    emit(&args, result)
+}
+
+/// The longpoll and http modes.
+fn run_http(args: RunArgs) -> ExitCode {
+    let (addr, host, path) = match http::parse_url(&args.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("wsguard-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = http::Config {
+        mode: if matches!(args.mode, ModeArg::Longpoll) {
+            http::Mode::Longpoll
+        } else {
+            http::Mode::Http
+        },
+        addr,
+        host,
+        path,
+        origin: args.origin.clone(),
+        conns: args.conns.max(1),
+        rate: args.rate.max(1.0),
+        source: args.source,
+        warmup: seconds(args.warmup),
+        duration: seconds(args.duration),
+        pids: args.pids.clone(),
+        backend_pids: args.backend_pids.clone(),
+    };
+    let mut result = match block_on(http::run(cfg)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wsguard-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    result["label"] = args.label.clone().into();
+    result["scenario"] = args.scenario.clone().into();
+    emit(&args, result)
+}
+
+/// Prints the result line, appends it to --out; failure when it counted errors.
+fn emit(args: &RunArgs, result: serde_json::Value) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("wsguard-bench: {msg}");
+        ExitCode::from(2)
+    };
     let line = result.to_string();
     println!("{line}");
     if let Some(path) = &args.out {

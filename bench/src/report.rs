@@ -383,6 +383,78 @@ const ROWS: &[(&str, Metric, &str, bool)] = &[
         "5,000 idle, deflate offered: KiB RSS/conn after 1 msg each",
         true,
     ),
+    (
+        "longpoll",
+        Metric::Num("requests_per_s"),
+        "long-poll, 2 req/s per session: requests/s",
+        false,
+    ),
+    (
+        "longpoll",
+        Metric::Num("cpu_us_per_request"),
+        "long-poll: CPU µs/request",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Num("post_rtt_us.p50"),
+        "long-poll: POST round trip p50 µs",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Num("post_rtt_us.p99"),
+        "long-poll: POST round trip p99 µs",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Num("delivery_us.p50"),
+        "long-poll: POST → held GET answer p50 µs",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Num("delivery_us.p99"),
+        "long-poll: POST → held GET answer p99 µs",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Num("kib_per_held"),
+        "long-poll: KiB RSS per held GET (2 conns)",
+        true,
+    ),
+    (
+        "longpoll",
+        Metric::Count("unknown_sid"),
+        "long-poll: requests without their session (400)",
+        true,
+    ),
+    (
+        "http-keepalive",
+        Metric::Num("requests_per_s"),
+        "HTTP keep-alive GET, 64 conns: requests/s",
+        false,
+    ),
+    (
+        "http-keepalive",
+        Metric::Num("cpu_us_per_request"),
+        "HTTP keep-alive GET: CPU µs/request",
+        true,
+    ),
+    (
+        "http-keepalive",
+        Metric::Num("latency_us.p50"),
+        "HTTP keep-alive GET: round trip p50 µs",
+        true,
+    ),
+    (
+        "http-keepalive",
+        Metric::Num("latency_us.p99"),
+        "HTTP keep-alive GET: round trip p99 µs",
+        true,
+    ),
 ];
 
 /// Inspecting compressed chat may cost wsguard this many times the better
