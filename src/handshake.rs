@@ -40,9 +40,7 @@ pub struct Upgrade {
 /// Checks an upgrade request in the documented order.
 pub fn check(req: &Parts, config: &Config) -> Result<Upgrade, Refusal> {
     let h = &req.headers;
-    let route = config
-        .route_for(req.uri.path())
-        .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)));
+    let route = config.route_index(req.uri.path());
 
     if !has_token(h, header::UPGRADE, "websocket") {
         return Err(if route.is_some() {

@@ -138,9 +138,7 @@ pub async fn connect(
         )));
         return match answered {
             Ok((stream, early, Agreed { protocol, deflate })) => {
-                for (down, error) in &failed {
-                    tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
-                }
+                log_failover(&failed, &name);
                 Ok(Upstream {
                     stream,
                     early,
@@ -157,13 +155,28 @@ pub async fn connect(
             }),
         };
     }
-    let (backend, error) = failed.pop().unwrap_or_default();
-    Err(Failure {
-        refusal: Refusal::BackendUnavailable,
-        backend,
-        error: Some(error),
-        tried: order.len(),
-    })
+    Err(Failure::unavailable(failed))
+}
+
+/// Logs each backend that failed, `(backend, error)`, before `next` took the request.
+pub fn log_failover(failed: &[(String, String)], next: &str) {
+    for (down, error) in failed {
+        tracing::warn!(backend = %down, error = %error, next = %next, "backend connect failed; the next one answered");
+    }
+}
+
+impl Failure {
+    /// No backend took the connection: each of `failed`, `(backend, error)`, was tried.
+    pub fn unavailable(mut failed: Vec<(String, String)>) -> Failure {
+        let tried = failed.len();
+        let (backend, error) = failed.pop().unwrap_or_default();
+        Failure {
+            refusal: Refusal::BackendUnavailable,
+            backend,
+            error: Some(error),
+            tried,
+        }
+    }
 }
 
 /// Counts a failed connect to `backend`.

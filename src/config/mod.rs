@@ -247,10 +247,22 @@ impl Config {
 
     /// The route for a request path: an exact match beats a prefix; the longest prefix wins.
     pub fn route_for(&self, path: &str) -> Option<&Route> {
-        let matching = || self.routes.iter().filter(|r| r.matches(path));
+        self.route_index(path).map(|i| &self.routes[i])
+    }
+
+    /// The index in `routes` of the route for `path`: an exact match, else the longest
+    /// prefix.
+    pub fn route_index(&self, path: &str) -> Option<usize> {
+        let matching = || {
+            self.routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.matches(path))
+        };
         matching()
-            .find(|r| r.path_match == PathMatch::Exact)
-            .or_else(|| matching().max_by_key(|r| r.path.len()))
+            .find(|(_, r)| r.path_match == PathMatch::Exact)
+            .or_else(|| matching().max_by_key(|(_, r)| r.path.len()))
+            .map(|(i, _)| i)
     }
 
     /// The effective settings, every default filled in, as TOML (for `wsguard check`).

@@ -302,12 +302,8 @@ impl<H: Unpin> Body for ResponseBody<H> {
     }
 }
 
-/// Reads a backend answer whole when it is at most `most` bytes: `Err` gives back what was
-/// read so far and the rest, or the backend's failure.
-pub async fn read_whole(body: Incoming, most: usize) -> Result<Bytes, Option<hyper::Error>> {
+/// A backend answer read whole, when it is at most `most` bytes and arrives unbroken.
+pub async fn read_whole(body: Incoming, most: usize) -> Option<Bytes> {
     let limited = http_body_util::Limited::new(body, most);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(e.downcast::<hyper::Error>().ok().map(|e| *e)),
-    }
+    limited.collect().await.ok().map(|c| c.to_bytes())
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::proxy::Proxy;
 use crate::auth::Passed;
+use crate::client_ip::forwarded_client;
 use crate::limits::{ConnectionPermit, IpRefusal};
 use crate::refusal::Refusal;
 use crate::state::{OpenConnection, State};
@@ -28,6 +29,17 @@ pub(super) struct Conn {
     pub accepted: Instant,
     /// Held by the relay too, so the connection counts until it ends.
     pub held: Arc<Held>,
+}
+
+impl Conn {
+    /// The client IP of a request: the one known at accept, else the one a trusted proxy's
+    /// `X-Forwarded-For` in `headers` names.
+    pub(super) fn client_ip(&self, headers: &http::HeaderMap) -> IpAddr {
+        match self.admitted {
+            Some((ip, _)) => ip,
+            None => forwarded_client(&self.proxy.trusted, self.peer.ip(), headers),
+        }
+    }
 }
 
 /// The counts a connection holds while it lives.

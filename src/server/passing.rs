@@ -249,7 +249,7 @@ async fn tagged(
     }
     let whole = passthrough::read_whole(incoming, MAX_TAGGED_ANSWER)
         .await
-        .map_err(|_| Refused::from(Refusal::BackendBadResponse))?;
+        .ok_or(Refusal::BackendBadResponse)?;
     match crate::sticky::tag_answer(kind, &whole, tag) {
         Some(rewritten) => {
             head.headers.insert(
@@ -296,14 +296,7 @@ async fn forward(
 ) -> Result<(Response<Incoming>, usize), Refused> {
     let proxy = &conn.proxy;
     let route = &proxy.config.routes[index];
-    let start = proxy.round_robin[index].start(route.backends.len());
-    let placed = passthrough::place(
-        route,
-        &proxy.tags[index],
-        start,
-        parts.uri.path(),
-        parts.uri.query(),
-    );
+    let placed = proxy.place(index, &parts.uri);
     let retriable = body.is_end_stream();
     let mut body = Some(body);
     let mut failed: Vec<(String, String)> = Vec::new();
@@ -316,9 +309,7 @@ async fn forward(
             .map_err(|_| Refused::from(Refusal::MalformedRequest))?;
         match proxy.http_client.request(request).await {
             Ok(response) => {
-                for (down, error) in &failed {
-                    tracing::warn!(backend = %down, error = %error, next = %name, "backend connect failed; the next one answered");
-                }
+                crate::upstream::log_failover(&failed, &name);
                 return Ok((response, i));
             }
             Err(e) if e.is_connect() => {
@@ -340,33 +331,20 @@ async fn forward(
                     Some(_) => Refusal::MalformedRequest,
                     None => Refusal::BackendBadResponse,
                 };
-                return Err(Refused {
+                if refusal != Refusal::BackendBadResponse {
+                    return Err(refusal.into());
+                }
+                return Err(crate::upstream::Failure {
                     refusal,
-                    backend: (refusal == Refusal::BackendBadResponse).then(|| {
-                        crate::upstream::Failure {
-                            refusal,
-                            backend: name,
-                            error: Some(error_chain(&e)),
-                            tried: failed.len() + 1,
-                        }
-                    }),
-                    auth: None,
-                });
+                    backend: name,
+                    error: Some(error_chain(&e)),
+                    tried: failed.len() + 1,
+                }
+                .into());
             }
         }
     }
-    let tried = failed.len();
-    let (backend, error) = failed.pop().unwrap_or_default();
-    Err(Refused {
-        refusal: Refusal::BackendUnavailable,
-        backend: Some(crate::upstream::Failure {
-            refusal: Refusal::BackendUnavailable,
-            backend,
-            error: Some(error),
-            tried,
-        }),
-        auth: None,
-    })
+    Err(crate::upstream::Failure::unavailable(failed).into())
 }
 
 /// An error with its causes, for the log line: hyper-util's own says only "client error".

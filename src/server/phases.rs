@@ -37,6 +37,16 @@ impl From<Refusal> for Refused {
     }
 }
 
+impl From<crate::upstream::Failure> for Refused {
+    fn from(failure: crate::upstream::Failure) -> Refused {
+        Refused {
+            refusal: failure.refusal,
+            backend: Some(failure),
+            auth: None,
+        }
+    }
+}
+
 /// The request head within `server.max_request_head`.
 pub(super) fn head_size(config: &Config, parts: &Parts) -> Result<(), Refusal> {
     let most = usize::try_from(config.server.max_request_head).unwrap_or(usize::MAX);

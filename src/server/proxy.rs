@@ -133,6 +133,14 @@ impl Proxy {
         &self.config
     }
 
+    /// Where a request for `uri` on route `index` goes: the backends to try in order, and
+    /// the query they get (a framework session's tag taken off).
+    pub(super) fn place(&self, index: usize, uri: &http::Uri) -> passthrough::Placement {
+        let route = &self.config.routes[index];
+        let start = self.round_robin[index].start(route.backends.len());
+        passthrough::place(route, &self.tags[index], start, uri.path(), uri.query())
+    }
+
     /// Whether a connection from `peer` starts with a PROXY header to read.
     pub(super) fn reads_proxy_header(&self, peer: IpAddr) -> bool {
         self.config.limits.proxy_protocol && self.trusted.contains(peer)

@@ -18,11 +18,9 @@ use super::conn::{answer, Conn};
 use super::outcome::{self, Asked, Relayed};
 use super::passing;
 use super::phases::{self, Refused};
-use crate::client_ip::forwarded_client;
 use crate::fleet::{Lease, Verdict};
 use crate::handshake::{self, Upgrade};
 use crate::limits::ConnectionPermit;
-use crate::passthrough;
 use crate::refusal::Refusal;
 use crate::relay::{self, Ender};
 use crate::upstream::{self, Identity, Sender, Upstream};
@@ -35,15 +33,11 @@ where
 {
     let config = &conn.proxy.config;
     let passes = config
-        .route_for(req.uri().path())
-        .filter(|r| r.http.is_some())
-        .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)));
+        .route_index(req.uri().path())
+        .filter(|&i| config.routes[i].http.is_some());
     match passes {
         Some(index) if !handshake::has_token(req.headers(), header::UPGRADE, "websocket") => {
-            let client = match conn.admitted {
-                Some((ip, _)) => ip,
-                None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), req.headers()),
-            };
+            let client = conn.client_ip(req.headers());
             passing::serve(&conn, index, req, client).await
         }
         _ => passing::fixed(upgrade::<S>(conn, req).await),
@@ -59,10 +53,7 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
     let origin = phases::printable(parts.headers.get(header::ORIGIN).map(|v| v.as_bytes()));
-    let client = match conn.admitted {
-        Some((ip, _)) => ip,
-        None => forwarded_client(&conn.proxy.trusted, conn.peer.ip(), &parts.headers),
-    };
+    let client = conn.client_ip(&parts.headers);
     match prepare(&conn, &mut parts, &origin, client).await {
         Ok(ready) => switch::<S>(conn, ready, on_upgrade, &parts, origin),
         Err(Refused {
@@ -170,9 +161,7 @@ async fn prepare(
             reserved: &proxy.identity_headers,
         },
     };
-    let start = proxy.round_robin[upgrade.route].start(route.backends.len());
-    let tags = &proxy.tags[upgrade.route];
-    let placed = passthrough::place(route, tags, start, parts.uri.path(), parts.uri.query());
+    let placed = proxy.place(upgrade.route, &parts.uri);
     if let Some(query) = &placed.query {
         parts.uri = with_query(&parts.uri, query).map_err(|_| refuse(Refusal::MalformedRequest))?;
     }
@@ -186,11 +175,7 @@ async fn prepare(
         metrics,
     )
     .await
-    .map_err(|failure| Refused {
-        refusal: failure.refusal,
-        backend: Some(failure),
-        auth: None,
-    })?;
+    .map_err(Refused::from)?;
     let limit = route
         .auth
         .max_session
